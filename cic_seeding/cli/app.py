@@ -1,0 +1,68 @@
+"""The ``cic-seed`` click group and what every command shares: settings, verbosity, errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from cic_seeding.config import Settings, load_settings
+from cic_seeding.errors import CicSeedError
+from cic_seeding.log import setup_logging
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml if present.")
+@click.version_option(package_name="cic-seeding")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """Seed CIC-style EVM test networks with realistic users and money, then prove the result."""
+    ctx.obj = {"config_file": config_file}
+
+
+def verbosity_options(fn: F) -> F:
+    fn = click.option("-v", "--verbose", count=True, help="More output (-vv: debug, tracebacks).")(fn)
+    fn = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(fn)
+    return fn
+
+
+def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False,
+                  **flags: Any) -> Settings:
+    """Resolve settings with ``flags`` at flag precedence, and set up logging with redaction."""
+    obj = ctx.find_root().obj or {}
+    settings = load_settings(flags, obj.get("config_file"))
+    setup_logging(-1 if quiet else verbose, settings.secrets())
+    obj["verbosity"] = -1 if quiet else verbose
+    return settings
+
+
+def handles_errors(fn: F) -> F:
+    """Turn a CicSeedError into one line on stderr and the error's exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CicSeedError as exc:
+            ctx = click.get_current_context()
+            verbosity = (ctx.find_root().obj or {}).get("verbosity", kwargs.get("verbose", 0))
+            if verbosity and verbosity >= 2:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            click.get_current_context().exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()

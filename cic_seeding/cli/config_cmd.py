@@ -1,0 +1,36 @@
+"""``cic-seed config show``: every resolved setting and where it came from."""
+
+from __future__ import annotations
+
+import click
+
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+from cic_seeding.config import describe, environment_table
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect configuration."""
+
+
+@config_group.command("show")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def show(ctx: click.Context, verbose: int, quiet: bool) -> int:
+    """Print every setting, its value (secrets masked) and its source."""
+    settings = settings_from(ctx, verbose, quiet)
+    rows = describe(settings)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, source in rows:
+        click.echo(f"{name:<{width}}  {value or '-':<44}  ({source})")
+    return 0
+
+
+@config_group.command("env")
+def env() -> int:
+    """List every environment variable with its key, default and meaning (Markdown)."""
+    click.echo("| variable | key | default | meaning |\n|---|---|---|---|")
+    for var, key, default, help_text in environment_table():
+        click.echo(f"| `{var}` | `{key}` | {default or '-'} | {help_text} |")
+    return 0

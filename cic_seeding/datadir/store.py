@@ -1,0 +1,87 @@
+"""Keyed stores sharded by the upper-case hex key: ``<store>/<K[0:2]>/<K[2:4]>/<K>``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def normalise_key(key: str) -> str:
+    key = key[2:] if key[:2] in ("0x", "0X") else key
+    return key.upper()
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` so a reader (or a crash) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(tmp, flags, 0o600 if mode is None else mode)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class KeyedStore:
+    """One store (src/, new/, phone/, tx/ ...) of a data directory."""
+
+    def __init__(self, root: Path, file_mode: int = 0o644) -> None:
+        self.root = root
+        self.file_mode = file_mode
+
+    def path(self, key: str) -> Path:
+        k = normalise_key(key)
+        return self.root / k[0:2] / k[2:4] / k
+
+    def put(self, key: str, data: bytes) -> Path:
+        path = self.path(key)
+        atomic_write(path, data, self.file_mode)
+        return path
+
+    def get(self, key: str) -> bytes:
+        return self.path(key).read_bytes()
+
+    def has(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def keys(self) -> Iterator[str]:
+        """Every key, in sorted order (walks the shards lazily)."""
+        if not self.root.is_dir():
+            return
+        for a in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            for b in sorted(p for p in a.iterdir() if p.is_dir()):
+                for f in sorted(b.iterdir()):
+                    if f.is_file() and not f.name.startswith("."):
+                        yield f.name
+
+
+class BulkWriter:
+    """Fast writes of many new files into one store (the generator's path).
+
+    Not atomic per file: the generator writes ``manifest.json`` last, so a directory without a
+    manifest is known to be incomplete.
+    """
+
+    def __init__(self, root: Path, file_mode: int = 0o644) -> None:
+        self.root = str(root)
+        self.file_mode = file_mode
+        self._dirs: set[str] = set()
+
+    def put(self, key: str, data: bytes) -> None:
+        k = normalise_key(key)
+        directory = f"{self.root}/{k[0:2]}/{k[2:4]}"
+        if directory not in self._dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._dirs.add(directory)
+        fd = os.open(f"{directory}/{k}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)

@@ -1,0 +1,145 @@
+"""The one exception tree of cic-seeding.
+
+Every error a user can cause is a :class:`CicSeedError`. The CLI turns one into a single line
+(``error: <message>``) and a non-zero exit; ``-vv`` adds the traceback. Each class says whether
+it is *transient* (worth retrying with backoff: the same call may succeed later) or *terminal*
+(stop and explain: retrying cannot help).
+
+::
+
+    CicSeedError                      (terminal unless marked)
+    ├── UsageError                    bad command-line use: unknown name, value out of range
+    ├── ConfigError                   config file / environment variable / settings invalid
+    ├── DataDirError                  the data directory as a whole
+    │   ├── DataDirExistsError        target exists and neither -f nor --reset was given
+    │   ├── ManifestError             manifest missing, unreadable or from a future schema
+    │   └── RecordError               one record (file) is corrupt or fails the schema
+    ├── ChainError                    talking to the EVM node and its contracts
+    │   ├── RpcUnavailableError       transient: connection refused, timeout, 5xx, rate limit
+    │   ├── RpcError                  the node answered with an error that retrying won't fix
+    │   ├── RegistryLookupError       an identifier or token symbol resolves to the zero address
+    │   ├── ContractError             a call reverted / a contract is missing at an address
+    │   ├── SignerError               keyfile unreadable, wrong password, not a writer, no gas
+    │   └── TransactionError          a transaction failed or was never mined
+    ├── StateError                    the per-user import state store
+    ├── ImporterError                 an importer could not do its job (names the importer)
+    ├── SyncError                     the block syncer (timeout, users left undone)
+    ├── VerifyError                   the verifier could not run (not: checks failed)
+    └── ServiceError                  a devnet service (anvil, workers, HTTP servers)
+        └── ServiceUnavailableError   transient: the service does not answer (yet)
+
+A message says what was tried, what was expected and what to do next.
+"""
+
+from __future__ import annotations
+
+
+class CicSeedError(Exception):
+    """Root of every error cic-seeding raises on purpose.
+
+    ``transient`` tells retry loops whether trying again may help. ``exit_code`` is what the
+    CLI exits with (2 for usage/configuration, 1 otherwise).
+    """
+
+    transient: bool = False
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}; {self.hint}"
+        return self.message
+
+
+class UsageError(CicSeedError):
+    """The command line asks for something that does not exist or is out of range."""
+
+    exit_code = 2
+
+
+class ConfigError(CicSeedError):
+    """A setting (flag, environment variable, config file) is invalid or missing."""
+
+    exit_code = 2
+
+
+class DataDirError(CicSeedError):
+    """The data directory cannot be used as asked."""
+
+
+class DataDirExistsError(DataDirError):
+    """The target data directory exists and neither append (-f) nor --reset was given."""
+
+    exit_code = 2
+
+
+class ManifestError(DataDirError):
+    """manifest.json is missing, unreadable or of an unknown schema version."""
+
+
+class RecordError(DataDirError):
+    """One record of the data directory is corrupt; ``path`` names it."""
+
+    def __init__(self, message: str, *, path: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class ChainError(CicSeedError):
+    """Talking to the chain failed."""
+
+
+class RpcUnavailableError(ChainError):
+    """The JSON-RPC endpoint did not answer usefully (refused, timeout, 5xx, rate limited)."""
+
+    transient = True
+
+
+class RpcError(ChainError):
+    """The node answered with an error that retrying will not fix."""
+
+
+class RegistryLookupError(ChainError):
+    """A registry identifier or token symbol resolved to the zero address."""
+
+
+class ContractError(ChainError):
+    """A contract call reverted, or no contract lives at the address."""
+
+
+class SignerError(ChainError):
+    """The signing key cannot be used: unreadable keyfile, wrong password, no rights, no gas."""
+
+
+class TransactionError(ChainError):
+    """A transaction reverted or was not mined in time."""
+
+
+class StateError(CicSeedError):
+    """The per-user import state store cannot be read or written."""
+
+
+class ImporterError(CicSeedError):
+    """An importer could not complete its work."""
+
+
+class SyncError(CicSeedError):
+    """The block syncer stopped before every user was done."""
+
+
+class VerifyError(CicSeedError):
+    """The verifier could not run at all (a failing check is a result, not an error)."""
+
+
+class ServiceError(CicSeedError):
+    """A devnet service could not be started, stopped or used."""
+
+
+class ServiceUnavailableError(ServiceError):
+    """A service does not answer (yet); retrying may help."""
+
+    transient = True

@@ -1,0 +1,1 @@
+"""The user generator (deterministic, parallel) and the data directory validator."""

@@ -1,0 +1,185 @@
+"""``cic-seed validate DIR``: check a data directory rule by rule, naming every bad file."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cic_seeding.datadir import DataDir, Manifest
+from cic_seeding.errors import ManifestError
+from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.records.person import identity_addresses, person_errors, phone_of
+from cic_seeding.records.pointers import phone_pointer
+
+RULES = {
+    "manifest": "manifest.json is readable, of a known schema, and counts the records",
+    "record_schema": "every src/ record is a valid person document with an E.164 vCard phone",
+    "record_key": "every src/ record is stored under the address of its identity",
+    "phone_unique": "no two records share a phone number",
+    "phone_index": "phone/ maps each record's phone pointer to its address, and nothing else",
+    "users_csv": "users.csv lists every record once, with its index and phone",
+    "tags_csv": "tags.csv has one row per record and none without a record",
+    "balances_csv": "balances.csv has one integer row per record within the gift threshold",
+    "transactions_csv": "transactions.csv moves tokens between known users without overdraft",
+}
+MAX_LISTED = 20
+
+
+@dataclass
+class RuleResult:
+    rule: str
+    total: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    @property
+    def ok(self) -> int:
+        return self.total - self.failed
+
+    def check(self, passed: bool, where: str, why: str) -> None:
+        self.total += 1
+        if not passed:
+            self.failures.append((where, why))
+
+
+@dataclass
+class ValidationResult:
+    directory: Path
+    rules: dict[str, RuleResult]
+
+    @property
+    def passed(self) -> bool:
+        return all(r.failed == 0 for r in self.rules.values())
+
+    def render_text(self) -> str:
+        lines = [f"{r.rule}: {r.ok}/{r.total}" + ("" if not r.failed else f"  FAILED {r.failed}")
+                 for r in self.rules.values()]
+        for r in self.rules.values():
+            for where, why in r.failures[:MAX_LISTED]:
+                lines.append(f"  {r.rule}: {where}: {why}")
+            if r.failed > MAX_LISTED:
+                lines.append(f"  {r.rule}: ... and {r.failed - MAX_LISTED} more")
+        lines.append("valid" if self.passed else "INVALID")
+        return "\n".join(lines)
+
+
+def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    if not path.exists():
+        return
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        yield from enumerate(csv.reader(fh), 1)
+
+
+def validate(directory: str | Path) -> ValidationResult:
+    data = DataDir(directory)
+    rules = {name: RuleResult(name) for name in RULES}
+    manifest: Manifest | None = None
+    try:
+        manifest = data.manifest()
+        rules["manifest"].check(True, str(data.manifest_path), "")
+    except ManifestError as exc:
+        rules["manifest"].check(False, str(data.manifest_path), exc.message)
+    chain = ChainSpec.parse(manifest.chain_spec) if manifest else None
+    records: dict[str, str] = {}  # lower address without 0x -> phone
+    phones: dict[str, str] = {}
+    for key in data.src.keys():
+        path = data.src.path(key)
+        try:
+            doc = json.loads(path.read_bytes())
+        except (ValueError, UnicodeDecodeError) as exc:
+            rules["record_schema"].check(False, str(path), f"not JSON: {exc}")
+            continue
+        errors = person_errors(doc)
+        rules["record_schema"].check(not errors, str(path), "; ".join(errors[:3]))
+        if errors:
+            continue
+        addresses = identity_addresses(doc, chain) if chain else []
+        ok = any(a[2:].upper() == key for a in addresses)
+        rules["record_key"].check(ok, str(path), f"no identity on {chain} matches the file name")
+        phone = phone_of(doc)
+        rules["phone_unique"].check(phone not in phones, str(path),
+                                    f"phone {phone} also in {phones.get(phone)}")
+        phones.setdefault(phone, str(path))
+        records[key.lower()] = phone
+        pointer_path = data.phone.path(phone_pointer(phone))
+        try:
+            target = pointer_path.read_text().strip()
+            rules["phone_index"].check(target[2:].lower() == key.lower(), str(pointer_path),
+                                       f"maps {phone} to {target}, not 0x{key}")
+        except (OSError, UnicodeDecodeError):
+            rules["phone_index"].check(False, str(pointer_path), f"missing pointer for {phone}")
+    pointers = sum(1 for _ in data.phone.keys())
+    rules["phone_index"].check(pointers == len(records), str(data.phone.root),
+                               f"{pointers} pointer files for {len(records)} records")
+    if manifest:
+        rules["manifest"].check(manifest.count == len(records), str(data.manifest_path),
+                                f"count is {manifest.count} but src/ holds {len(records)} records")
+    _check_users(data, rules["users_csv"], records)
+    _check_rows(data.tags_csv, rules["tags_csv"], records, None)
+    limit = manifest.gift_threshold * 10 ** manifest.decimals if manifest else None
+    balances = _check_rows(data.balances_csv, rules["balances_csv"], records, limit)
+    _check_transactions(data, rules["transactions_csv"], records, balances)
+    return ValidationResult(data.root, rules)
+
+
+def _check_users(data: DataDir, rule: RuleResult, records: dict[str, str]) -> None:
+    seen: set[str] = set()
+    for lineno, row in _csv_rows(data.users_csv):
+        where = f"{data.users_csv}:{lineno}"
+        if len(row) != 3 or not row[0].isdigit() or lineno - 1 != int(row[0]):
+            rule.check(False, where, "expected index,address,phone with consecutive indices")
+            continue
+        key = row[1][2:].lower()
+        rule.check(records.get(key) == row[2] and key not in seen, where,
+                   "address without a record, duplicated, or phone differs from the record")
+        seen.add(key)
+    for key in records.keys() - seen:
+        rule.check(False, str(data.src.path(key)), "record not listed in users.csv")
+
+
+def _check_rows(path: Path, rule: RuleResult, records: dict[str, str],
+                limit: int | None) -> dict[str, int]:
+    seen: dict[str, int] = {}
+    for lineno, row in _csv_rows(path):
+        where = f"{path}:{lineno}"
+        if len(row) < 2 or row[0] not in records or row[0] in seen:
+            rule.check(False, where, "row without a record, or a duplicate row")
+            continue
+        if limit is not None:
+            value = row[1]
+            ok = len(row) == 2 and value.isdigit() and int(value) <= limit
+            rule.check(ok, where, f"balance {value!r} is not an integer in [0, {limit}]")
+            seen[row[0]] = int(value) if ok else 0
+        else:
+            rule.check(all(row[1:]), where, "empty tag")
+            seen[row[0]] = 0
+    for key in records.keys() - seen.keys():
+        rule.check(False, str(path), f"no row for record {key}")
+    return seen
+
+
+def _check_transactions(data: DataDir, rule: RuleResult, records: dict[str, str],
+                        balances: dict[str, int]) -> None:
+    current = dict(balances)
+    for lineno, row in _csv_rows(data.transactions_csv):
+        where = f"{data.transactions_csv}:{lineno}"
+        try:
+            sender, recipient = row[0][2:].lower(), row[1][2:].lower()
+            amount, _offset = int(row[2]), int(row[3])
+        except (IndexError, ValueError):
+            rule.check(False, where, "expected sender,recipient,amount,offset")
+            continue
+        if sender not in records or recipient not in records or amount <= 0:
+            rule.check(False, where, "unknown user or non-positive amount")
+            continue
+        ok = current.get(sender, 0) >= amount
+        rule.check(ok, where, f"overdraft: {sender} holds {current.get(sender, 0)}, sends {amount}")
+        if ok:
+            current[sender] -= amount
+            current[recipient] = current.get(recipient, 0) + amount

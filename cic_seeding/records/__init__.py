@@ -1,0 +1,1 @@
+"""Record formats CIC speaks: person documents, vCards, phone numbers, chain specs, pointers."""
