@@ -1,0 +1,230 @@
+"""The state store interface: per-user import state, the syncer cursor and the payments ledger.
+
+Three things are persisted per importer (``eth``, ``cic_eth`` ...):
+
+* **users**: one row per user of the data directory, keyed by the user's generated address, with
+  a :class:`Status`, the address on the target chain (custodial importers assign a new one), the
+  transaction hashes submitted for it by kind, a failure reason and timestamps.
+* **cursor**: per (importer, chain) the first block the syncer has not processed yet, plus the
+  hashes of recently processed blocks so a reorg can be detected and rolled back.
+* **payments**: the idempotency ledger, one row per (importer, address, kind) -- kinds
+  ``fund`` (opening balance), ``faucet``, ``gas`` -- enforced unique. A payment is planned
+  (``pending``) in the same transaction that advances the cursor past the log that caused it, gets
+  its signed transaction recorded (``submitted``) *before* the transaction leaves the process, and
+  is ``confirmed`` from its receipt. Re-broadcasting a recorded raw transaction cannot pay twice:
+  its nonce makes it single-use.
+
+Addresses are stored and returned lower-case with ``0x``. Every bulk method takes an iterable and
+runs in one transaction; :meth:`StateStore.transaction` groups several calls into one.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+
+
+class Status(str, enum.Enum):
+    """Where one user (or one payment) stands."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: Payment kinds the syncer uses (the ledger accepts any short string).
+FUND, FAUCET, GAS = "fund", "faucet", "gas"
+#: Transaction kind of a registration (in :attr:`UserState.txs`).
+REGISTER = "register"
+
+
+@dataclass(frozen=True)
+class UserState:
+    importer: str
+    address: str
+    index: int
+    status: Status
+    target: str | None
+    reason: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    txs: Mapping[str, str] = field(default_factory=dict)  # kind -> tx hash (or other reference)
+
+
+@dataclass(frozen=True)
+class Payment:
+    importer: str
+    address: str  # the recipient on the target chain
+    kind: str
+    status: Status
+    amount: int
+    tx_hash: str | None
+    raw_tx: str | None  # 0x-hex signed transaction, kept until confirmed so it can be re-sent
+    nonce: int | None
+    block_number: int | None
+    reason: str | None
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """``next_block`` is the first block not processed yet (ranges are closed-start/open-end)."""
+
+    importer: str
+    chain: str
+    next_block: int
+    hashes: Mapping[int, str]  # recently processed block number -> block hash
+
+
+def norm(address: str) -> str:
+    return address.lower() if address.startswith("0x") else "0x" + address.lower()
+
+
+class StateStore(abc.ABC):
+    """Persistent import state. One instance per process; safe to share between threads."""
+
+    #: How many recent block hashes the cursor keeps for reorg detection.
+    KEEP_HASHES = 128
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group calls into one atomic transaction (nested use joins the outer one)."""
+
+    @abc.abstractmethod
+    def exclusive(self, name: str) -> AbstractContextManager[None]:
+        """Hold a named lock across processes for the block, or raise StateError if it is held.
+
+        Used so that two syncers of one importer never work the same ledger at once.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the state lives, for messages (no secrets)."""
+
+    # -- users -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def add_users(self, importer: str, users: Iterable[tuple[int, str]]) -> int:
+        """Insert ``(index, address)`` rows as pending; existing users are left alone.
+
+        Returns how many were new.
+        """
+
+    @abc.abstractmethod
+    def user(self, importer: str, address: str) -> UserState | None: ...
+
+    @abc.abstractmethod
+    def users(self, importer: str, statuses: Iterable[Status] | None = None) -> list[UserState]:
+        """Users in index order, optionally only those with one of ``statuses``."""
+
+    @abc.abstractmethod
+    def addresses(self, importer: str, statuses: Iterable[Status] | None = None) -> set[str]:
+        """The set of user addresses (fast; for resume by set difference)."""
+
+    @abc.abstractmethod
+    def counts(self, importer: str) -> dict[Status, int]: ...
+
+    @abc.abstractmethod
+    def mark_submitted(self, importer: str,
+                       items: Iterable[tuple[str, str, str, str | None]]) -> None:
+        """``(address, kind, tx_hash, target)``: a transaction for the user is on its way."""
+
+    @abc.abstractmethod
+    def mark_confirmed(self, importer: str, items: Iterable[tuple[str, str | None]]) -> None:
+        """``(address, target)``: the user is done (target None keeps the known one)."""
+
+    @abc.abstractmethod
+    def mark_failed(self, importer: str, items: Iterable[tuple[str, str]]) -> None:
+        """``(address, reason)``: this attempt failed; a rerun tries again."""
+
+    @abc.abstractmethod
+    def targets(self, importer: str) -> dict[str, str]:
+        """Target-chain address -> user address, for users that have a target."""
+
+    # -- cursor ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def cursor(self, importer: str, chain: str) -> Cursor | None: ...
+
+    @abc.abstractmethod
+    def init_cursor(self, importer: str, chain: str, next_block: int) -> Cursor:
+        """Create the cursor at ``next_block`` unless one exists; return the one in force."""
+
+    @abc.abstractmethod
+    def advance_cursor(self, importer: str, chain: str, next_block: int,
+                       hashes: Mapping[int, str]) -> None:
+        """Move the cursor to ``next_block`` and remember ``hashes`` of the blocks covered.
+
+        Call it inside :meth:`transaction` together with the effects the covered range caused.
+        """
+
+    @abc.abstractmethod
+    def rewind_cursor(self, importer: str, chain: str, next_block: int) -> None:
+        """Move the cursor back to ``next_block`` and forget hashes at or above it (reorg)."""
+
+    # -- payments ledger ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def plan_payments(self, importer: str, items: Iterable[tuple[str, str, int]]) -> int:
+        """``(address, kind, amount)`` as pending unless already in the ledger; returns new rows."""
+
+    @abc.abstractmethod
+    def payment(self, importer: str, address: str, kind: str) -> Payment | None: ...
+
+    @abc.abstractmethod
+    def payments(self, importer: str, statuses: Iterable[Status] | None = None,
+                 kind: str | None = None, limit: int | None = None) -> list[Payment]:
+        """Ledger rows in insertion order, filtered by status and kind."""
+
+    @abc.abstractmethod
+    def payment_counts(self, importer: str) -> dict[tuple[str, Status], int]: ...
+
+    @abc.abstractmethod
+    def mark_payments_submitted(
+            self, importer: str, items: Iterable[tuple[str, str, str, str, int]]) -> None:
+        """``(address, kind, tx_hash, raw_tx, nonce)``: record *before* broadcasting."""
+
+    @abc.abstractmethod
+    def mark_payments_confirmed(self, importer: str,
+                                items: Iterable[tuple[str, str, int]]) -> None:
+        """``(address, kind, block_number)``: the receipt says it succeeded."""
+
+    @abc.abstractmethod
+    def mark_payments_failed(self, importer: str, items: Iterable[tuple[str, str, str]]) -> None:
+        """``(address, kind, reason)``."""
+
+    @abc.abstractmethod
+    def reset_payments(self, importer: str, items: Iterable[tuple[str, str]]) -> None:
+        """``(address, kind)`` back to pending, forgetting the transaction.
+
+        Only for a transaction known never to be mined (unknown to the node and its nonce used
+        by another transaction), or a failed payment to retry.
+        """
+
+    @abc.abstractmethod
+    def reopen_payments(self, importer: str, from_block: int) -> int:
+        """Confirmed payments mined at or above ``from_block`` go back to submitted (reorg)."""
+
+    # -- helpers built on the primitives -----------------------------------------------------
+    def iter_batches(self, importer: str, statuses: Iterable[Status],
+                     size: int) -> Iterator[list[UserState]]:
+        users = self.users(importer, statuses)
+        for i in range(0, len(users), size):
+            yield users[i:i + size]
