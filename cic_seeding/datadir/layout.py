@@ -52,7 +52,15 @@ class DataDir:
 
     def balances(self) -> dict[str, int]:
         """Opening balance per lower-case address without 0x (smallest unit)."""
-        return {k: int(v[0]) for k, v in self._address_rows(self.balances_csv).items()}
+        out = {}
+        for key, values in self._address_rows(self.balances_csv).items():
+            if len(values) != 1 or not values[0].isdigit():
+                raise RecordError(
+                    f"{self.balances_csv}: balance of {key} is {','.join(values)!r}, not a "
+                    "non-negative integer", path=str(self.balances_csv),
+                    hint="fix the row or regenerate; `cic-seed validate DIR` lists every bad row")
+            out[key] = int(values[0])
+        return out
 
     def tags(self) -> dict[str, list[str]]:
         return self._address_rows(self.tags_csv)

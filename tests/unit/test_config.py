@@ -48,3 +48,14 @@ def test_bad_config_file_exits_2(tmp_path: Path) -> None:
     cfg.write_text("this is = not toml =\n")
     proc = run_cli("--config", str(cfg), "config", "show")
     assert proc.returncode == 2 and proc.stderr.startswith("error: config file")
+
+
+def test_readme_documents_every_environment_variable() -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_env.py"), "--check"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
