@@ -11,10 +11,7 @@ fi
 .venv/bin/python -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import web3, faker, cic_seeding" # fail loudly if the install did not work
-if [ -f package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-else
-    npm install --no-audit --no-fund --loglevel=error
-fi
+# npm install (not ci): the lock file cannot list every platform's optional anvil binary.
+npm install --no-audit --no-fund --loglevel=error
 test -x node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 echo "set-up done: activate with 'source .venv/bin/activate'"
