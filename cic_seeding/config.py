@@ -64,6 +64,15 @@ class Settings:
     state_url: str | None = _key(
         None, "CIC_STATE_URL",
         "per-user import state store: sqlite path or postgresql:// URL (default: DATA_DIR/state.db)")
+    meta_url: str | None = _key(None, "CIC_META_URL", "metadata server URL (cic_meta importer)")
+    meta_token: str | None = _key(
+        None, "CIC_META_TOKEN", "bearer token for metadata server writes", secret=True)
+    meta_token_file: str | None = _key(
+        None, "CIC_META_TOKEN_FILE", "file holding the metadata server write token")
+    meta_concurrency: int = _key(16, "CIC_META_CONCURRENCY",
+                                 "metadata documents written concurrently", kind=int)
+    meta_retries: int = _key(5, "CIC_META_RETRIES",
+                             "retries of a transient metadata server failure", kind=int)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def source_of(self, name: str) -> str:

@@ -25,6 +25,9 @@ it is *transient* (worth retrying with backoff: the same call may succeed later)
     ├── ImporterError                 an importer could not do its job (names the importer)
     ├── SyncError                     the block syncer (timeout, users left undone)
     ├── VerifyError                   the verifier could not run (not: checks failed)
+    ├── MetadataError                 the metadata server (HTTP) and its documents
+    │   ├── MetadataUnavailableError  transient: refused, timeout, 5xx, 429 (names the URL)
+    │   └── MetadataRequestError      the server refused the request (4xx, its message)
     └── ServiceError                  a devnet service (anvil, workers, HTTP servers)
         └── ServiceUnavailableError   transient: the service does not answer (yet)
 
@@ -133,6 +136,24 @@ class SyncError(CicSeedError):
 
 class VerifyError(CicSeedError):
     """The verifier could not run at all (a failing check is a result, not an error)."""
+
+
+class MetadataError(CicSeedError):
+    """Reading or writing the metadata server failed."""
+
+
+class MetadataUnavailableError(MetadataError):
+    """The metadata server did not answer usefully (refused, timeout, 5xx, 429)."""
+
+    transient = True
+
+
+class MetadataRequestError(MetadataError):
+    """The metadata server refused a request (4xx); ``status`` is its HTTP status."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
 
 
 class ServiceError(CicSeedError):

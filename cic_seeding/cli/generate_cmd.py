@@ -6,8 +6,13 @@ from pathlib import Path
 
 import click
 
-from cic_seeding.cli.app import (cli, handles_errors, settings_from, stderr_is_terminal,
-                                 verbosity_options)
+from cic_seeding.cli.app import (
+    cli,
+    handles_errors,
+    settings_from,
+    stderr_is_terminal,
+    verbosity_options,
+)
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.generate.validate import validate
 

@@ -280,11 +280,12 @@ class SqlStateStore(StateStore):
                 "INSERT INTO cursors (importer, chain, next_block, updated_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (importer, chain) DO UPDATE SET next_block = excluded.next_block, "
                 "updated_at = excluded.updated_at", (importer, chain, next_block, time.time()))
-            self._many("INSERT INTO block_hashes (importer, chain, number, hash) VALUES (?, ?, ?, ?)"
-                       " ON CONFLICT (importer, chain, number) DO UPDATE SET hash = excluded.hash",
+            self._many("INSERT INTO block_hashes (importer, chain, number, hash) "
+                       "VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (importer, chain, number) DO UPDATE SET hash = excluded.hash",
                        [(importer, chain, n, h) for n, h in sorted(hashes.items())])
-            self._execute("DELETE FROM block_hashes WHERE importer = ? AND chain = ? AND number < ?",
-                          (importer, chain, next_block - self.KEEP_HASHES))
+            self._execute("DELETE FROM block_hashes WHERE importer = ? AND chain = ? "
+                          "AND number < ?", (importer, chain, next_block - self.KEEP_HASHES))
 
     def rewind_cursor(self, importer: str, chain: str, next_block: int) -> None:
         with self.transaction():

@@ -22,22 +22,19 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     """Where one user (or one payment) stands."""
 
     PENDING = "pending"
     SUBMITTED = "submitted"
     CONFIRMED = "confirmed"
     FAILED = "failed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 #: Payment kinds the syncer uses (the ledger accepts any short string).
@@ -221,10 +218,3 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def reopen_payments(self, importer: str, from_block: int) -> int:
         """Confirmed payments mined at or above ``from_block`` go back to submitted (reorg)."""
-
-    # -- helpers built on the primitives -----------------------------------------------------
-    def iter_batches(self, importer: str, statuses: Iterable[Status],
-                     size: int) -> Iterator[list[UserState]]:
-        users = self.users(importer, statuses)
-        for i in range(0, len(users), size):
-            yield users[i:i + size]

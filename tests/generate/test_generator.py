@@ -10,8 +10,8 @@ from cic_seeding.errors import DataDirError, DataDirExistsError, UsageError
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.generate.keys import address_of, derive_private_key
 from cic_seeding.generate.validate import validate
-from cic_seeding.records.person import identity_addresses, person_errors, phone_of
 from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.records.person import identity_addresses, person_errors, phone_of
 from cic_seeding.records.phone import kenyan_mobile
 from tests.helpers import tree_digest
 

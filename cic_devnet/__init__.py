@@ -1,0 +1,1 @@
+"""Local devnet services: anvil, the metadata server, and their process control."""

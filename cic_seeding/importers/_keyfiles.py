@@ -1,0 +1,85 @@
+"""v3 keyfiles of sovereign users under ``keystore/``, made in a process pool.
+
+A user's key is derived again from the manifest seed and index (never read from disk). Files are
+``keystore/<address lower-case, no 0x>.json``, mode 0600, written atomically; an existing file
+is kept, so a rerun only makes the missing ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import eth_keyfile
+
+from cic_seeding.datadir.store import atomic_write
+from cic_seeding.errors import ConfigError
+from cic_seeding.generate.keys import address_of, derive_private_key
+
+KDF_N = {"light": 2**12, "production": 2**18}
+
+
+def scrypt_n(kdf: str) -> int:
+    try:
+        return KDF_N[kdf]
+    except KeyError:
+        raise ConfigError(f"keystore_kdf must be one of {', '.join(KDF_N)}, got {kdf!r}"
+                          ) from None
+
+
+def keyfile_path(keystore: Path, address: str) -> Path:
+    return keystore / f"{address.lower().removeprefix('0x')}.json"
+
+
+def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], password: str,
+                 n: int) -> dict[str, str]:
+    """Write missing keyfiles; ``{address: reason}`` for users whose key does not match."""
+    bad: dict[str, str] = {}
+    for index, address in users:
+        path = keyfile_path(Path(keystore), address)
+        if path.exists():
+            continue
+        key = derive_private_key(seed, index)
+        if address_of(key).lower() != address.lower():
+            bad[address] = (f"users.csv says index {index} is {address}, but the manifest seed "
+                            f"derives {address_of(key)}: the data directory is inconsistent")
+            continue
+        doc = eth_keyfile.create_keyfile_json(key, password.encode(), kdf="scrypt", iterations=n)
+        atomic_write(path, json.dumps(doc).encode(), 0o600)
+    return bad
+
+
+class KeyfileWriter:
+    """Writes keyfiles for batches of users on ``workers`` processes (0: one per core)."""
+
+    def __init__(self, keystore: Path, seed: int, password: str, kdf: str, workers: int = 0
+                 ) -> None:
+        self.keystore = keystore
+        self.seed = seed
+        self.password = password
+        self.n = scrypt_n(kdf)
+        self.workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def write(self, users: Sequence[tuple[int, str]]) -> dict[str, str]:
+        self.keystore.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if len(users) < 8 or self.workers == 1:
+            return _write_chunk(str(self.keystore), self.seed, users, self.password, self.n)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.workers)
+        step = max(1, -(-len(users) // self.workers))
+        futures = [self._pool.submit(_write_chunk, str(self.keystore), self.seed,
+                                     list(users[i:i + step]), self.password, self.n)
+                   for i in range(0, len(users), step)]
+        bad: dict[str, str] = {}
+        for f in futures:
+            bad.update(f.result())
+        return bad
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

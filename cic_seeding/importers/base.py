@@ -1,0 +1,237 @@
+"""The importer base class: orchestration lives here, once, for every importer.
+
+A subclass implements a few primitives on *batches* of users:
+
+* :meth:`Importer.prepare` -- CPU work before sending (keyfiles ...), off the sending path;
+* :meth:`Importer.done_on_chain` -- which users the target already has (a rerun never resends);
+* :meth:`Importer.submit` -- send the registrations, return one :class:`Submission` per user;
+* :meth:`Importer.outcomes` -- wait for them and say per user whether it worked;
+* :meth:`Importer.finish` -- write what a confirmed user leaves behind (``new/`` records ...).
+
+:meth:`Importer.run` walks the data directory, resumes by set difference against the state
+store, batches, overlaps preparing the next batch with sending the current one, keeps several
+batches in flight, retries transient errors with backoff, records every state transition and
+reports progress.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
+
+from ._retry import with_retries
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A registration on its way: ``ref`` is a transaction hash (or another handle)."""
+
+    address: str
+    ref: str
+    target: str | None = None
+    kind: str = REGISTER
+
+
+@dataclass(frozen=True)
+class Outcome:
+    address: str
+    ok: bool
+    target: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class ImportResult:
+    """What one run did. ``ok`` is False when any user failed."""
+
+    importer: str
+    total: int = 0  # users in the data directory
+    done_before: int = 0  # already confirmed in the state store when the run began
+    found_on_chain: int = 0  # not confirmed in the store, but the target had them
+    submitted: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    left: int = 0  # not attempted this run (--limit)
+    seconds: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), first 100
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def render_text(self) -> str:
+        line = (f"{self.importer}: {self.confirmed + self.found_on_chain} users imported this run "
+                f"({self.found_on_chain} already on chain), {self.done_before} before, "
+                f"{self.failed} failed, {self.left} left, {self.seconds:.1f}s")
+        lines = [line] + [f"  failed {a}: {r}" for a, r in self.failures[:10]]
+        if self.failed > 10:
+            lines.append(f"  ... and {self.failed - 10} more (see the state store)")
+        return "\n".join(lines)
+
+
+class Importer(abc.ABC):
+    """Base of every importer. Construct with settings; ``run()`` does the work."""
+
+    #: The registry name (set by subclasses; the entry point name should match).
+    name: ClassVar[str] = ""
+    #: Batches submitted but not yet settled; more overlaps sending with confirming.
+    in_flight: ClassVar[int] = 3
+    #: First backoff delay in seconds when a transient error is retried.
+    retry_base: float = 0.2
+
+    def __init__(self, settings: Settings, *, store: StateStore | None = None,
+                 data: DataDir | None = None, progress: Progress | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.data = data or DataDir(settings.data_dir)
+        self._owns_store = store is None
+        self.store = store or open_state_store(settings)
+        self.progress = progress or (lambda n: None)
+        self.stop = stop or threading.Event()
+        self.batch_size = max(1, settings.batch_size)
+
+    # -- primitives ------------------------------------------------------------------------
+    def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
+        """CPU work for ``users`` before sending; returns ``{address: reason}`` of users that
+        cannot be imported (a corrupt record ...). Runs in a helper thread, one batch ahead."""
+        return {}
+
+    @abc.abstractmethod
+    def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
+        """``{address: target}`` of those ``users`` the target already holds."""
+
+    @abc.abstractmethod
+    def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        """Send the registration of every user; one Submission per user sent."""
+
+    @abc.abstractmethod
+    def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        """Wait for the submissions and report one Outcome each."""
+
+    def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
+        """Leave the traces of confirmed ``(user, target)`` pairs (records, files)."""
+        return None
+
+    def begin(self) -> None:
+        """Called once before the first submission of a run (e.g. to place the sync cursor)."""
+        return None
+
+    def close(self) -> None:
+        if self._owns_store:
+            self.store.close()
+
+    # -- orchestration ---------------------------------------------------------------------
+    def run(self, *, limit: int | None = None) -> ImportResult:
+        """Import every user of the data directory not yet confirmed (at most ``limit``)."""
+        started = time.monotonic()
+        rows = list(self.data.users())
+        result = ImportResult(self.name, total=len(rows))
+        self.store.add_users(self.name, [(r.index, r.address) for r in rows])
+        done = self.store.addresses(self.name, [Status.CONFIRMED])
+        todo = [r for r in rows if norm(r.address) not in done]
+        result.done_before = len(rows) - len(todo)
+        if limit is not None and limit < len(todo):
+            result.left, todo = len(todo) - limit, todo[:limit]
+        if todo:
+            self.begin()
+            self._run_batches(todo, result)
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _batches(self, todo: Sequence[UserRow]) -> Iterator[list[UserRow]]:
+        for i in range(0, len(todo), self.batch_size):
+            yield list(todo[i:i + self.batch_size])
+
+    def _run_batches(self, todo: Sequence[UserRow], result: ImportResult) -> None:
+        by_address = {norm(r.address): r for r in todo}
+        flight: deque[list[Submission]] = deque()
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prepare") as pool:
+            batches = self._batches(todo)
+            ahead: Future[Mapping[str, str]] | None = None
+            batch = next(batches, None)
+            if batch is not None:
+                ahead = pool.submit(self.prepare, batch)
+            while batch is not None and ahead is not None:
+                unprepared = ahead.result()
+                following = next(batches, None)
+                ahead = pool.submit(self.prepare, following) if following is not None else None
+                self._check_stop()
+                flight.append(self._send(batch, unprepared, result))
+                while len(flight) >= self.in_flight:
+                    self._settle(flight.popleft(), by_address, result)
+                batch = following
+            while flight:
+                self._settle(flight.popleft(), by_address, result)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+
+    def _send(self, batch: list[UserRow], unprepared: Mapping[str, str],
+              result: ImportResult) -> list[Submission]:
+        bad = {norm(a): reason for a, reason in unprepared.items()}
+        if bad:
+            self._fail(list(bad.items()), result)
+        ready = [r for r in batch if norm(r.address) not in bad]
+        if not ready:
+            return []
+        found = self._retry(lambda: self.done_on_chain(ready), "checking the chain")
+        found = {norm(a): t for a, t in found.items()}
+        if found:
+            self.store.mark_confirmed(self.name, list(found.items()))
+            self.finish([(r, found[norm(r.address)] or r.address) for r in ready
+                         if norm(r.address) in found])
+            result.found_on_chain += len(found)
+            self.progress(len(found))
+        rest = [r for r in ready if norm(r.address) not in found]
+        if not rest:
+            return []
+        subs = self._retry(lambda: self.submit(rest), "submitting registrations")
+        self.store.mark_submitted(self.name, [(s.address, s.kind, s.ref, s.target) for s in subs])
+        result.submitted += len(subs)
+        return subs
+
+    def _settle(self, subs: list[Submission], by_address: Mapping[str, UserRow],
+                result: ImportResult) -> None:
+        if not subs:
+            return
+        outs = self._retry(lambda: self.outcomes(subs), "waiting for confirmations")
+        good = [o for o in outs if o.ok]
+        if good:
+            self.store.mark_confirmed(self.name, [(o.address, o.target) for o in good])
+            self.finish([(by_address[norm(o.address)], o.target or o.address) for o in good])
+            result.confirmed += len(good)
+            self.progress(len(good))
+        self._fail([(o.address, o.reason or "failed") for o in outs if not o.ok], result)
+
+    def _fail(self, failures: list[tuple[str, str]], result: ImportResult) -> None:
+        if not failures:
+            return
+        for address, reason in failures:
+            log.warning("%s: user %s not imported: %s", self.name, address, reason)
+        self.store.mark_failed(self.name, failures)
+        result.failed += len(failures)
+        result.failures.extend(failures[:max(0, 100 - len(result.failures))])
+        self.progress(len(failures))
+
+    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+        return with_retries(fn, what=f"{self.name}: {what}", retries=self.settings.rpc_retries,
+                            base=self.retry_base, stop=self.stop)

@@ -1,0 +1,156 @@
+"""The ``cic_meta`` importer: every imported user's metadata documents onto the metadata server.
+
+Runs after a chain importer (it reads ``new/``). Per user it writes the person, phone, custom
+(tags) and preferences documents (see :mod:`cic_seeding.meta.documents`). Writes run on a pool
+of ``meta_concurrency`` threads and overlap across batches; the base class keeps per-user state,
+resumes, and retries transient failures. A repeated write of the same document is a no-op on
+the server (ETag), so a resumed run never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+from cic_seeding.config import Settings
+from cic_seeding.datadir import UserRow
+from cic_seeding.errors import (
+    ConfigError,
+    ImporterError,
+    MetadataRequestError,
+    MetadataUnavailableError,
+)
+from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.meta.client import MetaClient, PutResult
+from cic_seeding.meta.documents import DocumentSource, UserDocuments
+
+META = "meta"  # transaction kind recorded in the state store
+
+
+def meta_client(settings: Settings, **kw: Any) -> MetaClient:
+    """A client for the metadata server the settings name (URL and write token)."""
+    if not settings.meta_url:
+        raise ConfigError("no metadata server URL",
+                          hint="set CIC_META_URL (or meta_url in the config file)")
+    token = settings.meta_token
+    if not token and settings.meta_token_file:
+        try:
+            token = Path(settings.meta_token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read meta_token_file {settings.meta_token_file}: "
+                              f"{exc.strerror}") from None
+    kw.setdefault("timeout", settings.rpc_timeout)
+    kw.setdefault("retries", settings.meta_retries)
+    kw.setdefault("pool_size", max(settings.meta_concurrency, 1))
+    return MetaClient(settings.meta_url, token, **kw)
+
+
+class MetaImporter(Importer):
+    """Writes the four metadata documents of every user a chain importer has imported."""
+
+    name = "cic_meta"
+
+    def __init__(self, settings: Settings, *, client: MetaClient | None = None,
+                 **kw: Any) -> None:
+        super().__init__(settings, **kw)
+        self.concurrency = max(1, settings.meta_concurrency)
+        self.client = client or meta_client(settings)
+        self.source = DocumentSource(self.data)
+        self._docs: dict[str, UserDocuments] = {}
+        self._writes: dict[str, list[Future[PutResult]]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        # Set by the first write that finds the server unavailable (after its own retries):
+        # queued writes then fail at once instead of each retrying a dead server in turn.
+        self._down: MetadataUnavailableError | None = None
+
+    # -- primitives ------------------------------------------------------------------------
+    def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
+        found, missing = self.source.documents(users)
+        with self._lock:
+            self._docs.update(found)
+        return missing
+
+    def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
+        # Writes are idempotent (same document: no-op on the server), so a user not confirmed
+        # in the state store is simply written again rather than read back first.
+        return {}
+
+    def begin(self) -> None:
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cic_meta")
+
+    def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        subs = []
+        for user in users:
+            docs = self._user_docs(user.address)
+            self._writes[user.address] = [self._write(p, d) for _, p, d in docs.items()]
+            subs.append(Submission(user.address, docs.items()[0][1], docs.target, META))
+        return subs
+
+    def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        futures = [f for s in submissions for f in self._writes[s.address]]
+        wait(futures)
+        self._retry_transient(submissions)
+        out = []
+        for sub in submissions:
+            errors = [f.exception() for f in self._writes[sub.address]]
+            failed = [e for e in errors if e is not None]
+            if failed:
+                out.append(Outcome(sub.address, False, sub.target, reason=str(failed[0])))
+            else:
+                out.append(Outcome(sub.address, True, sub.target))
+            del self._writes[sub.address]
+            with self._lock:
+                self._docs.pop(sub.address, None)
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self.client.close()
+        super().close()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _user_docs(self, address: str) -> UserDocuments:
+        with self._lock:
+            docs = self._docs.get(address)
+        if docs is None:  # prepare() reported it, so the base never submits it
+            raise ImporterError(f"{self.name}: no documents prepared for {address}")
+        return docs
+
+    def _write(self, pointer: str, doc: Any) -> Future[PutResult]:
+        if self._pool is None:
+            raise ImporterError(f"{self.name}: submit() before begin()")
+        return self._pool.submit(self._put, pointer, doc)
+
+    def _put(self, pointer: str, doc: Any) -> PutResult:
+        down = self._down
+        if down is not None:
+            raise down
+        try:
+            return self.client.put(pointer, doc)
+        except MetadataUnavailableError as exc:
+            self._down = exc
+            raise
+
+    def _retry_transient(self, submissions: Sequence[Submission]) -> None:
+        """Terminal refusals of the whole run raise; transient failures are re-sent and raised
+        so the base class retries ``outcomes`` (which then waits for the new attempts)."""
+        transient: MetadataUnavailableError | None = None
+        self._down = None
+        for sub in submissions:
+            docs = self._user_docs(sub.address)
+            writes = self._writes[sub.address]
+            for i, (_, pointer, doc) in enumerate(docs.items()):
+                exc = writes[i].exception()
+                if isinstance(exc, MetadataRequestError) and exc.status in (401, 403):
+                    raise exc  # a wrong token: no user can succeed, stop and say so
+                if isinstance(exc, MetadataUnavailableError):
+                    transient = transient or exc
+                    writes[i] = self._write(pointer, doc)
+        if transient is not None:
+            raise transient

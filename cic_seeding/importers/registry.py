@@ -1,0 +1,50 @@
+"""The importer registry: every importer, built-in or third-party, is an entry point.
+
+Register one in your package's ``pyproject.toml``::
+
+    [project.entry-points."cic_seeding.importers"]
+    mychain = "my_package.importer:MyImporter"
+"""
+
+from __future__ import annotations
+
+import difflib
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING
+
+from cic_seeding.errors import ImporterError, UsageError
+
+if TYPE_CHECKING:
+    from cic_seeding.importers.base import Importer
+
+GROUP = "cic_seeding.importers"
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def importer_names() -> list[str]:
+    """Names of every installed importer, sorted."""
+    return sorted(_entry_points())
+
+
+def get_importer(name: str) -> type[Importer]:
+    """The importer class registered as ``name``; UsageError (with near matches) if none is."""
+    from cic_seeding.importers.base import Importer
+
+    eps = _entry_points()
+    if name not in eps:
+        names = sorted(eps)
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        near = f"; did you mean {', '.join(close)}?" if close else ""
+        valid = ", ".join(names) if names else "(none installed)"
+        raise UsageError(f"unknown importer {name!r}{near}", hint=f"valid importers: {valid}")
+    try:
+        cls = eps[name].load()
+    except Exception as exc:  # a broken plugin must not look like our bug
+        raise ImporterError(f"importer {name!r} ({eps[name].value}) failed to load: {exc}"
+                            ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, Importer)):
+        raise ImporterError(f"importer {name!r} ({eps[name].value}) is not an Importer subclass")
+    return cls

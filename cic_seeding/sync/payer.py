@@ -1,0 +1,133 @@
+"""Sending the payments of the ledger exactly once.
+
+The discipline, per payment:
+
+1. ``pending`` -> sign with a nonce from the allocator, record hash and raw transaction as
+   ``submitted`` and *commit*, then broadcast (still holding the signer's nonce lock);
+2. a node error on broadcast: "nonce too low" -> back to ``pending`` (re-signed next round);
+   anything else -> ``failed`` with the node's words;
+3. ``submitted`` -> receipt found: ``confirmed`` (or ``failed`` if it reverted, unless the chain
+   shows the effect anyway); no receipt and the node does not know the hash -> re-broadcast the
+   *same* raw transaction (its nonce makes that harmless); if that nonce has been used by
+   another transaction, ours can never be mined -> back to ``pending``.
+
+So a crash at any point leaves either an unsent payment (re-signed) or a recorded transaction
+(re-checked, re-sent byte for byte), never a second payment.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from cic_seeding.chain.nonce import NonceAllocator, is_nonce_error
+from cic_seeding.state import FAUCET, Payment, StateStore
+from cic_seeding.sync.port import Call, SyncChain
+
+log = logging.getLogger(__name__)
+
+BuildCall = Callable[[Payment], Call]
+
+
+class Payer:
+    def __init__(self, store: StateStore, importer: str, chain: SyncChain,
+                 allocator: NonceAllocator, build: BuildCall) -> None:
+        self.store = store
+        self.importer = importer
+        self.chain = chain
+        self.allocator = allocator
+        self.build = build
+
+    def pay(self, payments: Sequence[Payment]) -> int:
+        """Sign, record and broadcast ``payments`` (pending ones); returns how many were sent."""
+        if not payments:
+            return 0
+        todo = self._skip_done_on_chain(payments)
+        if not todo:
+            return 0
+        calls = [self.build(p) for p in todo]
+        with self.allocator.reserve() as r:
+            signed = [self.chain.sign(c, r.next()) for c in calls]
+            self.store.mark_payments_submitted(self.importer, [
+                (p.address, p.kind, h, raw, nonce)
+                for p, (h, raw), nonce in zip(todo, signed, r.nonces, strict=True)])
+            errors = self.chain.broadcast([raw for _, raw in signed])
+        self._handle_send_errors(todo, errors)
+        return sum(1 for e in errors if e is None)
+
+    def _skip_done_on_chain(self, payments: Sequence[Payment]) -> list[Payment]:
+        faucet = [p.address for p in payments if p.kind == FAUCET]
+        paid = self.chain.faucet_paid(faucet) if faucet else set()
+        done = [p for p in payments if p.kind == FAUCET and p.address in paid]
+        if done:
+            log.info("%d faucet payouts found on chain already; not sent again", len(done))
+            self.store.mark_payments_confirmed(self.importer,
+                                               [(p.address, p.kind, -1) for p in done])
+        return [p for p in payments if not (p.kind == FAUCET and p.address in paid)]
+
+    def _handle_send_errors(self, payments: Sequence[Payment],
+                            errors: Sequence[str | None]) -> None:
+        retry, failed = [], []
+        for p, err in zip(payments, errors, strict=True):
+            if err is None:
+                continue
+            if is_nonce_error(err):
+                retry.append((p.address, p.kind))
+            else:
+                failed.append((p.address, p.kind, f"the node refused the {p.kind} payment: {err}"))
+        if retry:
+            log.info("%d payments hit a used nonce; they are signed again", len(retry))
+            self.store.reset_payments(self.importer, retry)
+        if failed:
+            self.store.mark_payments_failed(self.importer, failed)
+
+    def settle(self, payments: Sequence[Payment]) -> int:
+        """Check submitted ``payments``; returns how many were confirmed now."""
+        with_hash = [p for p in payments if p.tx_hash]
+        if not with_hash:
+            return 0
+        receipts = self.chain.receipts([p.tx_hash for p in with_hash if p.tx_hash])
+        confirmed, reverted, missing = [], [], []
+        for p in with_hash:
+            rc = receipts.get(p.tx_hash or "")
+            if rc is None:
+                missing.append(p)
+            elif rc.ok:
+                confirmed.append((p.address, p.kind, rc.block_number))
+            else:
+                reverted.append(p)
+        self.store.mark_payments_confirmed(self.importer, confirmed)
+        self._reverted(reverted)
+        self._resend_unknown(missing)
+        return len(confirmed)
+
+    def _reverted(self, payments: Sequence[Payment]) -> None:
+        if not payments:
+            return
+        paid = self.chain.faucet_paid([p.address for p in payments if p.kind == FAUCET])
+        self.store.mark_payments_confirmed(
+            self.importer, [(p.address, p.kind, -1) for p in payments
+                            if p.kind == FAUCET and p.address in paid])
+        self.store.mark_payments_failed(self.importer, [
+            (p.address, p.kind, f"{p.kind} transaction {p.tx_hash} reverted"
+             + (" (does the signer hold enough tokens?)" if p.kind == "fund" else ""))
+            for p in payments if not (p.kind == FAUCET and p.address in paid)])
+
+    def _resend_unknown(self, payments: Sequence[Payment]) -> None:
+        if not payments:
+            return
+        known = self.chain.known([p.tx_hash for p in payments if p.tx_hash])
+        lost = [p for p in payments if p.tx_hash not in known and p.raw_tx]
+        if not lost:
+            return
+        log.info("re-sending %d recorded transactions the node does not know", len(lost))
+        with self.allocator.reserve():  # keep other senders out while the old nonces return
+            errors = self.chain.broadcast([p.raw_tx for p in lost if p.raw_tx])
+        used = [p for p, e in zip(lost, errors, strict=True)
+                if e is not None and is_nonce_error(e)]
+        if used:
+            # its nonce went to another transaction: ours can never be mined, unless it was
+            # mined a moment ago -- look once more before signing it again
+            mined = self.chain.receipts([p.tx_hash for p in used if p.tx_hash])
+            self.store.reset_payments(self.importer, [(p.address, p.kind) for p in used
+                                                      if p.tx_hash not in mined])

@@ -1,0 +1,255 @@
+"""The block syncer: a persisted cursor over AccountsIndex registrations, and the payments.
+
+One round: detect a reorg (stored block hashes the chain no longer has) and roll back; read the
+registrations of ``[cursor, head - confirmations]`` in adaptive ranges and, per range, plan the
+payments of this data directory's users *in the same transaction* that advances the cursor;
+send pending payments; settle submitted ones. By default it stops when every user is done (or a
+timeout runs out); with ``follow`` it keeps going until stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cic_seeding.importers._retry import with_retries
+from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
+from cic_seeding.sync._ranges import LogReader
+from cic_seeding.sync._reorg import rewind_point
+from cic_seeding.sync.payer import Payer
+from cic_seeding.sync.port import SyncChain
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PaymentPlan:
+    """What each registered user receives: opening balance, faucet payout, gas gift."""
+
+    balances: Mapping[str, int]  # 0x lower-case address -> amount in the token's smallest unit
+    faucet_amount: int = 0
+    gas_gift: int = 0
+
+    def for_user(self, address: str) -> list[tuple[str, str, int]]:
+        a = norm(address)
+        items = [(a, FUND, self.balances.get(a, 0)), (a, FAUCET, self.faucet_amount),
+                 (a, GAS, self.gas_gift)]
+        return [item for item in items if item[2] > 0]
+
+
+@dataclass
+class SyncResult:
+    importer: str
+    users: int = 0
+    done: int = 0
+    failed: int = 0
+    waiting: int = 0  # users not (yet) registered on chain
+    first_block: int | None = None
+    next_block: int | None = None
+    reorgs: int = 0
+    timed_out: bool = False
+    stopped: bool = False
+    seconds: float = 0.0
+    payments: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> status -> n
+    failures: list[tuple[str, str, str]] = field(default_factory=list)  # address, kind, reason
+
+    @property
+    def ok(self) -> bool:
+        return self.done == self.users and self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    def render_text(self) -> str:
+        state = "done" if self.ok else "timed out" if self.timed_out else \
+            "stopped" if self.stopped else "incomplete"
+        lines = [f"sync {self.importer}: {state}: {self.done}/{self.users} users paid, "
+                 f"{self.failed} failed, {self.waiting} not registered yet; blocks "
+                 f"{self.first_block}..{self.next_block}, {self.reorgs} reorgs, "
+                 f"{self.seconds:.1f}s"]
+        for kind, counts in sorted(self.payments.items()):
+            lines.append(f"  {kind}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        lines += [f"  failed {a} {k}: {r}" for a, k, r in self.failures[:10]]
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    follow: bool = False
+    timeout: float | None = None
+    poll: float = 1.0  # seconds between rounds when there is nothing to do
+    confirmations: int = 0
+    batch_size: int = 100
+    from_block: int | None = None
+    retries: int = 5  # transient errors (the node went away) in a row before giving up
+
+
+class Syncer:
+    def __init__(self, importer: str, chain: SyncChain, store: StateStore, payer: Payer,
+                 plan: PaymentPlan, users: Mapping[str, str], options: SyncOptions,
+                 stop: threading.Event | None = None) -> None:
+        """``users``: target-chain address -> data directory address, for this directory."""
+        self.importer = importer
+        self.chain = chain
+        self.store = store
+        self.payer = payer
+        self.plan = plan
+        self.users = {norm(t): norm(a) for t, a in users.items()}
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.reader = LogReader(chain.registrations)
+        self.result = SyncResult(importer, users=len(self.users))
+
+    # -- the loop ----------------------------------------------------------------------------
+    def run(self) -> SyncResult:
+        started = time.monotonic()
+        deadline = None if self.options.timeout is None else started + self.options.timeout
+        with self.store.exclusive(f"sync-{self.importer}"):
+            self._start()
+            while True:
+                busy = with_retries(self.round, what=f"sync {self.importer}",
+                                    retries=self.options.retries, stop=self.stop)
+                self._summarise()
+                self.result.seconds = time.monotonic() - started
+                if self.stop.is_set():
+                    self.result.stopped = True
+                    break
+                if not self.options.follow and self._finished():
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.result.timed_out = True
+                    break
+                if not busy:
+                    self.stop.wait(self.options.poll)
+        return self.result
+
+    def _start(self) -> None:
+        failed = self.store.payments(self.importer, [Status.FAILED])
+        if failed:  # a rerun tries failed payments again
+            self.store.reset_payments(self.importer, [(p.address, p.kind) for p in failed])
+        cursor = self.store.cursor(self.importer, self.chain.chain_key)
+        if cursor is None or self.options.from_block is not None:
+            start = self.options.from_block
+            if start is None:
+                start = max(0, self.chain.head() - self.options.confirmations)
+            if cursor is None:
+                cursor = self.store.init_cursor(self.importer, self.chain.chain_key, start)
+            else:
+                self.store.rewind_cursor(self.importer, self.chain.chain_key, start)
+        self.result.first_block = self.store.cursor(
+            self.importer, self.chain.chain_key).next_block  # type: ignore[union-attr]
+
+    def round(self) -> bool:
+        """One pass; True if it did anything (so the next pass should not wait)."""
+        self._check_reorg()
+        scanned = self._scan()
+        self._reconcile()
+        sent = self._pay()
+        settled = self._settle()
+        return bool(scanned or sent or settled)
+
+    # -- steps -------------------------------------------------------------------------------
+    def _check_reorg(self) -> None:
+        cursor = self.store.cursor(self.importer, self.chain.chain_key)
+        if cursor is None or not cursor.hashes:
+            return
+        current = self.chain.block_hashes(sorted(cursor.hashes))
+        resume = rewind_point(cursor.hashes, current)
+        if resume is None:
+            return
+        log.warning("reorg: stored block hashes from %d on are gone; rescanning from %d",
+                    min(n for n in cursor.hashes if current.get(n) != cursor.hashes[n]), resume)
+        with self.store.transaction():
+            self.store.rewind_cursor(self.importer, self.chain.chain_key, resume)
+            reopened = self.store.reopen_payments(self.importer, resume)
+        self.result.reorgs += 1
+        log.info("reorg: %d payments mined in dropped blocks are checked again", reopened)
+
+    def _scan(self) -> int:
+        cursor = self.store.cursor(self.importer, self.chain.chain_key)
+        assert cursor is not None
+        end = self.chain.head() - self.options.confirmations + 1
+        if cursor.next_block >= end:
+            return 0
+        planned = 0
+        for _, stop, logs in self.reader.read(cursor.next_block, end):
+            items = [item for _, address in logs if norm(address) in self.users
+                     for item in self.plan.for_user(address)]
+            last_hash = self.chain.block_hashes([stop - 1])
+            with self.store.transaction():
+                planned += self.store.plan_payments(self.importer, items)
+                self.store.advance_cursor(self.importer, self.chain.chain_key, stop, last_hash)
+            if self.stop.is_set():
+                break
+        self.result.next_block = self.store.cursor(
+            self.importer, self.chain.chain_key).next_block  # type: ignore[union-attr]
+        return planned or 1
+
+    def _reconcile(self) -> None:
+        """Users the importer confirmed but no log planned for (e.g. registered before the
+        cursor began): plan them if the AccountsIndex has them."""
+        in_ledger = {p.address for p in self.store.payments(self.importer)}
+        confirmed = self.store.targets(self.importer)
+        missing = [t for t in confirmed if t in self.users and t not in in_ledger
+                   and self.plan.for_user(t)]
+        if not missing:
+            return
+        have = self.chain.registered(missing)
+        items = [item for t in missing if t in have for item in self.plan.for_user(t)]
+        if items:
+            log.info("%d registered users had no payments planned; planning them", len(have))
+            self.store.plan_payments(self.importer, items)
+
+    def _pay(self) -> int:
+        sent = 0
+        while not self.stop.is_set():
+            batch = self.store.payments(self.importer, [Status.PENDING],
+                                        limit=self.options.batch_size)
+            if not batch:
+                break
+            sent += self.payer.pay(batch)
+        return sent
+
+    def _settle(self) -> int:
+        submitted = self.store.payments(self.importer, [Status.SUBMITTED])
+        settled = 0
+        for i in range(0, len(submitted), 1000):
+            settled += self.payer.settle(submitted[i:i + 1000])
+        return settled
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _summarise(self) -> None:
+        counts: dict[str, dict[str, int]] = {}
+        for (kind, status), n in self.store.payment_counts(self.importer).items():
+            counts.setdefault(kind, {})[status.value] = n
+        self.result.payments = counts
+        by_user: dict[str, set[str]] = {}
+        failures = []
+        for p in self.store.payments(self.importer, [Status.CONFIRMED, Status.FAILED]):
+            if p.status is Status.CONFIRMED:
+                by_user.setdefault(p.address, set()).add(p.kind)
+            else:
+                failures.append((p.address, p.kind, p.reason or "failed"))
+        planned = {p.address for p in self.store.payments(self.importer)}
+        done = waiting = 0
+        for t in self.users:
+            need = {k for _, k, _ in self.plan.for_user(t)}
+            if need and t not in planned:
+                waiting += 1
+            elif need <= by_user.get(t, set()):
+                done += 1
+        self.result.done, self.result.waiting = done, waiting
+        self.result.failures = failures[:100]
+        self.result.failed = len({a for a, _, _ in failures})
+
+    def _finished(self) -> bool:
+        r = self.result
+        if r.done == r.users:
+            return True
+        busy = {s for kinds in r.payments.values() for s, n in kinds.items()
+                if n and s in (Status.PENDING.value, Status.SUBMITTED.value)}
+        return not busy and r.waiting == 0 and r.failed > 0
