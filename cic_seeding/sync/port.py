@@ -6,25 +6,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from cic_seeding.chain.tx import Call, Receipt
 
-@dataclass(frozen=True)
-class Call:
-    """An unsigned transaction from the signer."""
-
-    to: str
-    data: bytes
-    value: int = 0
-    gas: int = 100_000
-
-
-@dataclass(frozen=True)
-class Receipt:
-    tx_hash: str
-    ok: bool
-    block_number: int
+__all__ = ["Call", "Receipt", "SyncChain"]
 
 
 class SyncChain(Protocol):

@@ -1,0 +1,110 @@
+"""Deploy and wire the CIC contracts onto a node with one signer (the deployer).
+
+Registry with the standard identifiers, AccountsIndex (deployer is writer), token index,
+a GiftableToken registered there and as DefaultToken, a faucet funded with tokens and a payout
+amount, and the helper contracts BatchReader (fast reads for the verifier) and BatchFunder
+(opt-in fast path; not made a writer of anything here).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cic_seeding.chain.abi import ContractAbi, artifact
+from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.registry import IDENTIFIERS, key32
+from cic_seeding.chain.tx import Call
+from cic_seeding.errors import TransactionError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    token_symbol: str = "GFT"
+    token_name: str = "Giftable Token"
+    decimals: int = 6
+    supply_units: int = 10**12  # whole tokens minted to the deployer
+    faucet_amount_units: int = 5  # whole tokens per faucet payout (0: the faucet pays nothing)
+    faucet_funds_units: int = 10**9  # whole tokens the faucet holds to pay out
+
+
+@dataclass
+class Deployment:
+    registry: str = ""
+    contracts: dict[str, str] = field(default_factory=dict)
+    token: dict[str, Any] = field(default_factory=dict)
+    faucet_amount: int = 0  # smallest unit
+    deployer: str = ""
+    block: int = 0  # head after deployment: importers never need to scan below it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Deployer:
+    def __init__(self, client: ChainClient) -> None:
+        self.client = client
+
+    def create(self, name: str, *args: Any, gas: int = 3_000_000) -> str:
+        abi = artifact(name)
+        receipt = self.client.transact(Call(None, abi.deploy_data(*args), gas=gas),
+                                       f"deploying {name}")
+        if not receipt.contract_address:
+            raise TransactionError(f"deploying {name}: no contract address in the receipt")
+        log.info("deployed %s at %s", name, receipt.contract_address)
+        return self.client_address(receipt.contract_address)
+
+    @staticmethod
+    def client_address(address: str) -> str:
+        from eth_utils import to_checksum_address
+
+        return str(to_checksum_address(address))
+
+    def send(self, to: str, abi: ContractAbi, fn: str, *args: Any, gas: int = 300_000) -> None:
+        self.client.transact(Call(to, abi.encode(fn, *args), gas=gas), f"{abi.name}.{fn}")
+
+
+def deploy_cic(client: ChainClient, options: DeployOptions = DeployOptions()) -> Deployment:
+    """Deploy everything with ``client``'s signer; returns the addresses."""
+    d = _Deployer(client)
+    assert client.signer is not None
+    deployer = client.signer.address
+    unit = 10**options.decimals
+    registry_abi, index_abi = artifact("Registry"), artifact("AccountsIndex")
+    tokens_abi, token_abi = artifact("TokenUniqueSymbolIndex"), artifact("GiftableToken")
+    faucet_abi, store_abi = artifact("ERC20Faucet"), artifact("FaucetStore")
+
+    registry = d.create("Registry", [key32(n) for n in IDENTIFIERS])
+    index = d.create("AccountsIndex")
+    token_index = d.create("TokenUniqueSymbolIndex")
+    token = d.create("GiftableToken", options.token_name, options.token_symbol,
+                     options.decimals, 0)
+    store = d.create("FaucetStore")
+    faucet = d.create("ERC20Faucet", token, store, index)
+    reader = d.create("BatchReader")
+    funder = d.create("BatchFunder")
+
+    d.send(store, store_abi, "addWriter", faucet)
+    d.send(token_index, tokens_abi, "register", token)
+    for name, address in (("ContractRegistry", registry), ("AccountRegistry", index),
+                          ("TokenRegistry", token_index), ("Faucet", faucet),
+                          ("DefaultToken", token)):
+        d.send(registry, registry_abi, "set", key32(name), address)
+    d.send(token, token_abi, "mintTo", deployer, options.supply_units * unit)
+    if options.faucet_funds_units:
+        d.send(token, token_abi, "mintTo", faucet, options.faucet_funds_units * unit)
+    amount = options.faucet_amount_units * unit
+    d.send(faucet, faucet_abi, "setAmount", amount)
+    assert client.call(index, index_abi.fn("isWriter"), deployer)
+    return Deployment(
+        registry=registry,
+        contracts={"Registry": registry, "AccountsIndex": index,
+                   "TokenUniqueSymbolIndex": token_index, "GiftableToken": token,
+                   "FaucetStore": store, "ERC20Faucet": faucet, "BatchReader": reader,
+                   "BatchFunder": funder},
+        token={"address": token, "symbol": options.token_symbol, "decimals": options.decimals,
+               "name": options.token_name},
+        faucet_amount=amount, deployer=deployer, block=client.head())

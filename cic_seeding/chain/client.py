@@ -1,0 +1,222 @@
+"""The chain client every importer, the syncer and the verifier share.
+
+Reads go out as JSON-array batches; writes are signed locally with one :class:`Signer`, given
+nonces by the signer's :class:`NonceAllocator` (safe across processes), broadcast in batches and
+confirmed from receipts fetched in batches. On a devnet started with ``--no-mining`` (ours:
+anvil's automine loses transactions under load) the client mines explicitly after each batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from cic_seeding.chain.abi import Function
+from cic_seeding.chain.nonce import NonceAllocator, is_already_known
+from cic_seeding.chain.rpc import JsonRpc, NodeError
+from cic_seeding.chain.signer import SignedTx, Signer
+from cic_seeding.chain.tx import Call, Receipt
+from cic_seeding.errors import ContractError, RpcError, SignerError, TransactionError
+
+log = logging.getLogger(__name__)
+
+ReadCall = tuple[str, Function, Sequence[Any]]  # (contract address, function, args)
+
+
+def _int(value: Any) -> int:
+    return int(value, 16) if isinstance(value, str) else int(value)
+
+
+class ChainClient:
+    def __init__(self, rpc: JsonRpc, *, signer: Signer | None = None,
+                 explicit_mining: bool = False, lock_dir: str | None = None) -> None:
+        self.rpc = rpc
+        self.signer = signer
+        self.explicit_mining = explicit_mining
+        self._lock_dir = lock_dir
+        self._gas_price: tuple[float, int] | None = None
+        self._mine_lock = threading.Lock()
+
+    # -- reads -------------------------------------------------------------------------------
+    @cached_property
+    def chain_id(self) -> int:
+        return _int(self.rpc.call("eth_chainId"))
+
+    def head(self) -> int:
+        return _int(self.rpc.call("eth_blockNumber"))
+
+    def code(self, address: str) -> bytes:
+        return bytes.fromhex(str(self.rpc.call("eth_getCode", [address, "latest"]))[2:])
+
+    def call(self, to: str, fn: Function, *args: Any) -> Any:
+        """One contract read; ContractError if it reverts or no contract answers."""
+        (result,) = self.call_many([(to, fn, args)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def call_many(self, items: Sequence[ReadCall]) -> list[Any]:
+        """Reads in one batch; a failed read's slot holds a ContractError."""
+        requests_ = [("eth_call", [{"to": to, "data": "0x" + fn.encode(*args).hex()}, "latest"])
+                     for to, fn, args in items]
+        out: list[Any] = []
+        for (to, fn, _), answer in zip(items, self.rpc.batch(requests_), strict=True):
+            if isinstance(answer, Exception):
+                out.append(ContractError(f"{fn.name} on {to} failed: {answer}"))
+                continue
+            data = bytes.fromhex(str(answer)[2:])
+            if not data and fn.outputs:
+                out.append(ContractError(f"{fn.name} on {to} returned nothing: is there a "
+                                         "contract at that address?"))
+                continue
+            try:
+                out.append(fn.decode(data))
+            except Exception as exc:  # eth-abi raises several unrelated types
+                out.append(ContractError(f"{fn.name} on {to} returned undecodable data: {exc}"))
+        return out
+
+    def native_balances(self, addresses: Sequence[str]) -> list[int]:
+        answers = self.rpc.batch([("eth_getBalance", [a, "latest"]) for a in addresses])
+        return [_int(self._ok(a)) for a in answers]
+
+    def block_hashes(self, numbers: Sequence[int]) -> dict[int, str]:
+        answers = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        return {n: str(b["hash"]) for n, b in zip(numbers, answers, strict=True)
+                if isinstance(b, dict) and b.get("hash")}
+
+    def logs(self, address: str, topic0: str, first: int, last: int) -> list[dict[str, Any]]:
+        """Logs of ``address`` with ``topic0`` in the inclusive block range."""
+        return list(self.rpc.call("eth_getLogs", [{"address": address, "topics": [topic0],
+                                                   "fromBlock": hex(first),
+                                                   "toBlock": hex(last)}]))
+
+    @staticmethod
+    def _ok(answer: Any) -> Any:
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    # -- writes ------------------------------------------------------------------------------
+    def _signer(self) -> Signer:
+        if self.signer is None:
+            raise SignerError("this command needs a signing key",
+                              hint="give --devnet DIR or -y KEYFILE with its password")
+        return self.signer
+
+    @cached_property
+    def allocator(self) -> NonceAllocator:
+        address = self._signer().address
+        return NonceAllocator(address, self.chain_id, self.pending_nonce, self._lock_dir)
+
+    def pending_nonce(self) -> int:
+        return _int(self.rpc.call("eth_getTransactionCount",
+                                  [self._signer().address, "pending"]))
+
+    def gas_price(self) -> int:
+        """The node's gas price with headroom, cached for a few seconds."""
+        now = time.monotonic()
+        if self._gas_price is None or now - self._gas_price[0] > 5:
+            price = _int(self.rpc.call("eth_gasPrice"))
+            self._gas_price = (now, max(1, price * 2))
+        return self._gas_price[1]
+
+    def sign(self, call: Call, nonce: int) -> SignedTx:
+        return self._signer().sign(call, nonce=nonce, gas_price=self.gas_price(),
+                                   chain_id=self.chain_id)
+
+    def send(self, calls: Sequence[Call]) -> list[tuple[SignedTx, str | None]]:
+        """Sign and broadcast ``calls`` as one batch: ``(signed, node error or None)`` each."""
+        if not calls:
+            return []
+        with self.allocator.reserve() as r:
+            signed = [self.sign(c, r.next()) for c in calls]
+            errors = self.broadcast([s.raw for s in signed])
+        return list(zip(signed, errors, strict=True))
+
+    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+        """Send signed transactions in one batch; None where the node took (or had) it."""
+        answers = self.rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
+        errors: list[str | None] = []
+        for answer in answers:
+            if isinstance(answer, NodeError):
+                errors.append(None if is_already_known(answer.node_message)
+                              else answer.node_message)
+            elif isinstance(answer, Exception):
+                errors.append(str(answer))
+            else:
+                errors.append(None)
+        if self.explicit_mining and any(e is None for e in errors):
+            self.mine()
+        return errors
+
+    def mine(self, blocks: int = 1) -> None:
+        with self._mine_lock:
+            for _ in range(blocks):
+                self.rpc.call("evm_mine")
+
+    # -- confirmation ------------------------------------------------------------------------
+    def receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt]:
+        answers = self.rpc.batch([("eth_getTransactionReceipt", [h]) for h in tx_hashes])
+        out = {}
+        for h, rc in zip(tx_hashes, answers, strict=True):
+            if isinstance(rc, dict) and rc.get("blockNumber"):
+                out[h] = Receipt(h, _int(rc.get("status", "0x1")) == 1,
+                                 _int(rc["blockNumber"]), rc.get("contractAddress"),
+                                 tuple(rc.get("logs") or ()))
+        return out
+
+    def known(self, tx_hashes: Sequence[str]) -> set[str]:
+        answers = self.rpc.batch([("eth_getTransactionByHash", [h]) for h in tx_hashes])
+        return {h for h, tx in zip(tx_hashes, answers, strict=True) if isinstance(tx, dict)}
+
+    def wait(self, tx_hashes: Sequence[str], timeout: float = 120.0,
+             stop: threading.Event | None = None) -> dict[str, Receipt]:
+        """Receipts of every hash; TransactionError naming the missing ones after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        found: dict[str, Receipt] = {}
+        waiter = stop or threading.Event()
+        delay = 0.05
+        while True:
+            missing = [h for h in tx_hashes if h not in found]
+            found.update(self.receipts(missing))
+            missing = [h for h in tx_hashes if h not in found]
+            if not missing:
+                return found
+            if time.monotonic() > deadline:
+                raise TransactionError(
+                    f"{len(missing)} transactions not mined after {timeout:.0f}s "
+                    f"(first {missing[0]})", hint="is the node mining? a rerun resumes")
+            if self.explicit_mining:
+                self.mine()
+            elif waiter.wait(delay):
+                raise KeyboardInterrupt
+            delay = min(1.0, delay * 2)
+
+    def transact(self, call: Call, what: str, timeout: float = 120.0) -> Receipt:
+        """Send one transaction and wait for it; TransactionError with the revert reason."""
+        ((signed, error),) = self.send([call])
+        if error is not None:
+            raise TransactionError(f"{what}: the node refused the transaction: {error}")
+        receipt = self.wait([signed.tx_hash], timeout)[signed.tx_hash]
+        if not receipt.ok:
+            raise TransactionError(f"{what}: transaction {signed.tx_hash} reverted"
+                                   f"{self.revert_reason(call)}")
+        return receipt
+
+    def revert_reason(self, call: Call) -> str:
+        """``": <reason>"`` from replaying ``call`` as eth_call, or "" if it does not revert."""
+        params: dict[str, Any] = {"from": self._signer().address, "data": "0x" + call.data.hex(),
+                                  "value": hex(call.value)}
+        if call.to:
+            params["to"] = call.to
+        try:
+            self.rpc.call("eth_call", [params, "latest"])
+        except NodeError as exc:
+            return f": {exc.node_message}"
+        except RpcError:
+            return ""
+        return ""

@@ -1,0 +1,92 @@
+"""Signing keys: from a v3 keyfile and its password, or a raw devnet key.
+
+The private key and the password live only in this object; ``repr`` shows the address.
+Transactions are legacy (EIP-155) ones, which every EVM chain CIC runs on accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import eth_keyfile
+from eth_account import Account
+
+from cic_seeding.chain.tx import Call
+from cic_seeding.errors import ConfigError, SignerError
+
+
+@dataclass(frozen=True)
+class SignedTx:
+    tx_hash: str  # 0x-hex
+    raw: str  # 0x-hex
+
+
+class Signer:
+    """One signing key. Use :meth:`from_keyfile` or :meth:`from_key`."""
+
+    def __init__(self, private_key: bytes) -> None:
+        self._key = private_key
+        self.address: str = Account.from_key(private_key).address
+
+    def __repr__(self) -> str:
+        return f"Signer({self.address})"
+
+    @classmethod
+    def from_key(cls, key: str | bytes) -> Signer:
+        raw = key if isinstance(key, bytes) else bytes.fromhex(key.removeprefix("0x"))
+        if len(raw) != 32:
+            raise SignerError("a private key is 32 bytes (64 hex characters)")
+        return cls(raw)
+
+    @classmethod
+    def from_keyfile(cls, path: str | Path, password: str) -> Signer:
+        """Decrypt ``path``; SignerError naming the file if it is unreadable or the password
+        is wrong."""
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SignerError(f"cannot read keyfile {path}: {exc.strerror}",
+                              hint="check -y / CIC_KEYFILE") from None
+        except ValueError:
+            raise SignerError(f"keyfile {path} is not JSON (expected a v3 keyfile)") from None
+        try:
+            key = eth_keyfile.decode_keyfile_json(doc, password.encode())
+        except ValueError as exc:
+            if "mac" in str(exc).lower():
+                raise SignerError(f"wrong password for keyfile {path}",
+                                  hint="check CIC_KEYFILE_PASSWORD or CIC_KEYFILE_PASSWORD_FILE"
+                                  ) from None
+            raise SignerError(f"keyfile {path} is not a valid v3 keyfile: {exc}") from None
+        except (KeyError, TypeError) as exc:
+            raise SignerError(f"keyfile {path} is not a valid v3 keyfile (missing {exc})"
+                              ) from None
+        return cls(key)
+
+    def sign(self, call: Call, *, nonce: int, gas_price: int, chain_id: int) -> SignedTx:
+        tx: dict[str, Any] = {"nonce": nonce, "gasPrice": gas_price, "gas": call.gas,
+                              "value": call.value, "data": call.data, "chainId": chain_id}
+        if call.to is not None:
+            tx["to"] = call.to
+        signed = Account.sign_transaction(tx, self._key)
+        return SignedTx("0x" + signed.hash.hex().removeprefix("0x"),
+                        "0x" + signed.raw_transaction.hex().removeprefix("0x"))
+
+
+def read_password(password: str | None, password_file: str | None, what: str) -> str:
+    """The password given directly or in a file (first line); ConfigError if neither."""
+    if password is not None:
+        return password
+    if password_file:
+        try:
+            return Path(password_file).read_text(encoding="utf-8").splitlines()[0] \
+                if os.path.getsize(password_file) else ""
+        except OSError as exc:
+            raise ConfigError(f"cannot read the {what} password file {password_file}: "
+                              f"{exc.strerror}") from None
+    raise ConfigError(f"no password for the {what}",
+                      hint="set CIC_KEYFILE_PASSWORD or CIC_KEYFILE_PASSWORD_FILE")
