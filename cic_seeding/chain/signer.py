@@ -14,6 +14,7 @@ from typing import Any
 
 import eth_keyfile
 from eth_account import Account
+from eth_utils import to_checksum_address
 
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import ConfigError, SignerError
@@ -71,7 +72,7 @@ class Signer:
         tx: dict[str, Any] = {"nonce": nonce, "gasPrice": gas_price, "gas": call.gas,
                               "value": call.value, "data": call.data, "chainId": chain_id}
         if call.to is not None:
-            tx["to"] = call.to
+            tx["to"] = to_checksum_address(call.to)
         signed = Account.sign_transaction(tx, self._key)
         return SignedTx("0x" + signed.hash.hex().removeprefix("0x"),
                         "0x" + signed.raw_transaction.hex().removeprefix("0x"))

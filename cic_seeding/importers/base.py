@@ -134,6 +134,15 @@ class Importer(abc.ABC):
         """Called once before the first submission of a run (e.g. to place the sync cursor)."""
         return None
 
+    @classmethod
+    def sync_users(cls, data: DataDir, store: StateStore) -> dict[str, str]:
+        """Target address -> data-directory address of the users the syncer pays (0x lower).
+
+        By default the users this importer confirmed; an importer whose targets are known
+        in advance (sovereign: the generated address itself) returns them all.
+        """
+        return dict(store.targets(cls.name))
+
     def close(self) -> None:
         if self._owns_store:
             self.store.close()

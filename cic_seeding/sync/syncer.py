@@ -140,7 +140,7 @@ class Syncer:
                 cursor = self.store.init_cursor(self.importer, self.chain.chain_key, start)
             else:
                 self.store.rewind_cursor(self.importer, self.chain.chain_key, start)
-        self.result.first_block = self.store.cursor(
+        self.result.first_block = self.result.next_block = self.store.cursor(
             self.importer, self.chain.chain_key).next_block  # type: ignore[union-attr]
 
     def round(self) -> bool:

@@ -1,0 +1,183 @@
+"""A local devnet: anvil with the CIC contracts, described by ``DIR/devnet.json``.
+
+``devnet_up`` starts anvil on 127.0.0.1 (``--no-mining``: clients mine explicitly), writes the
+deployer's keyfile and password file (mode 0600), deploys and wires the contracts (or, with a
+state file that already holds them, checks that they are there) and writes ``devnet.json``.
+``devnet_down`` stops what ``devnet.json`` names, by process id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import eth_keyfile
+
+from cic_devnet.deploy import DeployOptions, deploy_cic
+from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.connect import DEVNET_FILE
+from cic_seeding.chain.registry import CicNetwork
+from cic_seeding.chain.rpc import JsonRpc
+from cic_seeding.chain.signer import Signer
+from cic_seeding.datadir.store import atomic_write
+from cic_seeding.errors import ServiceError
+from cic_seeding.records.chainspec import ChainSpec
+
+if TYPE_CHECKING:
+    from cic_devnet.anvil import AnvilProcess
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHAIN_SPEC = "evm:byzantium:8996:bloxberg"
+KEYFILE, PASSWORD_FILE = "deployer.json", "deployer.pw"
+
+
+@dataclass
+class Devnet:
+    """A running devnet; ``info`` is the content of devnet.json."""
+
+    directory: Path
+    info: dict[str, Any]
+    anvil: AnvilProcess | None = field(default=None, repr=False)
+
+    @property
+    def rpc_url(self) -> str:
+        return str(self.info["rpc_url"])
+
+    @property
+    def registry(self) -> str:
+        return str(self.info["registry"])
+
+    def stop(self) -> None:
+        if self.anvil is not None:
+            self.anvil.stop()
+        devnet_down(self.directory)
+
+
+def _write_deployer(directory: Path, key: str) -> None:
+    password = secrets.token_hex(16)
+    doc = eth_keyfile.create_keyfile_json(bytes.fromhex(key.removeprefix("0x")),
+                                          password.encode(), kdf="scrypt", iterations=2**12)
+    atomic_write(directory / PASSWORD_FILE, password.encode(), 0o600)
+    atomic_write(directory / KEYFILE, json.dumps(doc).encode(), 0o600)
+
+
+def _running(info: dict[str, Any]) -> bool:
+    pid = (info.get("anvil") or {}).get("pid")
+    if not pid:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"anvil" in cmdline
+
+
+def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,
+              chain_spec: str = DEFAULT_CHAIN_SPEC,
+              options: DeployOptions = DeployOptions(), detach: bool = False) -> Devnet:
+    """Start anvil and deploy (or reload) the CIC contracts; returns the running devnet.
+
+    ``detach`` lets anvil outlive this process (``cic-seed devnet up``); stop it with
+    :func:`devnet_down`."""
+    from cic_devnet.anvil import dev_key, start_anvil
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / DEVNET_FILE
+    previous: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    if previous and _running(previous):
+        raise ServiceError(f"a devnet already runs from {directory} "
+                           f"(anvil pid {previous['anvil']['pid']}, {previous['rpc_url']})",
+                           hint=f"stop it with `cic-seed devnet down --dir {directory}`")
+    spec = ChainSpec.parse(chain_spec)
+    state_path = Path(state).resolve() if state else None
+    reload = bool(state_path and state_path.is_file() and previous.get("registry"))
+    anvil = start_anvil(port=port, chain_id=spec.network_id, state=state_path,
+                        log_file=directory / "anvil.log", detach=detach)
+    try:
+        if not (directory / KEYFILE).is_file():
+            _write_deployer(directory, dev_key(0))
+        client = ChainClient(JsonRpc(anvil.url), signer=Signer.from_key(dev_key(0)),
+                             explicit_mining=True)
+        if reload:
+            info = _reloaded(previous, client)
+        else:
+            deployment = deploy_cic(client, options)
+            info = {**deployment.to_dict(), "chain_spec": str(spec)}
+        info.update({
+            "rpc_url": anvil.url, "chain_id": spec.network_id, "mining": "explicit",
+            "deployer": {"address": client.signer.address if client.signer else "",
+                         "keyfile": KEYFILE, "password_file": PASSWORD_FILE},
+            "anvil": {"pid": anvil.pid, "port": anvil.port,
+                      "state": str(state_path) if state_path else None,
+                      "log": str(directory / "anvil.log")}})
+        atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    except BaseException:
+        anvil.stop()
+        raise
+    log.info("devnet up: %s, registry %s", anvil.url, info["registry"])
+    return Devnet(directory, info, anvil)
+
+
+def _reloaded(previous: dict[str, Any], client: ChainClient) -> dict[str, Any]:
+    """Check the reloaded chain still holds the deployment devnet.json names."""
+    network = CicNetwork(client, previous["registry"])
+    try:
+        network.check_registry()
+        network.accounts_index  # noqa: B018 -- resolving is the check
+        network.token()
+    except Exception as exc:
+        raise ServiceError(f"the state file did not restore the devnet's contracts: {exc}",
+                           hint="start without --state (or with a new state file) to deploy "
+                           "afresh") from None
+    return dict(previous)
+
+
+def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
+    """Stop the devnet of ``directory``; False if it was not running."""
+    from cic_devnet.anvil import stop_pid
+
+    path = Path(directory) / DEVNET_FILE
+    if not path.is_file():
+        raise ServiceError(f"no devnet in {directory} (no {DEVNET_FILE})")
+    info = json.loads(path.read_text())
+    anvil = info.get("anvil") or {}
+    stopped = bool(anvil.get("pid")) and stop_pid(int(anvil["pid"]), timeout).was_running
+    anvil["pid"] = None
+    info["anvil"] = anvil
+    atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    return stopped
+
+
+def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
+                  chain_spec: str = DEFAULT_CHAIN_SPEC,
+                  options: DeployOptions = DeployOptions(), *, keyfile: str | None = None,
+                  password_file: str | None = None) -> dict[str, Any]:
+    """Deploy onto an existing node and write ``devnet.json`` for it (no process to stop)."""
+    from cic_seeding.chain.connect import mines_on_request
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    rpc = JsonRpc(rpc_url)
+    client = ChainClient(rpc, signer=signer, explicit_mining=mines_on_request(rpc))
+    spec = ChainSpec.parse(chain_spec)
+    if client.chain_id != spec.network_id:
+        raise ServiceError(f"{rpc_url} has chain id {client.chain_id}, but the chain spec "
+                           f"{spec} says {spec.network_id}", hint="pass --chain-spec to match")
+    info = {**deploy_cic(client, options).to_dict(), "chain_spec": str(spec),
+            "rpc_url": rpc_url, "chain_id": spec.network_id,
+            "mining": "explicit" if client.explicit_mining else "auto",
+            "deployer": {"address": signer.address,
+                         "keyfile": os.path.abspath(keyfile) if keyfile else None,
+                         "password_file": os.path.abspath(password_file)
+                         if password_file else None},
+            "anvil": None}
+    atomic_write(directory / DEVNET_FILE,
+                 (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    return info

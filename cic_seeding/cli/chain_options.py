@@ -1,0 +1,31 @@
+"""Options every command that talks to a chain shares: ``--devnet DIR`` or ``-p/-r/-y``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+CHAIN_FLAGS = ("devnet_dir", "rpc_url", "registry_address", "keyfile", "token_symbol")
+
+
+def chain_options(fn: F) -> F:
+    """Adds the chain options; they arrive as keyword arguments named like the settings."""
+    for decorator in reversed([
+        click.option("--devnet", "devnet_dir", help="Devnet directory (its devnet.json)."),
+        click.option("-p", "--rpc", "rpc_url", help="JSON-RPC URL of the node."),
+        click.option("-r", "--registry", "registry_address", help="CIC registry address."),
+        click.option("-y", "--keyfile", "keyfile", help="v3 keyfile of the signer."),
+        click.option("--token-symbol", "token_symbol",
+                     help="Token to use (default: the registry's DefaultToken)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def chain_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops the chain options out of a command's keyword arguments."""
+    return {k: kwargs.pop(k) for k in CHAIN_FLAGS if k in kwargs}

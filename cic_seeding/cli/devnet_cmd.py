@@ -1,0 +1,98 @@
+"""``cic-seed devnet up|down|deploy``: the local chain with the CIC contracts."""
+
+from __future__ import annotations
+
+import click
+
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+
+DEFAULT_DIR = "devnet"
+
+
+def _deploy_options(symbol: str, decimals: int, faucet_amount: int):  # type: ignore[no-untyped-def]
+    from cic_devnet.deploy import DeployOptions
+
+    return DeployOptions(token_symbol=symbol, decimals=decimals,
+                         faucet_amount_units=faucet_amount)
+
+
+def deploy_flags(fn):  # type: ignore[no-untyped-def]
+    fn = click.option("--faucet-amount", type=int, default=5, show_default=True,
+                      help="Faucet payout in whole tokens (0: none).")(fn)
+    fn = click.option("--decimals", type=int, default=6, show_default=True,
+                      help="Token decimals.")(fn)
+    fn = click.option("--symbol", default="GFT", show_default=True, help="Token symbol.")(fn)
+    return click.option("--chain-spec", help="Chain spec (its network id is the chain id).")(fn)
+
+
+@cli.group("devnet")
+def devnet_group() -> None:
+    """Run a local devnet: anvil with the CIC contracts deployed."""
+
+
+@devnet_group.command("up")
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
+              help="Where devnet.json, the deployer keyfile and logs go.")
+@click.option("--port", type=int, default=0, help="RPC port (default: a free one).")
+@click.option("--state", type=click.Path(dir_okay=False),
+              help="Persist chain state in FILE and reload it on the next start.")
+@deploy_flags
+@verbosity_options
+@click.pass_context
+@handles_errors
+def up_command(ctx: click.Context, directory: str, port: int, state: str | None,
+               chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
+               verbose: int, quiet: bool) -> int:
+    """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
+    from cic_devnet.devnet import devnet_up
+
+    settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec)
+    devnet = devnet_up(directory, port=port, state=state, chain_spec=settings.chain_spec,
+                       options=_deploy_options(symbol, decimals, faucet_amount), detach=True)
+    if not quiet:
+        click.echo(f"devnet up: {devnet.rpc_url} (anvil pid {devnet.info['anvil']['pid']}), "
+                   f"{devnet.directory}/devnet.json", err=True)
+    click.echo(devnet.registry)
+    return 0
+
+
+@devnet_group.command("down")
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True)
+@verbosity_options
+@click.pass_context
+@handles_errors
+def down_command(ctx: click.Context, directory: str, verbose: int, quiet: bool) -> int:
+    """Stop the devnet of DIR (by the process id devnet.json records)."""
+    from cic_devnet.devnet import devnet_down
+
+    settings_from(ctx, verbose, quiet)
+    stopped = devnet_down(directory)
+    if not quiet:
+        click.echo("devnet stopped" if stopped else "devnet was not running")
+    return 0
+
+
+@devnet_group.command("deploy")
+@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of an existing node.")
+@click.option("--keyfile", required=True, help="v3 keyfile of the deployer.")
+@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
+              help="Where devnet.json goes.")
+@deploy_flags
+@verbosity_options
+@click.pass_context
+@handles_errors
+def deploy_command(ctx: click.Context, rpc_url: str, keyfile: str, directory: str,
+                   chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
+                   verbose: int, quiet: bool) -> int:
+    """Deploy the CIC contracts onto an existing node; prints the registry address."""
+    from cic_devnet.devnet import devnet_deploy
+    from cic_seeding.chain.signer import Signer, read_password
+
+    settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec, keyfile=keyfile)
+    password = read_password(settings.keyfile_password, settings.keyfile_password_file,
+                             f"keyfile {keyfile}")
+    info = devnet_deploy(rpc_url, Signer.from_keyfile(keyfile, password), directory,
+                         settings.chain_spec, _deploy_options(symbol, decimals, faucet_amount),
+                         keyfile=keyfile, password_file=settings.keyfile_password_file)
+    click.echo(info["registry"])
+    return 0

@@ -1,0 +1,24 @@
+"""``cic-seed doctor``: one line per check of the chain, registry, signer and services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.chain.doctor import doctor
+
+
+@cli.command("doctor")
+@chain_options
+@verbosity_options
+@click.pass_context
+@handles_errors
+def doctor_command(ctx: click.Context, verbose: int, quiet: bool, **kw: Any) -> int:
+    """Check that the chain, registry, signer and services are ready; exit 1 if not."""
+    settings = settings_from(ctx, verbose, quiet, **chain_flags(kw))
+    result = doctor(settings)
+    click.echo(result.render_text())
+    return 0 if result.ok else 1

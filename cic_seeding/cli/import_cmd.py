@@ -1,0 +1,121 @@
+"""``cic-seed import NAME`` and ``cic-seed sync NAME``: importers and the block syncer."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from cic_seeding.cli.app import (
+    cli,
+    handles_errors,
+    settings_from,
+    stderr_is_terminal,
+    verbosity_options,
+)
+from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.importers.registry import get_importer, importer_names
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """An event set by SIGTERM / SIGINT, so a run stops cleanly with its state flushed."""
+    stop = threading.Event()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@cli.command("import")
+@click.argument("name")
+@click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
+@chain_options
+@click.option("--batch-size", type=int, help="Users per batch of transactions.")
+@click.option("--limit", type=int, help="Import at most N users this run.")
+@click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def import_command(ctx: click.Context, name: str, data_dir: str | None,
+                   batch_size: int | None, limit: int | None, state_url: str | None,
+                   verbose: int, quiet: bool, **kw: Any) -> int:
+    """Import the users of a data directory with importer NAME (eth, cic_meta, ...)."""
+    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
+                             state_url=state_url, **chain_flags(kw))
+    cls = get_importer(name)
+    with stop_on_signals() as stop:
+        importer = cls(settings, stop=stop)
+        try:
+            total = sum(1 for _ in importer.data.users())
+            if stderr_is_terminal() and not quiet:
+                with click.progressbar(length=min(total, limit or total), label=f"import {name}",
+                                       file=click.get_text_stream("stderr")) as bar:
+                    importer.progress = bar.update
+                    result = importer.run(limit=limit)
+            else:
+                result = importer.run(limit=limit)
+        finally:
+            importer.close()
+    if not quiet or not result.ok:
+        click.echo(result.render_text())
+    return 0 if result.ok else 1
+
+
+@cli.command("sync")
+@click.argument("name", default="eth")
+@click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
+@chain_options
+@click.option("--follow", is_flag=True, help="Keep following the chain until stopped.")
+@click.option("--timeout", type=float, help="Give up after this many seconds (exit 1).")
+@click.option("--mint", is_flag=True, help="Mint opening balances instead of transferring.")
+@click.option("--from-block", type=int, help="Rescan from this block (default: the cursor).")
+@click.option("--confirmations", type=int, help="Blocks to stay behind the head.")
+@click.option("--poll", type=float, default=1.0, show_default=True,
+              help="Seconds between rounds when idle.")
+@click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def sync_command(ctx: click.Context, name: str, data_dir: str | None, follow: bool,
+                 timeout: float | None, mint: bool, from_block: int | None,
+                 confirmations: int | None, poll: float, state_url: str | None, verbose: int,
+                 quiet: bool, **kw: Any) -> int:
+    """Give every registered user of importer NAME its opening balance, faucet payout and gas.
+
+    Exits 0 when every user of the data directory is done; 1 on timeout or failures."""
+    from cic_seeding.sync.run import run_sync
+    from cic_seeding.sync.syncer import SyncOptions
+
+    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, state_url=state_url,
+                             confirmations=confirmations, **chain_flags(kw))
+    options = SyncOptions(follow=follow, timeout=timeout, poll=poll,
+                          confirmations=settings.confirmations,
+                          batch_size=settings.batch_size, from_block=from_block,
+                          retries=settings.rpc_retries)
+    with stop_on_signals() as stop:
+        result = run_sync(settings, name, options, mint=mint, stop=stop)
+    if not quiet or not result.ok:
+        click.echo(result.render_text())
+    return 0 if result.ok or (follow and result.stopped) else 1
+
+
+@cli.command("importers")
+def importers_command() -> None:
+    """List the installed importers."""
+    for name in importer_names():
+        cls = get_importer(name)
+        doc = (cls.__doc__ or "").strip().splitlines()
+        click.echo(f"{name}: {doc[0] if doc else ''}")

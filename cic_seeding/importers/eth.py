@@ -1,0 +1,153 @@
+"""The sovereign importer (``eth``): users keep their own keys.
+
+Per user: a v3 keyfile under ``keystore/`` (made in a process pool, one batch ahead of the
+sending path), ``AccountsIndex.add(address)`` from the signer, the raw signed transaction under
+``tx/`` and, once confirmed, the person record under ``new/`` with the target chain's identity
+added. The opening balance, faucet payout and gas come from the syncer
+(:mod:`cic_seeding.sync`), which reacts to the registration on chain.
+
+Rerun safety: users the AccountsIndex already has are confirmed without sending; an ``add`` that
+reverts because the address is already registered counts as done, so a registration is never
+duplicated (the contract refuses duplicates) and never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from cic_seeding.chain.connect import connect
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
+from cic_seeding.chain.tx import Call
+from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.importers._keyfiles import KeyfileWriter
+from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.state import StateStore, norm
+from cic_seeding.records.person import add_identity, dumps, person_errors
+
+log = logging.getLogger(__name__)
+
+#: Gas limit of one ``AccountsIndex.add`` (a first add costs ~70k).
+ADD_GAS = 120_000
+
+
+class EthImporter(Importer):
+    """Registers every generated address in the registry's AccountsIndex."""
+
+    name = "eth"
+    #: Seconds to wait for a batch's receipts before leaving it to a rerun.
+    confirm_timeout: float = 120.0
+
+    def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
+                 **kw: Any) -> None:
+        super().__init__(settings, **kw)
+        self.network = network or connect(settings)
+        self.client = self.network.client
+        self.manifest = self.data.manifest()
+        self.chain = ChainSpec.parse(settings.chain_spec)
+        self.index = self.network.accounts_index
+        self.keys = KeyfileWriter(self.data.keystore, self.manifest.seed,
+                                  settings.keystore_password, settings.keystore_kdf,
+                                  settings.workers)
+        self._send_errors: dict[str, str] = {}
+
+    # -- primitives ----------------------------------------------------------------------
+    @classmethod
+    def sync_users(cls, data: DataDir, store: StateStore) -> dict[str, str]:
+        return {norm(r.address): norm(r.address) for r in data.users()}
+
+    def begin(self) -> None:
+        """The syncer's cursor starts where this import began (never block 0)."""
+        self.store.init_cursor(self.name, str(self.chain), self.client.head())
+
+    def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
+        bad = {u.address: reason for u in users if (reason := self._record_problem(u))}
+        bad.update(self.keys.write([(u.index, u.address) for u in users if u.address not in bad]))
+        return bad
+
+    def _record_problem(self, user: UserRow) -> str | None:
+        path = self.data.src.path(user.address)
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            return f"no person record at {path}"
+        except (OSError, ValueError) as exc:
+            return f"person record {path} is not valid JSON ({exc}); regenerate or fix it"
+        errors = person_errors(doc)
+        if errors:
+            return f"person record {path} fails the schema: {errors[0]}"
+        return None
+
+    def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
+        have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (u.address,))
+                                      for u in users])
+        return {u.address: u.address for u, h in zip(users, have, strict=True) if h is True}
+
+    def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        calls = [Call(self.index, ACCOUNTS_INDEX.encode("add", u.address), gas=ADD_GAS)
+                 for u in users]
+        sent = self.client.send(calls)
+        subs = []
+        for user, (signed, error) in zip(users, sent, strict=True):
+            self.data.tx.put(signed.tx_hash, signed.raw.encode())
+            if error is not None:
+                self._send_errors[user.address.lower()] = f"the node refused add(): {error}"
+            subs.append(Submission(user.address, signed.tx_hash, user.address))
+        return subs
+
+    def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        hashes = [s.ref for s in submissions if s.address.lower() not in self._send_errors]
+        receipts = self._receipts(hashes)
+        unsure = [s for s in submissions if s.ref not in receipts or not receipts[s.ref].ok]
+        registered = set()
+        if unsure:
+            have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (s.address,))
+                                          for s in unsure])
+            registered = {s.address for s, h in zip(unsure, have, strict=True) if h is True}
+        out = []
+        for s in submissions:
+            receipt = receipts.get(s.ref)
+            if (receipt is not None and receipt.ok) or s.address in registered:
+                out.append(Outcome(s.address, True, s.address))
+            else:
+                out.append(Outcome(s.address, False, reason=self._why(s, receipt is not None)))
+        return out
+
+    def _receipts(self, hashes: Sequence[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + self.confirm_timeout
+        found: dict[str, Any] = {}
+        while True:
+            found.update(self.client.receipts([h for h in hashes if h not in found]))
+            missing = [h for h in hashes if h not in found]
+            if not missing or time.monotonic() > deadline or self.stop.is_set():
+                return found
+            if self.client.explicit_mining:
+                self.client.mine()
+            else:
+                self.stop.wait(0.2)
+
+    def _why(self, s: Submission, mined: bool) -> str:
+        if s.address.lower() in self._send_errors:
+            return self._send_errors.pop(s.address.lower())
+        if mined:
+            call = Call(self.index, ACCOUNTS_INDEX.encode("add", s.address), gas=ADD_GAS)
+            return f"add() reverted{self.client.revert_reason(call)} (is the signer a writer " \
+                   f"of the AccountsIndex {self.index}?)"
+        return f"add() transaction {s.ref} not mined within {self.confirm_timeout:.0f}s; " \
+               "a rerun sends it again"
+
+    def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
+        for user, target in done:
+            if self.data.new.has(target):
+                continue
+            doc = json.loads(self.data.src.get(user.address))
+            self.data.new.put(target, dumps(add_identity(doc, self.chain, target)))
+
+    def close(self) -> None:
+        self.keys.close()
+        super().close()

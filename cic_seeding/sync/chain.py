@@ -1,0 +1,80 @@
+"""The syncer's view of a CIC network (implements :class:`~cic_seeding.sync.port.SyncChain`).
+
+Registrations are the ``AddressAdded`` logs of *the registry's* AccountsIndex only: an
+``add(address)`` on any other contract is never seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, ADDRESS_ADDED, FAUCET, CicNetwork
+from cic_seeding.chain.tx import Call, Receipt
+
+
+def _int(value: str | int) -> int:
+    return int(value, 16) if isinstance(value, str) else value
+
+
+class RegistryChain:
+    def __init__(self, network: CicNetwork, chain_key: str) -> None:
+        self.network = network
+        self.client = network.client
+        self.chain_key = chain_key
+        assert self.client.signer is not None, "the syncer needs a signer"
+        self.signer = self.client.signer.address.lower()
+        self.index = network.accounts_index
+
+    def head(self) -> int:
+        return self.client.head()
+
+    def block_hashes(self, numbers: Sequence[int]) -> dict[int, str]:
+        return self.client.block_hashes(numbers)
+
+    def registrations(self, first: int, last: int) -> list[tuple[int, str]]:
+        logs = self.client.logs(self.index, ADDRESS_ADDED, first, last)
+        out = []
+        for entry in sorted(logs, key=lambda e: (_int(e["blockNumber"]), _int(e["logIndex"]))):
+            if entry.get("removed"):
+                continue
+            out.append((_int(entry["blockNumber"]), "0x" + str(entry["data"])[-40:].lower()))
+        return out
+
+    def registered(self, addresses: Sequence[str]) -> set[str]:
+        have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (a,))
+                                      for a in addresses])
+        return {a.lower() for a, h in zip(addresses, have, strict=True) if h is True}
+
+    def faucet_paid(self, addresses: Sequence[str]) -> set[str]:
+        if not addresses:
+            return set()
+        faucet = self.network.faucet
+        times = self.client.call_many([(faucet, FAUCET.fn("nextTime"), (a,)) for a in addresses])
+        out = set()
+        for a, t in zip(addresses, times, strict=True):
+            if isinstance(t, Exception):
+                raise t
+            if t:
+                out.add(a.lower())
+        return out
+
+    def pending_nonce(self) -> int:
+        return self.client.pending_nonce()
+
+    def sign(self, call: Call, nonce: int) -> tuple[str, str]:
+        signed = self.client.sign(call, nonce)
+        return signed.tx_hash, signed.raw
+
+    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+        return self.client.broadcast(raws)
+
+    def receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt]:
+        found = self.client.receipts(tx_hashes)
+        missing = [h for h in tx_hashes if h not in found]
+        if missing and self.client.explicit_mining:
+            self.client.mine()  # a dev node mines only when asked: maybe nobody asked yet
+            found.update(self.client.receipts(missing))
+        return found
+
+    def known(self, tx_hashes: Sequence[str]) -> set[str]:
+        return self.client.known(tx_hashes)

@@ -1,0 +1,97 @@
+"""Wiring the syncer for one importer's users on a CIC network: ``cic-seed sync NAME``."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from cic_seeding.chain.connect import connect
+from cic_seeding.chain.registry import FAUCET, TOKEN, CicNetwork, Token
+from cic_seeding.chain.tx import Call
+from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir
+from cic_seeding.errors import ConfigError
+from cic_seeding.importers.registry import get_importer
+from cic_seeding.state import FAUCET as FAUCET_KIND
+from cic_seeding.state import FUND, GAS, Payment, StateStore, norm, open_state_store
+from cic_seeding.sync.chain import RegistryChain
+from cic_seeding.sync.payer import Payer
+from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions, SyncResult
+
+log = logging.getLogger(__name__)
+
+TRANSFER_GAS, MINT_GAS, GIVE_GAS, VALUE_GAS = 90_000, 120_000, 200_000, 21_000
+
+
+@dataclass(frozen=True)
+class Funding:
+    """What the syncer pays with: the token, the faucet and whether it mints."""
+
+    token: Token
+    faucet: str
+    faucet_amount: int  # smallest unit; 0 when the faucet pays nothing (or another token)
+    mint: bool = False
+
+    def build(self, payment: Payment) -> Call:
+        if payment.kind == FUND:
+            fn = "mintTo" if self.mint else "transfer"
+            return Call(self.token.address, TOKEN.encode(fn, payment.address, payment.amount),
+                        gas=MINT_GAS if self.mint else TRANSFER_GAS)
+        if payment.kind == FAUCET_KIND:
+            return Call(self.faucet, FAUCET.encode("giveTo", payment.address), gas=GIVE_GAS)
+        if payment.kind == GAS:
+            return Call(payment.address, b"", value=payment.amount, gas=VALUE_GAS)
+        raise ValueError(f"unknown payment kind {payment.kind!r}")
+
+
+def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Funding:
+    """The token (by symbol, default DefaultToken) and the faucet's payout in that token."""
+    token = network.token(symbol)
+    faucet = network.faucet
+    faucet_token, amount = network.client.call_many([
+        (faucet, FAUCET.fn("token"), ()), (faucet, FAUCET.fn("tokenAmount"), ())])
+    if isinstance(faucet_token, Exception) or isinstance(amount, Exception):
+        raise ConfigError(f"the faucet at {faucet} does not answer token()/tokenAmount()")
+    if norm(faucet_token) != norm(token.address):
+        log.info("the faucet pays another token (%s); no faucet payouts in %s",
+                 faucet_token, token.symbol)
+        amount = 0
+    return Funding(token, faucet, int(amount), mint)
+
+
+def scale(amount: int, data_decimals: int, token_decimals: int) -> int:
+    """An amount in the dataset's smallest unit, in the token's smallest unit."""
+    if token_decimals >= data_decimals:
+        return amount * 10 ** (token_decimals - data_decimals)
+    return amount // 10 ** (data_decimals - token_decimals)
+
+
+def payment_plan(data: DataDir, users: dict[str, str], fund: Funding, gas_gift: int
+                 ) -> PaymentPlan:
+    decimals = data.manifest().decimals
+    balances = {norm(k): v for k, v in data.balances().items()}
+    by_target = {t: scale(balances.get(a, 0), decimals, fund.token.decimals)
+                 for t, a in users.items()}
+    return PaymentPlan(by_target, fund.faucet_amount, gas_gift)
+
+
+def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions = SyncOptions(),
+             *, network: CicNetwork | None = None, store: StateStore | None = None,
+             mint: bool = False, stop: threading.Event | None = None) -> SyncResult:
+    """Pay every registered user of ``importer`` in the data directory exactly once."""
+    cls = get_importer(importer)
+    network = network or connect(settings)
+    data = DataDir(settings.data_dir)
+    own_store = store is None
+    store = store or open_state_store(settings)
+    try:
+        users = cls.sync_users(data, store)
+        fund = funding(network, settings.token_symbol, mint)
+        plan = payment_plan(data, users, fund, settings.gas_gift)
+        chain = RegistryChain(network, settings.chain_spec)
+        payer = Payer(store, importer, chain, network.client.allocator, fund.build)
+        return Syncer(importer, chain, store, payer, plan, users, options, stop).run()
+    finally:
+        if own_store:
+            store.close()

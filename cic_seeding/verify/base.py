@@ -1,0 +1,170 @@
+"""The check plugin base class and what a check is given: users, a context, verdicts.
+
+A check implements one method, :meth:`Check.check`, on a *batch* of users and answers with one
+:class:`Verdict` per user. The base class (and the runner) own the rest: users not imported
+fail every check that needs a target, batches are sized once, every user is checked once.
+
+Write a third-party check like this and register it under the ``cic_seeding.checks``
+entry-point group (the entry-point name must equal the check's ``id``)::
+
+    class Nonce(ChainCheck):
+        id = "nonce"
+        description = "the user has sent at least one transaction"
+        groups = ("chain",)
+
+        def check(self, users):
+            ...
+            return {u.address: Verdict.passed() if ... else Verdict.failed("nonce 0")
+                    for u in users}
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir
+from cic_seeding.errors import VerifyError
+from cic_seeding.verify.port import VerifyChain
+from cic_seeding.verify.tolerance import Tolerance
+
+#: Reason given for a user without an address on the target chain.
+NOT_IMPORTED = "not imported"
+#: Backends a check may need; ``--skip-custodial/--skip-metadata/--skip-ussd`` skip the last three.
+BACKENDS = ("chain", "keystore", "custodial", "meta", "ussd")
+
+
+@dataclass(frozen=True)
+class VerifyUser:
+    """One user of the data directory, as the checks see it.
+
+    ``address`` is the generated (data-directory) address and ``target`` the address on the
+    target chain (None: the importer has not imported the user); both 0x lower-case.
+    ``opening_balance`` is from balances.csv in the dataset's smallest unit (None: no row).
+    """
+
+    index: int
+    address: str
+    target: str | None
+    opening_balance: int | None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One check's answer for one user: passed, failed (with a reason) or skipped."""
+
+    outcome: str  # "ok" | "failed" | "skipped"
+    reason: str = ""
+
+    @classmethod
+    def passed(cls) -> Verdict:
+        return _PASSED
+
+    @classmethod
+    def failed(cls, reason: str) -> Verdict:
+        return cls("failed", reason)
+
+    @classmethod
+    def skipped(cls, reason: str) -> Verdict:
+        return cls("skipped", reason)
+
+
+_PASSED = Verdict("ok")
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    """What every check may use; built once per run.
+
+    ``chain`` is None when no selected check needs the ``chain`` backend. ``faucet_amount`` was
+    read once from the faucet (0 without a chain). ``dataset_decimals`` is the manifest's,
+    ``token_decimals`` the chain's (the manifest's without a chain).
+    """
+
+    settings: Settings
+    data: DataDir
+    chain: VerifyChain | None = None
+    faucet_amount: int = 0
+    dataset_decimals: int = 0
+    token_decimals: int = 0
+    balance_adjust: Tolerance | None = None
+
+
+class Check(abc.ABC):
+    """A verification run once per user, on batches of users.
+
+    Subclasses set ``id``, ``description`` (one line), ``groups`` and ``backends``, and
+    implement :meth:`check`. :meth:`close` releases what the check holds (pools, sessions).
+    """
+
+    id: ClassVar[str]
+    description: ClassVar[str]
+    groups: ClassVar[tuple[str, ...]] = ()
+    backends: ClassVar[tuple[str, ...]] = ()
+    #: Users without a target fail with "not imported" before :meth:`check` sees them.
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, ctx: CheckContext) -> None:
+        self.ctx = ctx
+
+    @abc.abstractmethod
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        """A verdict per user of ``users``, keyed by ``user.address``."""
+
+    def verify(self, users: Sequence[VerifyUser]) -> dict[str, Verdict]:
+        """Exactly one verdict per user of ``users``, keyed by ``user.address``.
+
+        Raises VerifyError if :meth:`check` leaves a user without a verdict (a bug in the check).
+        """
+        verdicts: dict[str, Verdict] = {}
+        todo = []
+        for user in users:
+            if self.needs_target and user.target is None:
+                verdicts[user.address] = Verdict.failed(NOT_IMPORTED)
+            else:
+                todo.append(user)
+        if not todo:
+            return verdicts
+        answers = self.check(todo)
+        missing = [u.address for u in todo if u.address not in answers]
+        if missing:
+            raise VerifyError(f"check {self.id!r} gave no verdict for {len(missing)} of "
+                              f"{len(todo)} users (first: {missing[0]})",
+                              hint="this is a bug in the check; exclude it with --exclude "
+                              f"{self.id}")
+        verdicts.update((u.address, answers[u.address]) for u in todo)
+        return verdicts
+
+    def close(self) -> None:
+        """Release resources held between batches (default: nothing)."""
+
+
+class ChainCheck(Check):
+    """A check that reads the target chain through :attr:`chain` (users need a target)."""
+
+    backends: ClassVar[tuple[str, ...]] = ("chain",)
+    needs_target: ClassVar[bool] = True
+
+    @property
+    def chain(self) -> VerifyChain:
+        if self.ctx.chain is None:
+            raise VerifyError(f"check {self.id!r} needs a chain and none was connected",
+                              hint="give --devnet DIR or -p RPC_URL -r REGISTRY")
+        return self.ctx.chain
+
+    def answer(self, answers: Mapping[str, int] | Mapping[str, bool], target: str,
+               what: str) -> int:
+        """``answers[target]``; VerifyError naming ``what`` if the chain left it out."""
+        try:
+            return int(answers[target])
+        except KeyError:
+            raise VerifyError(f"the chain gave no {what} for {target} (check {self.id!r})"
+                              ) from None
+
+
+def targets_of(users: Sequence[VerifyUser]) -> list[str]:
+    """The target addresses of ``users`` that have one, in order."""
+    return [u.target for u in users if u.target is not None]
