@@ -1,0 +1,40 @@
+"""``cic-seed demo``: the main job, end to end on a local devnet."""
+
+from __future__ import annotations
+
+import click
+
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+from cic_seeding.cli.import_cmd import stop_on_signals
+
+
+@cli.command("demo")
+@click.option("--users", type=int, default=300, show_default=True, help="Users to seed.")
+@click.option("--dir", "directory", default="demo", show_default=True,
+              help="Working directory (wiped and rebuilt on every demo run).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Generator seed.")
+@click.option("--keep", is_flag=True, help="Leave the devnet running afterwards.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def demo_command(ctx: click.Context, users: int, directory: str, seed: int, keep: bool,
+                 verbose: int, quiet: bool) -> int:
+    """Devnet up, generate, import (eth), sync, verify, print the report."""
+    from cic_devnet.demo import run_demo
+
+    settings_from(ctx, verbose, quiet)
+    say = (lambda s: None) if quiet else (lambda s: click.echo(f"-- {s}", err=True))
+    with stop_on_signals() as stop:
+        result = run_demo(directory, users, seed=seed, keep=keep, verify=_verifier(),
+                          say=say, stop=stop)
+    click.echo(result.render_text())
+    return 0 if result.ok else 1
+
+
+def _verifier():  # type: ignore[no-untyped-def]
+    """The verifier as a function of settings, once the verify package is installed."""
+    try:
+        from cic_seeding.verify import verify_settings  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return verify_settings
