@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.reader import NetworkReader
 from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer, read_password
@@ -112,3 +113,8 @@ def connect(settings: Settings, *, signer: bool = True) -> CicNetwork:
     client = ChainClient(rpc, signer=key,
                          explicit_mining=ep.explicit_mining or mines_on_request(rpc))
     return CicNetwork(client, ep.registry)
+
+
+def verify_chain(settings: Settings) -> NetworkReader:
+    """The verifier's batched reader of the network and token the settings name."""
+    return NetworkReader(connect(settings, signer=False), settings.token_symbol)

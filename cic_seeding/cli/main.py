@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import sys
 
-from cic_seeding.cli import config_cmd, devnet_cmd, doctor_cmd, generate_cmd, import_cmd
+from cic_seeding.cli import (
+    config_cmd,
+    demo_cmd,
+    devnet_cmd,
+    doctor_cmd,
+    generate_cmd,
+    import_cmd,
+    verify_cmd,
+)
 from cic_seeding.cli.app import cli
 
-COMMAND_MODULES = (config_cmd, devnet_cmd, doctor_cmd, generate_cmd, import_cmd)
+COMMAND_MODULES = (config_cmd, demo_cmd, devnet_cmd, doctor_cmd, generate_cmd, import_cmd,
+                   verify_cmd)
 
 
 def main(argv: list[str] | None = None) -> int:

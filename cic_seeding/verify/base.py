@@ -140,6 +140,7 @@ class Check(abc.ABC):
 
     def close(self) -> None:
         """Release resources held between batches (default: nothing)."""
+        return None
 
 
 class ChainCheck(Check):

@@ -1,0 +1,119 @@
+"""``cic-seed verify DIR`` (= ``verify.py DIR``): prove a seeded network matches its data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cic_seeding.cli.app import (
+    cli,
+    handles_errors,
+    settings_from,
+    stderr_is_terminal,
+    verbosity_options,
+)
+from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.config import Settings
+from cic_seeding.errors import UsageError, VerifyError
+from cic_seeding.verify import (
+    VerifyOptions,
+    VerifyResult,
+    all_checks,
+    connect_chain,
+    run_verify,
+)
+from cic_seeding.verify.runner import Connect
+
+#: How the command reaches the chain; tests replace it with a fake.
+CONNECT: Connect = connect_chain
+
+
+@cli.command("verify")
+@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@chain_options
+@click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@click.option("--importer", default="eth", show_default=True,
+              help="Importer whose state store gives each user's target address.")
+@click.option("--include", multiple=True, metavar="ID", help="Run only this check (repeatable).")
+@click.option("--exclude", multiple=True, metavar="ID", help="Do not run this check (repeatable).")
+@click.option("--skip-custodial", is_flag=True, help="Skip checks needing the custodial engine.")
+@click.option("--skip-metadata", is_flag=True, help="Skip checks needing the metadata server.")
+@click.option("--skip-ussd", is_flag=True, help="Skip checks needing the USSD gateway.")
+@click.option("--list-verifications", is_flag=True, help="List check ids with descriptions.")
+@click.option("-x", "stop_on_failure", is_flag=True, help="Stop at the first failure.")
+@click.option("--results-dir", type=click.Path(file_okay=False),
+              help="Write success_<id> and error_<id> address lists here.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("--output", type=click.Path(dir_okay=False),
+              help="Write the report here (stdout then gets the text summary).")
+@click.option("--balance-adjust", metavar="[±]N[%]",
+              help="Accept a balance deviation: N token units or P% (+ above / - below only).")
+@click.option("--batch-size", type=int, default=500, show_default=True,
+              help="Users checked per batch of chain calls.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def verify_command(ctx: click.Context, directory: str | None, list_verifications: bool,
+                   fmt: str, output: str | None, results_dir: str | None, verbose: int,
+                   quiet: bool, **opts: Any) -> int:
+    """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails."""
+    if list_verifications:
+        return _list_checks()
+    if directory is None:
+        raise UsageError("missing DIR", hint="give the data directory to verify")
+    settings = settings_from(ctx, verbose, quiet, data_dir=directory,
+                             state_url=opts.pop("state_url"), **chain_flags(opts))
+    result = _run(settings, _options(**opts), quiet)
+    if results_dir:
+        result.write_results_dir(results_dir)
+    _report(result, fmt, output, quiet)
+    return 0 if result.ok else 1
+
+
+def _options(importer: str, include: tuple[str, ...], exclude: tuple[str, ...],
+             skip_custodial: bool, skip_metadata: bool, skip_ussd: bool, stop_on_failure: bool,
+             balance_adjust: str | None, batch_size: int) -> VerifyOptions:
+    flags = {"custodial": skip_custodial, "meta": skip_metadata, "ussd": skip_ussd}
+    return VerifyOptions(importer=importer, include=include, exclude=exclude,
+                         skip_backends=frozenset(b for b, on in flags.items() if on),
+                         stop_on_failure=stop_on_failure, batch_size=batch_size,
+                         balance_adjust=balance_adjust)
+
+
+def _run(settings: Settings, options: VerifyOptions, quiet: bool) -> VerifyResult:
+    progress = _show_progress if stderr_is_terminal() and not quiet else None
+    return run_verify(settings, options, connect=CONNECT, progress=progress)
+
+
+def _show_progress(done: int, total: int) -> None:
+    click.echo(f"\rverified {done}/{total} users", err=True, nl=done >= total)
+
+
+def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool) -> None:
+    rendered = {"text": result.render_text, "json": result.render_json,
+                "junit": result.render_junit}[fmt]
+    if output:
+        try:
+            Path(output).write_text(rendered(), encoding="utf-8")
+        except OSError as exc:
+            raise VerifyError(f"cannot write the report to {output}: {exc}") from None
+        if not quiet:
+            click.echo(result.render_text(colour=sys.stdout.isatty()), nl=False)
+    elif fmt != "text":
+        click.echo(rendered(), nl=False)
+    elif not quiet:
+        click.echo(result.render_text(colour=sys.stdout.isatty()), nl=False)
+
+
+def _list_checks() -> int:
+    checks = all_checks()
+    width = max((len(c.id) for c in checks), default=0)
+    for c in checks:
+        needs = ", ".join(c.backends) or "-"
+        click.echo(f"{c.id:<{width}}  {c.description}  [groups: {', '.join(c.groups) or '-'}; "
+                   f"needs: {needs}]")
+    return 0

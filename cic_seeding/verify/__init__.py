@@ -1,0 +1,34 @@
+"""The verifier: checks (plugins) run once per user over batches, against a chain port.
+
+::
+
+    from cic_seeding.verify import VerifyOptions, run_verify
+    result = run_verify(settings, VerifyOptions(include=("balance",)), chain=chain)
+    result.ok, result.to_dict(), result.render_text(), result.render_junit()
+"""
+
+from cic_seeding.verify.base import (
+    NOT_IMPORTED,
+    ChainCheck,
+    Check,
+    CheckContext,
+    Verdict,
+    VerifyUser,
+)
+from cic_seeding.verify.port import VerifyChain
+from cic_seeding.verify.registry import all_checks, check_ids, get_check
+from cic_seeding.verify.result import CheckResult, Failure, VerifyResult
+from cic_seeding.verify.runner import (
+    SKIP_FLAGS,
+    VerifyOptions,
+    connect_chain,
+    run_verify,
+    select_checks,
+    verify_settings,
+)
+from cic_seeding.verify.tolerance import Tolerance
+
+__all__ = ["NOT_IMPORTED", "SKIP_FLAGS", "ChainCheck", "Check", "CheckContext", "CheckResult",
+           "Failure", "Tolerance", "Verdict", "VerifyChain", "VerifyOptions", "VerifyResult",
+           "VerifyUser", "all_checks", "check_ids", "connect_chain", "get_check", "run_verify",
+           "select_checks", "verify_settings"]

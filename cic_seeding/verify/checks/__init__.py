@@ -1,0 +1,1 @@
+"""The built-in checks, one module per family; each is registered as an entry point."""

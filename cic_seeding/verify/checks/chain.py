@@ -1,0 +1,57 @@
+"""Checks of a user's presence and funding on the target chain: registration, gas, faucet."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from cic_seeding.verify.base import ChainCheck, Verdict, VerifyUser, targets_of
+
+
+class AccountsIndexCheck(ChainCheck):
+    id = "accounts_index"
+    description = "the registry's AccountsIndex has the user (have(address) is true)"
+    groups = ("chain", "registration")
+
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        have = self.chain.have(targets_of(users))
+        out = {}
+        for u in users:
+            assert u.target is not None  # the base class filtered the others
+            ok = bool(self.answer(have, u.target, "AccountsIndex.have"))
+            out[u.address] = Verdict.passed() if ok else Verdict.failed(
+                f"AccountsIndex.have({u.target}) is false")
+        return out
+
+
+class GasCheck(ChainCheck):
+    id = "gas"
+    description = "the user has a native (gas) balance above zero"
+    groups = ("chain", "funding")
+
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        wei = self.chain.native_balances(targets_of(users))
+        out = {}
+        for u in users:
+            assert u.target is not None
+            ok = self.answer(wei, u.target, "native balance") > 0
+            out[u.address] = Verdict.passed() if ok else Verdict.failed("native balance is 0 wei")
+        return out
+
+
+class FaucetCheck(ChainCheck):
+    id = "faucet"
+    description = "the faucet paid the user (nextTime(address) is non-zero)"
+    groups = ("chain", "funding")
+
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        if self.ctx.faucet_amount == 0:
+            skip = Verdict.skipped("the faucet's tokenAmount() is 0: it pays nobody")
+            return {u.address: skip for u in users}
+        next_time = self.chain.faucet_next_time(targets_of(users))
+        out = {}
+        for u in users:
+            assert u.target is not None
+            ok = self.answer(next_time, u.target, "faucet nextTime") != 0
+            out[u.address] = Verdict.passed() if ok else Verdict.failed(
+                "the faucet never paid this user (nextTime is 0)")
+        return out

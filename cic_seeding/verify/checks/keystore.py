@@ -1,0 +1,78 @@
+"""The local key check: the user's v3 keyfile under ``keystore/`` decrypts to its address.
+
+Decryption is scrypt, so batches are spread over a process pool (``settings.workers``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import eth_keyfile
+
+from cic_seeding.generate.keys import address_of
+from cic_seeding.importers._keyfiles import keyfile_path
+from cic_seeding.verify.base import Check, Verdict, VerifyUser
+
+
+def _decrypt_chunk(keystore: str, addresses: Sequence[str], password: str
+                   ) -> dict[str, str | None]:
+    """Per address: None if its keyfile decrypts to it, else why not."""
+    return {a: _decrypt_one(Path(keystore), a, password) for a in addresses}
+
+
+def _decrypt_one(keystore: Path, address: str, password: str) -> str | None:
+    path = keyfile_path(keystore, address)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no keyfile {path}"
+    except (OSError, ValueError) as exc:
+        return f"keyfile {path} cannot be read as JSON: {exc}"
+    try:
+        key = eth_keyfile.decode_keyfile_json(doc, password.encode())
+    except Exception as exc:  # eth_keyfile raises ValueError/KeyError/... for bad files
+        return f"keyfile {path} does not decrypt with keystore_password: {exc}"
+    found = address_of(key).lower()
+    return None if found == address.lower() else f"keyfile {path} holds the key of {found}"
+
+
+class LocalKeyCheck(Check):
+    id = "local_key"
+    description = "the user's keyfile under keystore/ decrypts (keystore_password) to its address"
+    groups = ("keystore",)
+    backends = ("keystore",)
+    #: Batches smaller than this are decrypted in this process.
+    INLINE_BELOW: ClassVar[int] = 8
+
+    _pool: ProcessPoolExecutor | None = None
+
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        reasons = self._decrypt([u.address for u in users])
+        return {u.address: Verdict.passed() if reasons[u.address] is None
+                else Verdict.failed(str(reasons[u.address])) for u in users}
+
+    def _decrypt(self, addresses: list[str]) -> dict[str, str | None]:
+        keystore = str(self.ctx.data.keystore)
+        password = self.ctx.settings.keystore_password
+        workers = self.ctx.settings.workers or os.cpu_count() or 1
+        if len(addresses) < self.INLINE_BELOW or workers == 1:
+            return _decrypt_chunk(keystore, addresses, password)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(workers)
+        step = max(1, -(-len(addresses) // workers))
+        futures = [self._pool.submit(_decrypt_chunk, keystore, addresses[i:i + step], password)
+                   for i in range(0, len(addresses), step)]
+        out: dict[str, str | None] = {}
+        for f in futures:
+            out.update(f.result())
+        return out
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -1,0 +1,183 @@
+"""Each built-in check catches exactly the users that are wrong, and only those."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import eth_keyfile
+import pytest
+
+from cic_seeding.errors import UsageError
+from cic_seeding.generate.keys import derive_private_key
+from cic_seeding.importers._keyfiles import keyfile_path
+from cic_seeding.verify import NOT_IMPORTED, Tolerance, VerifyOptions, VerifyResult, run_verify
+from cic_seeding.verify.checks.balance import rescale
+from cic_seeding.verify.checks.keystore import LocalKeyCheck
+from tests.verify.fakes import FAUCET, SEED, World, make_world
+
+CHAIN_CHECKS = ("accounts_index", "balance", "faucet", "gas")
+
+
+def verify(world: World, **options: object) -> VerifyResult:
+    opts = VerifyOptions(**{"exclude": ("local_key",), **options})  # type: ignore[arg-type]
+    return run_verify(world.settings, opts, chain=world.chain)
+
+
+def failed(result: VerifyResult) -> dict[str, int]:
+    return {cid: c.failed for cid, c in result.checks.items()}
+
+
+def test_a_correct_seeding_passes_every_chain_check(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    result = verify(world)
+    assert result.ok and list(result.checks) == list(CHAIN_CHECKS)
+    for c in result.checks.values():
+        assert (c.ok, c.failed, c.skipped, c.total) == (20, 0, 0, 20)
+    assert result.token_symbol == "GFT" and result.faucet_amount == FAUCET
+
+
+def test_accounts_index_catches_unregistered_users(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    for a in world.addresses[3:5]:
+        world.chain.registered[a] = False
+    result = verify(world)
+    assert failed(result) == {"accounts_index": 2, "balance": 0, "faucet": 0, "gas": 0}
+    assert [f.address for f in result.checks["accounts_index"].failures] == world.addresses[3:5]
+    assert "AccountsIndex.have" in result.checks["accounts_index"].failures[0].reason
+
+
+def test_gas_catches_users_without_native_balance(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    for a in world.addresses[:3]:
+        world.chain.native[a] = 0
+    assert failed(verify(world)) == {"accounts_index": 0, "balance": 0, "faucet": 0, "gas": 3}
+
+
+def test_faucet_and_balance_without_the_faucet(tmp_path: Path) -> None:
+    """A user the faucet never paid fails faucet; its balance is then the opening one alone."""
+    world = make_world(tmp_path)
+    unpaid, wrongly_counted = world.addresses[7], world.addresses[8]
+    world.chain.next_time[unpaid] = 0
+    world.chain.balances[unpaid] = world.opening[unpaid]
+    world.chain.next_time[wrongly_counted] = 0  # still holds the payout: balance is wrong
+    result = verify(world)
+    assert failed(result) == {"accounts_index": 0, "balance": 1, "faucet": 2, "gas": 0}
+    (bad,) = result.checks["balance"].failures
+    assert bad.address == wrongly_counted
+    opening = world.opening[wrongly_counted]
+    assert bad.reason.startswith(f"token balance {opening + FAUCET} != expected {opening}")
+
+
+def test_balance_catches_one_smallest_unit(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.chain.balances[world.addresses[0]] -= 1
+    world.chain.balances[world.addresses[1]] += 1
+    assert failed(verify(world)) == {"accounts_index": 0, "balance": 2, "faucet": 0, "gas": 0}
+
+
+def test_faucet_amount_zero_skips_faucet_and_expects_opening(tmp_path: Path) -> None:
+    world = make_world(tmp_path, faucet=0)
+    result = verify(world)
+    assert result.ok and result.checks["faucet"].skipped == 20
+    assert result.checks["balance"].ok == 20
+    assert world.chain.calls["faucet_next_time"] == 0
+
+
+def test_balance_compares_in_the_tokens_decimals(tmp_path: Path) -> None:
+    """Dataset amounts (6 decimals) are scaled to the token's 18, never compared unscaled."""
+    world = make_world(tmp_path, decimals=6, token_decimals=18)
+    assert verify(world).ok
+    a = world.addresses[2]
+    world.chain.balances[a] = world.opening[a] + FAUCET  # what an unscaled seeding leaves
+    assert failed(verify(world))["balance"] == 1
+
+
+def test_rescale() -> None:
+    assert rescale(15, 6, 18) == 15 * 10**12
+    assert rescale(3_000_000, 6, 2) == 300
+    assert rescale(3_000_001, 6, 2) is None
+
+
+@pytest.mark.parametrize("adjust,passes", [
+    ("1", True), ("±1", True), ("+1", True), ("-1", False), ("0.5", False),
+    ("2%", True), ("+2%", True), ("-2%", False), ("0.1%", False),
+])
+def test_balance_adjust_above(tmp_path: Path, adjust: str, passes: bool) -> None:
+    """One user holds exactly one token (10**6) more than expected; expected >= 10**6 * 50."""
+    world = make_world(tmp_path, n=60)
+    a = world.addresses[49]  # opening 50 tokens + 49: 1 token is just under 2%
+    world.chain.balances[a] += 10**6
+    result = verify(world, balance_adjust=adjust, include=("balance",))
+    assert result.checks["balance"].failed == (0 if passes else 1)
+    assert result.balance_adjust == adjust
+
+
+def test_balance_adjust_below(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.chain.balances[world.addresses[0]] -= 10**6
+    assert verify(world, balance_adjust="-1", include=("balance",)).ok
+    assert not verify(world, balance_adjust="+1", include=("balance",)).ok
+
+
+@pytest.mark.parametrize("text", ["", "x", "1.2.3", "%", "--1", "1e3"])
+def test_balance_adjust_syntax(text: str) -> None:
+    with pytest.raises(UsageError, match="is not a deviation"):
+        Tolerance.parse(text)
+
+
+def test_tolerance_bounds_are_integers() -> None:
+    assert Tolerance.parse("±1.5").bounds(10**7, 6) == (8_500_000, 11_500_000)
+    assert Tolerance.parse("+10%").bounds(999, 6) == (999, 1098)
+    assert Tolerance.parse("-10%").bounds(999, 6) == (900, 999)
+
+
+def test_users_not_imported_fail_every_chain_check(tmp_path: Path) -> None:
+    world = make_world(tmp_path, imported=17)
+    result = verify(world)
+    for cid in CHAIN_CHECKS:
+        c = result.checks[cid]
+        assert (c.ok, c.failed) == (17, 3), cid
+        assert [f.reason for f in c.failures] == [NOT_IMPORTED] * 3
+        assert [f.address for f in c.failures] == world.addresses[17:]
+    assert not any(a.endswith(tuple(world.addresses[17:])) for a in world.chain.asked)
+
+
+def write_keyfile(world: World, index: int, password: str) -> None:
+    key = derive_private_key(SEED, index)
+    doc = eth_keyfile.create_keyfile_json(key, password.encode(), kdf="scrypt", iterations=2**10)
+    path = keyfile_path(world.data.keystore, world.addresses[index])
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(doc))
+
+
+def local_key(world: World) -> VerifyResult:
+    return run_verify(world.settings, VerifyOptions(include=("local_key",)))
+
+
+def test_local_key_catches_a_wrong_password(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=3)
+    for i, password in enumerate(["foo", "foo", "not-foo"]):
+        write_keyfile(world, i, password)
+    result = local_key(world)
+    c = result.checks["local_key"]
+    assert (c.ok, c.failed, c.total) == (2, 1, 3)
+    assert c.failures[0].address == world.addresses[2]
+    assert "does not decrypt" in c.failures[0].reason and "not-foo" not in c.failures[0].reason
+    assert result.token_symbol is None  # no chain was needed
+
+
+def test_local_key_catches_missing_and_foreign_keyfiles_in_a_pool(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world(tmp_path, n=4)
+    world.settings = world.settings.replace(workers=2)
+    monkeypatch.setattr(LocalKeyCheck, "INLINE_BELOW", 0)
+    write_keyfile(world, 0, "foo")
+    write_keyfile(world, 1, "foo")
+    other = keyfile_path(world.data.keystore, world.addresses[1])
+    other.rename(keyfile_path(world.data.keystore, world.addresses[2]))  # 2 holds 1's key
+    c = local_key(world).checks["local_key"]
+    assert (c.ok, c.failed) == (1, 3)
+    reasons = {f.address: f.reason for f in c.failures}
+    assert reasons[world.addresses[1]].startswith("no keyfile")
+    assert f"holds the key of {world.addresses[1]}" in reasons[world.addresses[2]]

@@ -1,0 +1,220 @@
+"""The runner and its result: batching, selection, plugins, -x, and every rendering."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from importlib.metadata import EntryPoint
+from pathlib import Path
+
+import pytest
+
+from cic_seeding.errors import ManifestError, UsageError, VerifyError
+from cic_seeding.verify import (
+    VerifyOptions,
+    VerifyResult,
+    check_ids,
+    get_check,
+    run_verify,
+)
+from cic_seeding.verify import registry as check_registry
+from tests.verify.fakes import World, make_world
+
+BUILT_IN = ["accounts_index", "balance", "faucet", "gas", "local_key"]
+
+
+@pytest.fixture
+def plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installs the test checks beside the built-in ones, as third-party entry points."""
+    real = check_registry._entry_points()
+    pairs = [("custodial_account", "CustodialCheck"), ("every_other", "EveryOtherCheck"),
+             ("forgetful", "Forgetful"), ("misnamed", "CustodialCheck")]
+    extra = {name: EntryPoint(name, f"tests.verify.plugins:{cls}", check_registry.GROUP)
+             for name, cls in pairs}
+    monkeypatch.setattr(check_registry, "_entry_points", lambda: {**real, **extra})
+
+
+def chain_only(world: World, **options: object) -> VerifyResult:
+    opts = VerifyOptions(**{"exclude": ("local_key",), **options})  # type: ignore[arg-type]
+    return run_verify(world.settings, opts, chain=world.chain)
+
+
+def test_built_in_checks_are_entry_points() -> None:
+    assert check_ids() == BUILT_IN
+    assert get_check("balance").id == "balance"
+
+
+def test_unknown_ids_fail_with_near_matches() -> None:
+    with pytest.raises(UsageError) as err:
+        get_check("balanse")
+    assert str(err.value) == ("unknown check 'balanse'; did you mean balance?; valid checks: "
+                              + ", ".join(BUILT_IN))
+    assert err.value.exit_code == 2
+
+
+@pytest.mark.parametrize("options", [{"include": ("gaz",)}, {"exclude": ("nope",)}])
+def test_unknown_ids_in_options(tmp_path: Path, options: dict[str, tuple[str]]) -> None:
+    world = make_world(tmp_path, n=2)
+    with pytest.raises(UsageError, match="unknown check .*valid checks: accounts_index"):
+        chain_only(world, **options)
+
+
+def test_every_check_runs_once_per_user_in_batches(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=25)
+    result = chain_only(world, batch_size=10)
+    assert result.ok
+    calls = world.chain.calls
+    assert calls["faucet_amount"] == 1
+    for name in ("have", "token_balances", "native_balances", "faucet_next_time"):
+        assert calls[name] == 3, name  # balance and faucet share nextTime within a batch
+    assert set(world.chain.asked.values()) == {1}  # nobody asked twice for the same thing
+    assert len(world.chain.asked) == 4 * 25
+
+
+def test_stop_at_the_first_failure(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=25)
+    world.chain.registered[world.addresses[13]] = False
+    world.chain.native[world.addresses[20]] = 0
+    result = chain_only(world, batch_size=10, stop_on_failure=True)
+    assert result.stopped_early and not result.ok
+    counts = {cid: (c.ok, c.failed, c.skipped) for cid, c in result.checks.items()}
+    assert counts == {"accounts_index": (19, 1, 5), "balance": (10, 0, 15),
+                      "faucet": (10, 0, 15), "gas": (10, 0, 15)}
+    assert "stopped at the first failure (-x)" in result.render_text()
+
+
+def test_third_party_check_with_skips(tmp_path: Path, plugins: None) -> None:
+    world = make_world(tmp_path, n=8)
+    result = run_verify(world.settings, VerifyOptions(include=("every_other",)))
+    c = result.checks["every_other"]
+    assert (c.ok, c.failed, c.skipped, c.total) == (2, 4, 2, 8)
+    assert c.line() == "every_other: 2/8, 4 failed, 2 skipped"
+
+
+def test_skip_flags_report_the_check_as_skipped(tmp_path: Path, plugins: None) -> None:
+    world = make_world(tmp_path, n=4)
+    opts = VerifyOptions(include=("custodial_account", "gas"),
+                         skip_backends=frozenset({"custodial"}))
+    result = run_verify(world.settings, opts, chain=world.chain)
+    assert result.ok
+    c = result.checks["custodial_account"]
+    assert (c.skipped, c.total, c.skipped_because) == (4, 4, "--skip-custodial")
+    assert c.line() == "custodial_account: skipped (--skip-custodial)"
+    with pytest.raises(UsageError, match="no checks left"):
+        run_verify(world.settings, VerifyOptions(include=("custodial_account",),
+                                                 skip_backends=frozenset({"custodial"})))
+
+
+def test_broken_plugins_are_named(tmp_path: Path, plugins: None) -> None:
+    world = make_world(tmp_path, n=2)
+    with pytest.raises(VerifyError, match="'misnamed'.*has id 'custodial_account'"):
+        get_check("misnamed")
+    with pytest.raises(VerifyError, match="'forgetful' gave no verdict for 2 of 2 users"):
+        run_verify(world.settings, VerifyOptions(include=("forgetful",)))
+
+
+def test_token_symbol_must_match_the_chain(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=2)
+    world.settings = world.settings.replace(token_symbol="SRF")
+    with pytest.raises(VerifyError, match="token is GFT at 0x.*not the token symbol 'SRF'"):
+        chain_only(world)
+
+
+def test_no_chain_is_connected_when_no_check_needs_one(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=2)
+
+    def refuse(settings: object) -> object:
+        raise AssertionError("connected")
+
+    result = run_verify(world.settings, VerifyOptions(include=("local_key",)),
+                        connect=refuse)  # type: ignore[arg-type]
+    assert result.checks["local_key"].failed == 2  # no keystore/ at all
+
+
+def test_not_a_data_directory(tmp_path: Path) -> None:
+    from cic_seeding.config import Settings
+
+    with pytest.raises(ManifestError, match="is not a generated data directory"):
+        run_verify(Settings().replace(data_dir=str(tmp_path)), chain=None)
+
+
+def test_wrong_importer_is_noted(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=2)
+    result = chain_only(world, importer="cic_eth")
+    assert result.checks["accounts_index"].failed == 2
+    assert "importer 'cic_eth' has no users in the state store" in result.render_text()
+
+
+def failing_world(tmp_path: Path, n: int = 30) -> tuple[World, VerifyResult]:
+    world = make_world(tmp_path, n=n)
+    for a in world.addresses[:12]:
+        world.chain.registered[a] = False
+    world.chain.native[world.addresses[5]] = 0
+    return world, chain_only(world)
+
+
+def test_text_rendering(tmp_path: Path) -> None:
+    world, result = failing_world(tmp_path)
+    text = result.render_text()
+    lines = text.splitlines()
+    assert lines[:4] == ["accounts_index: 18/30, 12 failed", "balance: 30/30", "faucet: 30/30",
+                         "gas: 29/30, 1 failed"]
+    assert f"  accounts_index: {world.addresses[0]}: AccountsIndex.have(" in text
+    assert "  accounts_index: ... and 2 more" in lines
+    assert lines[-1] == "30 users of token GFT, 4 checks (eth import): FAILED: 13 failures in " \
+                        "2 checks"
+    assert "\x1b[" not in text
+    coloured = result.render_text(colour=True)
+    assert "\x1b[31m18/30\x1b[0m" in coloured and "\x1b[32m30/30\x1b[0m" in coloured
+
+
+def test_junit_rendering(tmp_path: Path) -> None:
+    world, result = failing_world(tmp_path)
+    suite = ET.fromstring(result.render_junit())
+    assert suite.tag == "testsuite"
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("4", "2", "0")
+    cases = {c.get("name"): c for c in suite.findall("testcase")}
+    assert list(cases) == ["accounts_index", "balance", "faucet", "gas"]
+    failure = cases["accounts_index"].find("failure")
+    assert failure is not None
+    assert failure.get("message") == "12 of 30 users failed accounts_index (18 ok, 0 skipped)"
+    assert failure.text is not None and len(failure.text.splitlines()) == 11
+    assert cases["balance"].find("failure") is None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["token_symbol"] == "GFT" and props["users"] == "30"
+
+
+def test_junit_marks_skipped_checks(tmp_path: Path, plugins: None) -> None:
+    world = make_world(tmp_path, n=2)
+    result = run_verify(world.settings, VerifyOptions(
+        include=("custodial_account", "gas"), skip_backends=frozenset({"custodial"})),
+        chain=world.chain)
+    suite = ET.fromstring(result.render_junit())
+    assert suite.get("skipped") == "1" and suite.get("failures") == "0"
+    skipped = suite.find("testcase[@name='custodial_account']/skipped")
+    assert skipped is not None and skipped.get("message") == "--skip-custodial"
+
+
+def test_json_rendering(tmp_path: Path) -> None:
+    world, result = failing_world(tmp_path)
+    doc = json.loads(result.render_json())
+    assert doc["ok"] is False and doc["users"] == 30 and doc["token_decimals"] == 6
+    gas = doc["checks"]["gas"]
+    assert (gas["ok"], gas["failed"], gas["skipped"], gas["total"]) == (29, 1, 0, 30)
+    assert gas["failures"] == [{"address": world.addresses[5], "target": world.addresses[5],
+                                "reason": "native balance is 0 wei"}]
+    assert len(doc["checks"]["accounts_index"]["failures"]) == 12
+
+
+def test_results_dir(tmp_path: Path) -> None:
+    world, result = failing_world(tmp_path)
+    out = tmp_path / "results"
+    written = result.write_results_dir(out)
+    assert sorted(p.name for p in written) == sorted(
+        f"{kind}_{cid}" for cid in result.checks for kind in ("success", "error"))
+    assert (out / "success_gas").read_text().splitlines() == \
+        [a for a in world.addresses if a != world.addresses[5]]
+    assert (out / "error_gas").read_text() == f"{world.addresses[5]} native balance is 0 wei\n"
+    errors = (out / "error_accounts_index").read_text().splitlines()
+    assert [line.split(" ", 1)[0] for line in errors] == world.addresses[:12]
+    assert (out / "error_balance").read_text() == ""
