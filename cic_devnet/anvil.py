@@ -311,10 +311,24 @@ def _process_name(pid: int) -> str | None:
         return None
     except PermissionError:
         return "(unreadable)"
-    comm, state = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:][:1]
-    if state in ("Z", "X"):
+    comm = stat[stat.index("(") + 1:stat.rindex(")")]
+    if _stat_state(stat) in ("Z", "X") and not _any_thread_alive(pid):
         return None
     return Path(argv0.decode(errors="replace")).name if argv0 else comm
+
+
+def _stat_state(stat: str) -> str:
+    return stat[stat.rindex(")") + 2:][:1]
+
+
+def _any_thread_alive(pid: int) -> bool:
+    """A leader that called exit shows 'Z' while its other threads still wind down (anvil
+    exits from a worker thread), holding its port until the last one is gone."""
+    for task in Path(f"/proc/{pid}/task").glob("*/stat"):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            if _stat_state(task.read_text()) not in ("Z", "X"):
+                return True
+    return False
 
 
 def _is_anvil(name: str | None) -> bool:
