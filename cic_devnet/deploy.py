@@ -67,8 +67,9 @@ class _Deployer:
         self.client.transact(Call(to, abi.encode(fn, *args), gas=gas), f"{abi.name}.{fn}")
 
 
-def deploy_cic(client: ChainClient, options: DeployOptions = DeployOptions()) -> Deployment:
+def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Deployment:
     """Deploy everything with ``client``'s signer; returns the addresses."""
+    options = options or DeployOptions()
     d = _Deployer(client)
     assert client.signer is not None
     deployer = client.signer.address

@@ -80,7 +80,7 @@ def _running(info: dict[str, Any]) -> bool:
 
 def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,
               chain_spec: str = DEFAULT_CHAIN_SPEC,
-              options: DeployOptions = DeployOptions(), detach: bool = False) -> Devnet:
+              options: DeployOptions | None = None, detach: bool = False) -> Devnet:
     """Start anvil and deploy (or reload) the CIC contracts; returns the running devnet.
 
     ``detach`` lets anvil outlive this process (``cic-seed devnet up``); stop it with
@@ -108,7 +108,7 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
         if reload:
             info = _reloaded(previous, client)
         else:
-            deployment = deploy_cic(client, options)
+            deployment = deploy_cic(client, options or DeployOptions())
             info = {**deployment.to_dict(), "chain_spec": str(spec)}
         info.update({
             "rpc_url": anvil.url, "chain_id": spec.network_id, "mining": "explicit",
@@ -157,7 +157,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
 
 def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
                   chain_spec: str = DEFAULT_CHAIN_SPEC,
-                  options: DeployOptions = DeployOptions(), *, keyfile: str | None = None,
+                  options: DeployOptions | None = None, *, keyfile: str | None = None,
                   password_file: str | None = None) -> dict[str, Any]:
     """Deploy onto an existing node and write ``devnet.json`` for it (no process to stop)."""
     from cic_seeding.chain.connect import mines_on_request
@@ -170,7 +170,7 @@ def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
     if client.chain_id != spec.network_id:
         raise ServiceError(f"{rpc_url} has chain id {client.chain_id}, but the chain spec "
                            f"{spec} says {spec.network_id}", hint="pass --chain-spec to match")
-    info = {**deploy_cic(client, options).to_dict(), "chain_spec": str(spec),
+    info = {**deploy_cic(client, options or DeployOptions()).to_dict(), "chain_spec": str(spec),
             "rpc_url": rpc_url, "chain_id": spec.network_id,
             "mining": "explicit" if client.explicit_mining else "auto",
             "deployer": {"address": signer.address,

@@ -25,19 +25,22 @@ SOURCE_FLAG = "flag"
 
 
 def _key(default: Any, env: str, help: str, *, kind: type = str, secret: bool = False) -> Any:
-    return field(default=default, metadata={"env": env, "help": help, "kind": kind, "secret": secret})
+    return field(default=default,
+                 metadata={"env": env, "help": help, "kind": kind, "secret": secret})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Resolved configuration. Read attributes; ``sources[name]`` says where each came from."""
 
-    data_dir: str = _key("out", "CIC_DATA_DIR", "data directory written by generate, read by the rest")
+    data_dir: str = _key("out", "CIC_DATA_DIR",
+                         "data directory written by generate, read by the rest")
     chain_spec: str = _key(
         "evm:byzantium:8996:bloxberg", "CIC_CHAIN_SPEC",
         "chain the users are generated for / imported into: engine:fork:network_id:common_name")
     devnet_dir: str | None = _key(
-        None, "CIC_DEVNET_DIR", "devnet directory holding devnet.json (instead of rpc/registry/keyfile)")
+        None, "CIC_DEVNET_DIR",
+        "devnet directory holding devnet.json (instead of rpc/registry/keyfile)")
     rpc_url: str | None = _key(None, "CIC_RPC_URL", "JSON-RPC endpoint of the EVM node (-p)")
     registry_address: str | None = _key(None, "CIC_REGISTRY_ADDRESS", "CIC registry contract (-r)")
     keyfile: str | None = _key(None, "CIC_KEYFILE", "v3 keyfile of the signer (-y)")
@@ -51,9 +54,11 @@ class Settings:
         "foo", "CIC_KEYSTORE_PASSWORD", "password of the user keyfiles written under keystore/",
         secret=True)
     keystore_kdf: str = _key(
-        "light", "CIC_KEYSTORE_KDF", "user keyfile KDF: light (scrypt n=2^12) or production (n=2^18)")
+        "light", "CIC_KEYSTORE_KDF",
+        "user keyfile KDF: light (scrypt n=2^12) or production (n=2^18)")
     batch_size: int = _key(100, "CIC_BATCH_SIZE", "transactions sent per JSON-RPC batch", kind=int)
-    workers: int = _key(0, "CIC_WORKERS", "worker processes for CPU work (0: one per core)", kind=int)
+    workers: int = _key(0, "CIC_WORKERS", "worker processes for CPU work (0: one per core)",
+                        kind=int)
     rpc_timeout: float = _key(30.0, "CIC_RPC_TIMEOUT", "seconds before one RPC request times out",
                               kind=float)
     rpc_retries: int = _key(5, "CIC_RPC_RETRIES", "retries of a transient RPC failure", kind=int)
@@ -63,7 +68,8 @@ class Settings:
                          kind=int)
     state_url: str | None = _key(
         None, "CIC_STATE_URL",
-        "per-user import state store: sqlite path or postgresql:// URL (default: DATA_DIR/state.db)")
+        "per-user import state store: sqlite path or postgresql:// URL "
+        "(default: DATA_DIR/state.db)")
     meta_url: str | None = _key(None, "CIC_META_URL", "metadata server URL (cic_meta importer)")
     meta_token: str | None = _key(
         None, "CIC_META_TOKEN", "bearer token for metadata server writes", secret=True)
@@ -160,7 +166,8 @@ def load_settings(
     if path:
         settings = _apply(settings, _read_config_file(Path(path)), str(path))
     elif DEFAULT_CONFIG_FILE.is_file():
-        settings = _apply(settings, _read_config_file(DEFAULT_CONFIG_FILE), str(DEFAULT_CONFIG_FILE))
+        settings = _apply(settings, _read_config_file(DEFAULT_CONFIG_FILE),
+                          str(DEFAULT_CONFIG_FILE))
     for f in settings_fields():
         var = f.metadata["env"]
         if var in env and env[var] != "":

@@ -19,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml if present.")
+              help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml "
+              "if present.")
 @click.version_option(package_name="cic-seeding")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
@@ -28,7 +29,8 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 def verbosity_options(fn: F) -> F:
-    fn = click.option("-v", "--verbose", count=True, help="More output (-vv: debug, tracebacks).")(fn)
+    fn = click.option("-v", "--verbose", count=True,
+                      help="More output (-vv: debug, tracebacks).")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(fn)
     return fn
 

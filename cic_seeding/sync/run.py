@@ -76,7 +76,7 @@ def payment_plan(data: DataDir, users: dict[str, str], fund: Funding, gas_gift: 
     return PaymentPlan(by_target, fund.faucet_amount, gas_gift)
 
 
-def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions = SyncOptions(),
+def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
              *, network: CicNetwork | None = None, store: StateStore | None = None,
              mint: bool = False, stop: threading.Event | None = None) -> SyncResult:
     """Pay every registered user of ``importer`` in the data directory exactly once."""
@@ -91,7 +91,8 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions = S
         plan = payment_plan(data, users, fund, settings.gas_gift)
         chain = RegistryChain(network, settings.chain_spec)
         payer = Payer(store, importer, chain, network.client.allocator, fund.build)
-        return Syncer(importer, chain, store, payer, plan, users, options, stop).run()
+        return Syncer(importer, chain, store, payer, plan, users, options or SyncOptions(),
+                      stop).run()
     finally:
         if own_store:
             store.close()

@@ -126,19 +126,18 @@ def test_transaction_commits_cursor_and_effects_together(store: StateStore) -> N
     assert store.payment("eth", A, FUND) is not None
 
 
-def test_bulk_is_fast_enough(store: StateStore) -> None:
+def test_bulk_operations_at_20k_rows(store: StateStore) -> None:
+    """Bulk paths stay correct at scale (their speed is the benchmarks' business)."""
     n = 20_000
     rows = [(i, addr(i)) for i in range(n)]
-    start = time.perf_counter()
     assert store.add_users("eth", rows) == n
     store.mark_submitted("eth", [(a, REGISTER, "0x" + "00" * 32, None) for _, a in rows])
     store.mark_confirmed("eth", [(a, None) for _, a in rows])
     store.plan_payments("eth", [(a, FUND, 5) for _, a in rows])
     assert len(store.addresses("eth", [Status.CONFIRMED])) == n
     assert len(store.users("eth")) == n
-    elapsed = time.perf_counter() - start
-    # generous: ~20k rows x 4 bulk writes; one-by-one round trips would take far longer
-    assert elapsed < 30, elapsed
+    assert store.payment_counts("eth") == {(FUND, Status.PENDING): n}
+    assert store.add_users("eth", rows) == 0  # existing users are left alone
 
 
 def test_state_persists_across_reopen(backend: tuple[str, str | None]) -> None:
