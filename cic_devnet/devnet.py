@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_CHAIN_SPEC = "evm:byzantium:8996:bloxberg"
-KEYFILE, PASSWORD_FILE = "deployer.json", "deployer.pw"
+KEYFILE, PASSWORD_FILE, META_TOKEN_FILE = "deployer.json", "deployer.pw", "meta.token"
 
 
 @dataclass
@@ -80,11 +80,14 @@ def _running(info: dict[str, Any]) -> bool:
 
 def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,
               chain_spec: str = DEFAULT_CHAIN_SPEC,
-              options: DeployOptions | None = None, detach: bool = False) -> Devnet:
+              options: DeployOptions | None = None, detach: bool = False,
+              meta: bool = False, meta_db: str | None = None) -> Devnet:
     """Start anvil and deploy (or reload) the CIC contracts; returns the running devnet.
 
-    ``detach`` lets anvil outlive this process (``cic-seed devnet up``); stop it with
-    :func:`devnet_down`."""
+    ``detach`` lets the processes outlive this one (``cic-seed devnet up``); stop them with
+    :func:`devnet_down`. ``meta`` also starts the metadata server, on ``meta_db`` (a
+    postgresql:// URL) or embedded (SQLite ``DIR/meta.db``); its URL and the file holding its
+    write token go into devnet.json."""
     from cic_devnet.anvil import dev_key, start_anvil
 
     directory = Path(directory).resolve()
@@ -117,12 +120,35 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
             "anvil": {"pid": anvil.pid, "port": anvil.port,
                       "state": str(state_path) if state_path else None,
                       "log": str(directory / "anvil.log")}})
+        if meta:
+            info["meta"] = _start_meta(directory, meta_db, detach)
         atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     except BaseException:
         anvil.stop()
+        _stop_meta(info if "info" in locals() else {})
         raise
     log.info("devnet up: %s, registry %s", anvil.url, info["registry"])
     return Devnet(directory, info, anvil)
+
+
+def _start_meta(directory: Path, db: str | None, detach: bool) -> dict[str, Any]:
+    from cic_devnet.meta.process import start_meta_server
+
+    server = start_meta_server(db=db or str(directory / "meta.db"),
+                               log_file=str(directory / "meta.log"), detach=detach)
+    atomic_write(directory / META_TOKEN_FILE, server.token.encode(), 0o600)
+    return {"url": server.url, "pid": server.pid, "token_file": META_TOKEN_FILE,
+            "store": "postgresql" if db else "sqlite"}
+
+
+def _stop_meta(info: dict[str, Any]) -> bool:
+    from cic_devnet.meta.process import stop_meta_pid
+
+    meta = info.get("meta") or {}
+    stopped = bool(meta.get("pid")) and stop_meta_pid(int(meta["pid"]))
+    if meta:
+        meta["pid"] = None
+    return stopped
 
 
 def _reloaded(previous: dict[str, Any], client: ChainClient) -> dict[str, Any]:
@@ -149,6 +175,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
     info = json.loads(path.read_text())
     anvil = info.get("anvil") or {}
     stopped = bool(anvil.get("pid")) and stop_pid(int(anvil["pid"]), timeout).was_running
+    stopped = _stop_meta(info) or stopped
     anvil["pid"] = None
     info["anvil"] = anvil
     atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)

@@ -76,20 +76,27 @@ class MetaServerProcess:
 
 def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
                       schema: str | None = None, timeout: float = 20.0,
-                      log_level: str = "warning") -> MetaServerProcess:
+                      log_level: str = "warning", log_file: str | None = None,
+                      detach: bool = False) -> MetaServerProcess:
     """Start ``python -m cic_devnet.meta`` on 127.0.0.1 and return once it answers.
 
     ``port=0`` picks a free port; ``token`` defaults to a fresh random one. The token reaches the
-    child on stdin, never on its command line or in a file.
+    child on stdin, never on its command line or in a file. ``log_file`` keeps the server's log
+    (else a temporary one, removed on stop); ``detach`` lets it outlive this process (a
+    background devnet), to be stopped by pid.
     """
     token = token or secrets.token_urlsafe(32)
-    fd, log_path = tempfile.mkstemp(prefix="cic-meta-", suffix=".log")
+    if log_file:
+        fd, log_path = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), None
+    else:
+        fd, log_path = tempfile.mkstemp(prefix="cic-meta-", suffix=".log")
     cmd = [sys.executable, "-m", "cic_devnet.meta", "--port", str(port), "--db", db,
            "--token-file", "-", "--log-level", log_level]
     if schema:
         cmd += ["--schema", schema]
     with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                start_new_session=detach)
     assert proc.stdin is not None
     proc.stdin.write(token.encode() + b"\n")
     proc.stdin.close()
@@ -102,11 +109,41 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
         server.port = int(server.url.rsplit(":", 1)[1])
         _wait_answering(server, proc, deadline)
     except BaseException:
-        detail = server.log().strip()
+        detail = server.log().strip() or (log_file and open(log_file).read()[-2000:]) or ""
         server.stop()
         raise ServiceError(f"the metadata server did not start: {detail or 'no output'}",
                            hint=f"command: {' '.join(cmd)}") from None
+    if detach and proc.stdout is not None:
+        proc.stdout.close()  # the server writes nothing more there; its log is log_file
     return server
+
+
+def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
+    """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
+    still ``python -m cic_devnet.meta``. Returns whether it was running."""
+    try:
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+    except OSError:
+        return False
+    if b"cic_devnet.meta" not in cmdline:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
+            return True
+        time.sleep(0.02)  # poll for the exit, bounded by the deadline
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def _ready_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, str]:

@@ -36,22 +36,27 @@ def devnet_group() -> None:
 @click.option("--port", type=int, default=0, help="RPC port (default: a free one).")
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Persist chain state in FILE and reload it on the next start.")
+@click.option("--meta", is_flag=True, help="Also start the metadata server.")
+@click.option("--meta-db", help="PostgreSQL URL for the metadata server (default: SQLite).")
 @deploy_flags
 @verbosity_options
 @click.pass_context
 @handles_errors
-def up_command(ctx: click.Context, directory: str, port: int, state: str | None,
-               chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
-               verbose: int, quiet: bool) -> int:
+def up_command(ctx: click.Context, directory: str, port: int, state: str | None, meta: bool,
+               meta_db: str | None, chain_spec: str | None, symbol: str, decimals: int,
+               faucet_amount: int, verbose: int, quiet: bool) -> int:
     """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
     from cic_devnet.devnet import devnet_up
 
     settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec)
     devnet = devnet_up(directory, port=port, state=state, chain_spec=settings.chain_spec,
-                       options=_deploy_options(symbol, decimals, faucet_amount), detach=True)
+                       options=_deploy_options(symbol, decimals, faucet_amount), detach=True,
+                       meta=meta, meta_db=meta_db)
     if not quiet:
         click.echo(f"devnet up: {devnet.rpc_url} (anvil pid {devnet.info['anvil']['pid']}), "
                    f"{devnet.directory}/devnet.json", err=True)
+        if meta:
+            click.echo(f"metadata server: {devnet.info['meta']['url']}", err=True)
     click.echo(devnet.registry)
     return 0
 

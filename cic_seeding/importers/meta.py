@@ -32,20 +32,29 @@ META = "meta"  # transaction kind recorded in the state store
 
 def meta_client(settings: Settings, **kw: Any) -> MetaClient:
     """A client for the metadata server the settings name (URL and write token)."""
-    if not settings.meta_url:
+    url, token_file = settings.meta_url, settings.meta_token_file
+    if not url and settings.devnet_dir:  # a devnet started with --meta says where it is
+        from cic_seeding.chain.connect import read_devnet
+
+        served = read_devnet(settings.devnet_dir).get("meta") or {}
+        url = served.get("url")
+        if served.get("token_file") and not token_file:
+            token_file = str(Path(settings.devnet_dir) / served["token_file"])
+    if not url:
         raise ConfigError("no metadata server URL",
-                          hint="set CIC_META_URL (or meta_url in the config file)")
+                          hint="set CIC_META_URL (or meta_url in the config file), or use a "
+                          "devnet started with `cic-seed devnet up --meta`")
     token = settings.meta_token
-    if not token and settings.meta_token_file:
+    if not token and token_file:
         try:
-            token = Path(settings.meta_token_file).read_text(encoding="utf-8").strip()
+            token = Path(token_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read meta_token_file {settings.meta_token_file}: "
+            raise ConfigError(f"cannot read meta_token_file {token_file}: "
                               f"{exc.strerror}") from None
     kw.setdefault("timeout", settings.rpc_timeout)
     kw.setdefault("retries", settings.meta_retries)
     kw.setdefault("pool_size", max(settings.meta_concurrency, 1))
-    return MetaClient(settings.meta_url, token, **kw)
+    return MetaClient(url, token, **kw)
 
 
 class MetaImporter(Importer):
