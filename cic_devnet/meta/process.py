@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import requests
 
@@ -109,7 +110,8 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
         server.port = int(server.url.rsplit(":", 1)[1])
         _wait_answering(server, proc, deadline)
     except BaseException:
-        detail = server.log().strip() or (log_file and open(log_file).read()[-2000:]) or ""
+        detail = server.log().strip() or (
+            Path(log_file).read_text(errors="replace")[-2000:] if log_file else "")
         server.stop()
         raise ServiceError(f"the metadata server did not start: {detail or 'no output'}",
                            hint=f"command: {' '.join(cmd)}") from None
@@ -122,7 +124,7 @@ def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
     still ``python -m cic_devnet.meta``. Returns whether it was running."""
     try:
-        cmdline = open(f"/proc/{pid}/cmdline", "rb").read()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     if b"cic_devnet.meta" not in cmdline:
