@@ -204,10 +204,10 @@ class Importer(abc.ABC):
             return []
         found = self._retry(lambda: self.done_on_chain(ready), "checking the chain")
         found = {norm(a): t for a, t in found.items()}
-        if found:
-            self.store.mark_confirmed(self.name, list(found.items()))
+        if found:  # traces first: a crash in between leaves the user to be found again
             self.finish([(r, found[norm(r.address)] or r.address) for r in ready
                          if norm(r.address) in found])
+            self.store.mark_confirmed(self.name, list(found.items()))
             result.found_on_chain += len(found)
             self.progress(len(found))
         rest = [r for r in ready if norm(r.address) not in found]
@@ -224,9 +224,9 @@ class Importer(abc.ABC):
             return
         outs = self._retry(lambda: self.outcomes(subs), "waiting for confirmations")
         good = [o for o in outs if o.ok]
-        if good:
-            self.store.mark_confirmed(self.name, [(o.address, o.target) for o in good])
+        if good:  # traces first, then the record a rerun trusts
             self.finish([(by_address[norm(o.address)], o.target or o.address) for o in good])
+            self.store.mark_confirmed(self.name, [(o.address, o.target) for o in good])
             result.confirmed += len(good)
             self.progress(len(good))
         self._fail([(o.address, o.reason or "failed") for o in outs if not o.ok], result)

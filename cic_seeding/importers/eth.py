@@ -27,8 +27,8 @@ from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.state import StateStore, norm
 from cic_seeding.records.person import add_identity, dumps, person_errors
+from cic_seeding.state import StateStore, norm
 
 log = logging.getLogger(__name__)
 

@@ -150,6 +150,10 @@ class Syncer:
         self._reconcile()
         sent = self._pay()
         settled = self._settle()
+        if settled:
+            # cover the blocks the payments were mined in, so the cursor holds their hashes
+            # and a reorg that drops them is seen (even after this run has finished)
+            self._scan()
         return bool(scanned or sent or settled)
 
     # -- steps -------------------------------------------------------------------------------
