@@ -29,7 +29,12 @@ it is *transient* (worth retrying with backoff: the same call may succeed later)
     │   ├── MetadataUnavailableError  transient: refused, timeout, 5xx, 429 (names the URL)
     │   └── MetadataRequestError      the server refused the request (4xx, its message)
     └── ServiceError                  a devnet service (anvil, workers, HTTP servers)
-        └── ServiceUnavailableError   transient: the service does not answer (yet)
+        ├── ServiceUnavailableError   transient: the service does not answer (yet)
+        └── CustodialError            the custodial engine refused or failed a request
+            ├── CustodialUnavailableError  transient: broker, database or workers unreachable
+            ├── CustodialTimeoutError      transient: no reply in time (names user and task id)
+            ├── CustodialReplyError        a reply the client does not understand
+            └── CustodialKeyError          a key cannot be sealed or opened (wrong passphrase)
 
 A message says what was tried, what was expected and what to do next.
 """
@@ -46,6 +51,9 @@ class CicSeedError(Exception):
 
     transient: bool = False
     exit_code: int = 1
+    #: Set on a transient error whose own layer already retried it to the end: outer retry
+    #: loops pass it on instead of multiplying the attempts.
+    exhausted: bool = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -164,3 +172,33 @@ class ServiceUnavailableError(ServiceError):
     """A service does not answer (yet); retrying may help."""
 
     transient = True
+
+
+class CustodialError(ServiceError):
+    """The custodial engine (or the way to it) failed a request; the message says which."""
+
+
+class CustodialUnavailableError(CustodialError):
+    """The engine's broker, database or workers do not answer; retrying may help."""
+
+    transient = True
+
+
+class CustodialTimeoutError(CustodialError):
+    """No reply came for a request in time; ``task_id`` and ``user`` name it."""
+
+    transient = True
+
+    def __init__(self, message: str, *, task_id: str = "", user: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.task_id = task_id
+        self.user = user
+
+
+class CustodialReplyError(CustodialError):
+    """A reply came that the client cannot understand (unknown status, missing fields)."""
+
+
+class CustodialKeyError(CustodialError):
+    """A custodial key cannot be sealed or opened: wrong passphrase, or a corrupt row."""

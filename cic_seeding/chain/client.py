@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -110,7 +110,9 @@ class ChainClient:
     @cached_property
     def allocator(self) -> NonceAllocator:
         address = self._signer().address
-        return NonceAllocator(address, self.chain_id, self.pending_nonce, self._lock_dir)
+        genesis = self.block_hashes([0]).get(0, "")[2:14]  # two devnets share a chain id
+        return NonceAllocator(address, f"{self.chain_id}-{genesis}", self.pending_nonce,
+                              self._lock_dir)
 
     def pending_nonce(self) -> int:
         return _int(self.rpc.call("eth_getTransactionCount",
@@ -128,12 +130,18 @@ class ChainClient:
         return self._signer().sign(call, nonce=nonce, gas_price=self.gas_price(),
                                    chain_id=self.chain_id)
 
-    def send(self, calls: Sequence[Call]) -> list[tuple[SignedTx, str | None]]:
-        """Sign and broadcast ``calls`` as one batch: ``(signed, node error or None)`` each."""
+    def send(self, calls: Sequence[Call], *,
+             before_broadcast: Callable[[Sequence[SignedTx]], None] | None = None
+             ) -> list[tuple[SignedTx, str | None]]:
+        """Sign and broadcast ``calls`` as one batch: ``(signed, node error or None)`` each.
+
+        ``before_broadcast`` gets the signed transactions first (to record them durably)."""
         if not calls:
             return []
         with self.allocator.reserve() as r:
             signed = [self.sign(c, r.next()) for c in calls]
+            if before_broadcast is not None:
+                before_broadcast(signed)
             errors = self.broadcast([s.raw for s in signed])
         return list(zip(signed, errors, strict=True))
 

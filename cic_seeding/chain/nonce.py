@@ -70,8 +70,10 @@ class NonceAllocator:
     ``pending_nonce`` returns the node's ``eth_getTransactionCount(address, "pending")``.
     """
 
-    def __init__(self, address: str, chain_id: int, pending_nonce: Callable[[], int],
+    def __init__(self, address: str, chain_id: int | str, pending_nonce: Callable[[], int],
                  lock_dir: str | Path | None = None) -> None:
+        """``chain_id`` names the chain in the lock file's name: give something that tells
+        two chains with one id apart (two local devnets), e.g. ``"8996-<genesis hash>"``."""
         self.address = address.lower()
         self.chain_id = chain_id
         self._pending_nonce = pending_nonce

@@ -120,6 +120,7 @@ class JsonRpc:
                 if attempt >= self.retries:
                     exc.hint = (f"gave up after {attempt + 1} attempts; is the node running? "
                                 "(`cic-seed doctor` checks it); a rerun resumes")
+                    exc.exhausted = True
                     raise
                 delay = min(self.cap, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
                 attempt += 1

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -52,6 +54,18 @@ def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], pas
     return bad
 
 
+def _exit_with_parent() -> None:
+    """Pool initializer: a worker whose parent died (kill -9) exits instead of lingering."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)  # polling the parent pid; nothing else to wait on
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class KeyfileWriter:
     """Writes keyfiles for batches of users on ``workers`` processes (0: one per core)."""
 
@@ -69,7 +83,7 @@ class KeyfileWriter:
         if len(users) < 8 or self.workers == 1:
             return _write_chunk(str(self.keystore), self.seed, users, self.password, self.n)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, initializer=_exit_with_parent)
         step = max(1, -(-len(users) // self.workers))
         futures = [self._pool.submit(_write_chunk, str(self.keystore), self.seed,
                                      list(users[i:i + step]), self.password, self.n)

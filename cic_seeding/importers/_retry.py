@@ -26,8 +26,8 @@ def with_retries(fn: Callable[[], T], *, what: str, retries: int = 5, base: floa
         try:
             return fn()
         except CicSeedError as exc:
-            if not exc.transient or attempt >= retries:
-                if exc.transient:
+            if not exc.transient or exc.exhausted or attempt >= retries:
+                if exc.transient and not exc.exhausted:
                     exc.hint = (exc.hint + "; " if exc.hint else "") + (
                         f"gave up {what} after {attempt + 1} attempts; rerun to resume")
                 raise

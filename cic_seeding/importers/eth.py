@@ -21,6 +21,7 @@ from typing import Any
 
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
+from cic_seeding.chain.signer import SignedTx
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
@@ -91,14 +92,18 @@ class EthImporter(Importer):
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
         calls = [Call(self.index, ACCOUNTS_INDEX.encode("add", u.address), gas=ADD_GAS)
                  for u in users]
-        sent = self.client.send(calls)
+        sent = self.client.send(calls, before_broadcast=self._record)
         subs = []
         for user, (signed, error) in zip(users, sent, strict=True):
-            self.data.tx.put(signed.tx_hash, signed.raw.encode())
             if error is not None:
                 self._send_errors[user.address.lower()] = f"the node refused add(): {error}"
             subs.append(Submission(user.address, signed.tx_hash, user.address))
         return subs
+
+    def _record(self, signed: Sequence[SignedTx]) -> None:
+        """Every raw signed transaction lands under tx/ before it is broadcast."""
+        for tx in signed:
+            self.data.tx.put(tx.tx_hash, tx.raw.encode())
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
         hashes = [s.ref for s in submissions if s.address.lower() not in self._send_errors]

@@ -146,11 +146,11 @@ class MetaClient:
                     f"{method} {url} answered {response.status_code}: {_message(response)}")
                 retry_after = _retry_after(response)
             if attempt >= self.retries:
-                raise MetadataUnavailableError(
+                raise _exhausted(MetadataUnavailableError(
                     f"metadata server {self.url} did not answer usefully after "
                     f"{attempt + 1} attempts ({method} /{pointer}): {_short(error)}",
                     hint="check that the server is running (CIC_META_URL) and try again; "
-                         "the import resumes where it stopped") from error
+                         "the import resumes where it stopped")) from error
             delay = min(self.max_backoff, self.backoff * 2 ** attempt)
             delay = delay * (0.5 + random.random() / 2)
             if retry_after is not None:
@@ -222,3 +222,8 @@ def _refused(method: str, url: str, response: requests.Response) -> MetadataRequ
              413: "the document is larger than the server accepts"}
     return MetadataRequestError(f"{method} {url} was refused with {status}: {_message(response)}",
                                 status=status, hint=hints.get(status))
+
+
+def _exhausted(exc: MetadataUnavailableError) -> MetadataUnavailableError:
+    exc.exhausted = True  # retried here already: outer loops must not retry it again
+    return exc
