@@ -55,7 +55,7 @@ class Settings:
         secret=True)
     keystore_kdf: str = _key(
         "light", "CIC_KEYSTORE_KDF",
-        "user keyfile KDF: light (scrypt n=2^12) or production (n=2^18)")
+        "user keyfile KDF: light (scrypt n=2^8) or production (n=2^18)")
     batch_size: int = _key(100, "CIC_BATCH_SIZE", "transactions sent per JSON-RPC batch", kind=int)
     workers: int = _key(0, "CIC_WORKERS", "worker processes for CPU work (0: one per core)",
                         kind=int)
@@ -79,6 +79,34 @@ class Settings:
                                  "metadata documents written concurrently", kind=int)
     meta_retries: int = _key(5, "CIC_META_RETRIES",
                              "retries of a transient metadata server failure", kind=int)
+    custodial_broker_url: str | None = _key(
+        None, "CIC_CUSTODIAL_BROKER_URL",
+        "Redis URL of the custodial engine: Celery broker, results and callbacks (default: "
+        "the devnet's, else redis://127.0.0.1:6379/0)")
+    custodial_queue: str | None = _key(
+        None, "CIC_CUSTODIAL_QUEUE",
+        "Celery queue the custodial engine's workers consume (default: the devnet's, else "
+        "cic_custodial)")
+    custodial_timeout: float = _key(
+        120.0, "CIC_CUSTODIAL_TIMEOUT",
+        "seconds to wait for the custodial engine's reply to one request", kind=float)
+    custodial_db_url: str | None = _key(
+        None, "CIC_CUSTODIAL_DB_URL",
+        "engine side: PostgreSQL URL of the custodial engine's keys and transaction queue")
+    custodial_db_schema: str | None = _key(
+        None, "CIC_CUSTODIAL_DB_SCHEMA", "engine side: PostgreSQL schema of the custodial engine")
+    custodial_passphrase: str | None = _key(
+        None, "CIC_CUSTODIAL_PASSPHRASE",
+        "engine side: passphrase the custodial keys are encrypted with", secret=True)
+    custodial_passphrase_file: str | None = _key(
+        None, "CIC_CUSTODIAL_PASSPHRASE_FILE",
+        "engine side: file holding the custodial passphrase")
+    custodial_keyfile: str | None = _key(
+        None, "CIC_CUSTODIAL_KEYFILE",
+        "engine side: v3 keyfile of the engine's signer (default: the devnet's)")
+    custodial_keyfile_password_file: str | None = _key(
+        None, "CIC_CUSTODIAL_KEYFILE_PASSWORD_FILE",
+        "engine side: file holding the password of the engine signer's keyfile")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def source_of(self, name: str) -> str:

@@ -10,12 +10,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import eth_keyfile
+from coincurve import PrivateKey
 from eth_account import Account
-from eth_utils import to_checksum_address
 
+from cic_seeding.chain._txcodec import sign_legacy
+from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import ConfigError, SignerError
 
@@ -31,6 +31,7 @@ class Signer:
 
     def __init__(self, private_key: bytes) -> None:
         self._key = private_key
+        self._ck = PrivateKey(private_key)
         self.address: str = Account.from_key(private_key).address
 
     def __repr__(self) -> str:
@@ -56,7 +57,7 @@ class Signer:
         except ValueError:
             raise SignerError(f"keyfile {path} is not JSON (expected a v3 keyfile)") from None
         try:
-            key = eth_keyfile.decode_keyfile_json(doc, password.encode())
+            key = decrypt_v3(doc, password)
         except ValueError as exc:
             if "mac" in str(exc).lower():
                 raise SignerError(f"wrong password for keyfile {path}",
@@ -69,13 +70,10 @@ class Signer:
         return cls(key)
 
     def sign(self, call: Call, *, nonce: int, gas_price: int, chain_id: int) -> SignedTx:
-        tx: dict[str, Any] = {"nonce": nonce, "gasPrice": gas_price, "gas": call.gas,
-                              "value": call.value, "data": call.data, "chainId": chain_id}
-        if call.to is not None:
-            tx["to"] = to_checksum_address(call.to)
-        signed = Account.sign_transaction(tx, self._key)
-        return SignedTx("0x" + signed.hash.hex().removeprefix("0x"),
-                        "0x" + signed.raw_transaction.hex().removeprefix("0x"))
+        to = bytes.fromhex(call.to.removeprefix("0x")) if call.to else b""
+        tx_hash, raw = sign_legacy(self._ck, nonce=nonce, gas_price=gas_price, gas=call.gas,
+                                   to=to, value=call.value, data=call.data, chain_id=chain_id)
+        return SignedTx("0x" + tx_hash.hex(), "0x" + raw.hex())
 
 
 def read_password(password: str | None, password_file: str | None, what: str) -> str:

@@ -15,13 +15,12 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import eth_keyfile
-
+from cic_seeding.chain.keyfile import encrypt_v3
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ConfigError
 from cic_seeding.generate.keys import address_of, derive_private_key
 
-KDF_N = {"light": 2**12, "production": 2**18}
+KDF_N = {"light": 2**8, "production": 2**18}
 
 
 def scrypt_n(kdf: str) -> int:
@@ -49,7 +48,7 @@ def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], pas
             bad[address] = (f"users.csv says index {index} is {address}, but the manifest seed "
                             f"derives {address_of(key)}: the data directory is inconsistent")
             continue
-        doc = eth_keyfile.create_keyfile_json(key, password.encode(), kdf="scrypt", iterations=n)
+        doc = encrypt_v3(key, password, n=n, address=address)
         atomic_write(path, json.dumps(doc).encode(), 0o600)
     return bad
 

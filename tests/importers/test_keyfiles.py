@@ -25,7 +25,7 @@ def test_keyfiles_decrypt_to_the_users(tmp_path: Path) -> None:
             path = keyfile_path(tmp_path / "keystore", address)
             assert stat.S_IMODE(path.stat().st_mode) == 0o600
             doc = json.loads(path.read_text())
-            assert doc["crypto"]["kdfparams"]["n"] == 2**12
+            assert doc["crypto"]["kdfparams"]["n"] == 2**8
             key = eth_keyfile.decode_keyfile_json(doc, b"foo")
             assert address_of(key) == address
         before = keyfile_path(tmp_path / "keystore", users[0][1]).read_bytes()

@@ -1,0 +1,57 @@
+"""Our fast paths against the field's libraries: keyfiles (eth-keyfile) and signing
+(eth-account) must agree byte for byte / both ways."""
+
+from __future__ import annotations
+
+import eth_keyfile
+import pytest
+from coincurve import PrivateKey
+from eth_account import Account
+from eth_utils import to_checksum_address
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cic_seeding.chain._txcodec import sign_legacy
+from cic_seeding.chain.keyfile import decrypt_v3, encrypt_v3
+
+keys = st.binary(min_size=32, max_size=32).filter(
+    lambda k: 0 < int.from_bytes(k, "big") < 2**256 - 2**32 - 977 - 2**160)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=keys, nonce=st.integers(0, 2**40), gas_price=st.integers(0, 2**80),
+       gas=st.integers(21_000, 30_000_000), to=st.one_of(st.none(), st.binary(min_size=20,
+                                                                              max_size=20)),
+       value=st.integers(0, 2**128), data=st.binary(max_size=200),
+       chain_id=st.integers(1, 2**32))
+def test_signing_is_byte_identical_to_eth_account(key: bytes, nonce: int, gas_price: int,
+                                                  gas: int, to: bytes | None, value: int,
+                                                  data: bytes, chain_id: int) -> None:
+    tx = {"nonce": nonce, "gasPrice": gas_price, "gas": gas, "value": value, "data": data,
+          "chainId": chain_id}
+    if to is not None:
+        tx["to"] = to_checksum_address(to)
+    expected = Account.sign_transaction(tx, key)
+    tx_hash, raw = sign_legacy(PrivateKey(key), nonce=nonce, gas_price=gas_price, gas=gas,
+                               to=to or b"", value=value, data=data, chain_id=chain_id)
+    assert raw == bytes(expected.raw_transaction)
+    assert tx_hash == bytes(expected.hash)
+
+
+@settings(max_examples=10, deadline=None)
+@given(key=keys, password=st.text(max_size=20))
+def test_our_keyfiles_open_with_eth_keyfile_and_back(key: bytes, password: str) -> None:
+    ours = encrypt_v3(key, password, n=2**4, address=Account.from_key(key).address)
+    assert bytes(eth_keyfile.decode_keyfile_json(ours, password.encode())) == key
+    theirs = eth_keyfile.create_keyfile_json(key, password.encode(), kdf="scrypt",
+                                             iterations=2**4)
+    assert decrypt_v3(theirs, password) == key
+    assert ours["address"] == Account.from_key(key).address.lower()[2:]
+
+
+def test_wrong_password_is_a_mac_mismatch_and_pbkdf2_still_reads() -> None:
+    key = b"\x11" * 32
+    with pytest.raises(ValueError, match="MAC mismatch"):
+        decrypt_v3(encrypt_v3(key, "right", n=2**4), "wrong")
+    pbkdf2 = eth_keyfile.create_keyfile_json(key, b"pw", kdf="pbkdf2", iterations=10)
+    assert decrypt_v3(pbkdf2, "pw") == key
