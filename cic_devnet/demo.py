@@ -36,6 +36,7 @@ class DemoResult:
     imported: ImportResult | None = None
     synced: SyncResult | None = None
     verified: Any = None  # a VerifyResult
+    report: Path | None = None  # the HTML report of the verification
     kept: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -55,6 +56,8 @@ class DemoResult:
             lines.append(self.synced.render_text())
         if self.verified is not None:
             lines.append(self.verified.render_text())
+        if self.report is not None:
+            lines.append(f"report: {self.report}")
         lines.append("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()))
         if self.kept:
             lines.append(f"devnet left running at {self.devnet.get('rpc_url')}: "
@@ -119,6 +122,9 @@ def run_demo(directory: str | Path, users: int = 300, *, seed: int | None = 1,
         if verify is not None:
             say("verifying")
             result.verified = verify(settings)
+            from cic_seeding.verify.report import write_html_report
+
+            result.report = write_html_report(result.verified, directory / "report.html")
             lap("verify")
     finally:
         if keep:

@@ -25,6 +25,7 @@ from cic_seeding.verify import (
     connect_chain,
     run_verify,
 )
+from cic_seeding.verify.report import write_html_report
 from cic_seeding.verify.runner import Connect
 
 #: How the command reaches the chain; tests replace it with a fake.
@@ -35,6 +36,7 @@ CONNECT: Connect = connect_chain
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @chain_options
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@click.option("--meta-url", help="Metadata server URL (the metadata checks run when one is set).")
 @click.option("--importer", default="eth", show_default=True,
               help="Importer whose state store gives each user's target address.")
 @click.option("--include", multiple=True, metavar="ID", help="Run only this check (repeatable).")
@@ -50,6 +52,9 @@ CONNECT: Connect = connect_chain
               show_default=True, help="Report format.")
 @click.option("--output", type=click.Path(dir_okay=False),
               help="Write the report here (stdout then gets the text summary).")
+@click.option("--report", "html_report", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write a self-contained HTML report (checks, balances chart, "
+                   "failures) to FILE.")
 @click.option("--balance-adjust", metavar="[±]N[%]",
               help="Accept a balance deviation: N token units or P% (+ above / - below only).")
 @click.option("--batch-size", type=int, default=500, show_default=True,
@@ -58,18 +63,23 @@ CONNECT: Connect = connect_chain
 @click.pass_context
 @handles_errors
 def verify_command(ctx: click.Context, directory: str | None, list_verifications: bool,
-                   fmt: str, output: str | None, results_dir: str | None, verbose: int,
-                   quiet: bool, **opts: Any) -> int:
+                   fmt: str, output: str | None, results_dir: str | None,
+                   html_report: str | None, verbose: int, quiet: bool, **opts: Any) -> int:
     """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails."""
     if list_verifications:
         return _list_checks()
     if directory is None:
         raise UsageError("missing DIR", hint="give the data directory to verify")
     settings = settings_from(ctx, verbose, quiet, data_dir=directory,
-                             state_url=opts.pop("state_url"), **chain_flags(opts))
+                             state_url=opts.pop("state_url"), meta_url=opts.pop("meta_url"),
+                             **chain_flags(opts))
     result = _run(settings, _options(**opts), quiet)
     if results_dir:
         result.write_results_dir(results_dir)
+    if html_report:
+        written = write_html_report(result, html_report)
+        if not quiet:
+            click.echo(f"HTML report: {written}", err=True)
     _report(result, fmt, output, quiet)
     return 0 if result.ok else 1
 

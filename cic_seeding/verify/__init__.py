@@ -5,6 +5,7 @@
     from cic_seeding.verify import VerifyOptions, run_verify
     result = run_verify(settings, VerifyOptions(include=("balance",)), chain=chain)
     result.ok, result.to_dict(), result.render_text(), result.render_junit()
+    write_html_report(result, "report.html")  # checks, opening-balance chart, failures
 """
 
 from cic_seeding.verify.base import (
@@ -17,6 +18,7 @@ from cic_seeding.verify.base import (
 )
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.registry import all_checks, check_ids, get_check
+from cic_seeding.verify.report import render_html, write_html_report
 from cic_seeding.verify.result import CheckResult, Failure, VerifyResult
 from cic_seeding.verify.runner import (
     SKIP_FLAGS,
@@ -27,8 +29,10 @@ from cic_seeding.verify.runner import (
     verify_settings,
 )
 from cic_seeding.verify.tolerance import Tolerance
+from cic_seeding.verify.users import ImportState
 
 __all__ = ["NOT_IMPORTED", "SKIP_FLAGS", "ChainCheck", "Check", "CheckContext", "CheckResult",
-           "Failure", "Tolerance", "Verdict", "VerifyChain", "VerifyOptions", "VerifyResult",
-           "VerifyUser", "all_checks", "check_ids", "connect_chain", "get_check", "run_verify",
-           "select_checks", "verify_settings"]
+           "Failure", "ImportState", "Tolerance", "Verdict", "VerifyChain", "VerifyOptions",
+           "VerifyResult", "VerifyUser", "all_checks", "check_ids", "connect_chain", "get_check",
+           "render_html", "run_verify", "select_checks", "verify_settings",
+           "write_html_report"]

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
@@ -31,10 +31,13 @@ from cic_seeding.errors import VerifyError
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.tolerance import Tolerance
 
+if TYPE_CHECKING:
+    from cic_seeding.verify.users import ImportState
+
 #: Reason given for a user without an address on the target chain.
 NOT_IMPORTED = "not imported"
 #: Backends a check may need; ``--skip-custodial/--skip-metadata/--skip-ussd`` skip the last three.
-BACKENDS = ("chain", "keystore", "custodial", "meta", "ussd")
+BACKENDS = ("chain", "keystore", "state", "custodial", "meta", "ussd")
 
 
 @dataclass(frozen=True)
@@ -44,12 +47,18 @@ class VerifyUser:
     ``address`` is the generated (data-directory) address and ``target`` the address on the
     target chain (None: the importer has not imported the user); both 0x lower-case.
     ``opening_balance`` is from balances.csv in the dataset's smallest unit (None: no row).
+    ``import_status`` is the importer's state of the user (``confirmed``, ``submitted``,
+    ``pending``, ``failed``; None: the state store does not know the user) and
+    ``import_reason`` why it failed, if it did.
     """
 
     index: int
     address: str
     target: str | None
     opening_balance: int | None
+    phone: str = ""
+    import_status: str | None = None
+    import_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ class CheckContext:
 
     ``chain`` is None when no selected check needs the ``chain`` backend. ``faucet_amount`` was
     read once from the faucet (0 without a chain). ``dataset_decimals`` is the manifest's,
-    ``token_decimals`` the chain's (the manifest's without a chain).
+    ``token_decimals`` the chain's (the manifest's without a chain). ``imports`` is what the
+    state store says the importer did. ``shared`` holds per-run resources the checks of one
+    family share (one metadata client for the four metadata checks), keyed by family.
     """
 
     settings: Settings
@@ -91,6 +102,8 @@ class CheckContext:
     dataset_decimals: int = 0
     token_decimals: int = 0
     balance_adjust: Tolerance | None = None
+    imports: ImportState | None = None
+    shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Check(abc.ABC):
@@ -98,6 +111,9 @@ class Check(abc.ABC):
 
     Subclasses set ``id``, ``description`` (one line), ``groups`` and ``backends``, and
     implement :meth:`check`. :meth:`close` releases what the check holds (pools, sessions).
+    A check that cannot run without some configuration says why in :meth:`unavailable`; one
+    that finds failures of the run as a whole (not of one user) reports them from
+    :meth:`finish`.
     """
 
     id: ClassVar[str]
@@ -109,6 +125,15 @@ class Check(abc.ABC):
 
     def __init__(self, ctx: CheckContext) -> None:
         self.ctx = ctx
+
+    @classmethod
+    def unavailable(cls, settings: Settings) -> str | None:
+        """Why this check cannot run with ``settings`` (None: it can).
+
+        A check selected by default that cannot run is reported as skipped with this reason;
+        one asked for by name (``--include``) is a configuration error.
+        """
+        return None
 
     @abc.abstractmethod
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
@@ -137,6 +162,11 @@ class Check(abc.ABC):
                               f"{self.id}")
         verdicts.update((u.address, answers[u.address]) for u in todo)
         return verdicts
+
+    def finish(self) -> list[str]:
+        """Failures of the run as a whole, not tied to one user, after the last batch
+        (default: none). Any makes the check (and the run) fail."""
+        return []
 
     def close(self) -> None:
         """Release resources held between batches (default: nothing)."""

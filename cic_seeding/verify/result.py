@@ -32,6 +32,8 @@ class CheckResult:
     """Counts of one check over every user; ``ok + failed + skipped == total``.
 
     ``skipped_because`` is set when the whole check was skipped (e.g. ``--skip-custodial``).
+    ``problems`` are failures of the run as a whole that no single user carries (e.g. the
+    state store holds users the data directory does not); any makes the check fail.
     """
 
     id: str
@@ -44,17 +46,18 @@ class CheckResult:
     seconds: float = 0.0
     skipped_because: str | None = None
     failures: list[Failure] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     passed: list[str] = field(default_factory=list, repr=False)  # addresses, for --results-dir
 
     @property
     def passed_all(self) -> bool:
-        return self.failed == 0
+        return self.failed == 0 and not self.problems
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "description": self.description, "groups": list(self.groups),
                 "total": self.total, "ok": self.ok, "failed": self.failed,
                 "skipped": self.skipped, "seconds": round(self.seconds, 3),
-                "skipped_because": self.skipped_because,
+                "skipped_because": self.skipped_because, "problems": list(self.problems),
                 "failures": [{"address": f.address, "target": f.target, "reason": f.reason}
                              for f in self.failures]}
 
@@ -62,10 +65,12 @@ class CheckResult:
         """``id: ok/total`` plus failed and skipped counts, for the text rendering."""
         if self.skipped_because is not None:
             return f"{self.id}: {_paint('skipped', colour)} ({self.skipped_because})"
-        state = "failed" if self.failed else "ok"
+        state = "ok" if self.passed_all else "failed"
         text = f"{self.id}: {_paint(f'{self.ok}/{self.total}', colour, state)}"
         if self.failed:
             text += f", {_paint(f'{self.failed} failed', colour, 'failed')}"
+        if self.problems:
+            text += f", {_paint(_run_problems(len(self.problems)), colour, 'failed')}"
         if self.skipped:
             text += f", {_paint(f'{self.skipped} skipped', colour, 'skipped')}"
         return text
@@ -95,7 +100,8 @@ class VerifyResult:
 
     @property
     def failed(self) -> int:
-        return sum(c.failed for c in self.checks.values())
+        """Failures in all: users failing a check plus run problems."""
+        return sum(c.failed + len(c.problems) for c in self.checks.values())
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "directory": self.directory, "importer": self.importer,
@@ -113,6 +119,7 @@ class VerifyResult:
         """One line per check, the first failures of each, notes, then a summary line."""
         lines = [c.line(colour) for c in self.checks.values()]
         for c in self.checks.values():
+            lines += [f"  {c.id}: {p}" for p in c.problems]
             lines += [f"  {c.id}: {f.address}: {f.reason}" for f in c.failures[:MAX_LISTED]]
             if c.failed > MAX_LISTED:
                 lines.append(f"  {c.id}: ... and {c.failed - MAX_LISTED} more")
@@ -126,7 +133,7 @@ class VerifyResult:
         head = f"{self.users} users{token}, {len(ran)} checks ({self.importer} import)"
         if self.ok:
             return f"{head}: {_paint('all ok', colour, 'ok')}"
-        bad = sum(1 for c in ran if c.failed)
+        bad = sum(1 for c in ran if not c.passed_all)
         stop = "; stopped at the first failure (-x)" if self.stopped_early else ""
         return (f"{head}: {_paint('FAILED', colour, 'failed')}: {self.failed} failures in "
                 f"{bad} checks{stop}")
@@ -135,7 +142,7 @@ class VerifyResult:
         """JUnit XML: one testsuite, one testcase per check, counts and first failures."""
         suite = ET.Element("testsuite", {
             "name": "cic-seed verify", "tests": str(len(self.checks)),
-            "failures": str(sum(1 for c in self.checks.values() if c.failed)),
+            "failures": str(sum(1 for c in self.checks.values() if not c.passed_all)),
             "errors": "0", "skipped": str(sum(1 for c in self.checks.values()
                                               if c.skipped_because is not None)),
             "time": f"{self.seconds:.3f}"})
@@ -180,18 +187,24 @@ def _junit_case(suite: ET.Element, c: CheckResult) -> None:
     if c.skipped_because is not None:
         ET.SubElement(case, "skipped", {"message": c.skipped_because})
         return
-    if c.failed:
-        failure = ET.SubElement(case, "failure", {
-            "type": "VerificationFailed",
-            "message": f"{c.failed} of {c.total} users failed {c.id} ({c.ok} ok, "
-                       f"{c.skipped} skipped)"})
-        listed = [f"{f.address}: {f.reason}" for f in c.failures[:MAX_LISTED]]
+    if not c.passed_all:
+        message = f"{c.failed} of {c.total} users failed {c.id} ({c.ok} ok, {c.skipped} skipped)"
+        if c.problems:
+            message += f"; {_run_problems(len(c.problems))}"
+        failure = ET.SubElement(case, "failure", {"type": "VerificationFailed",
+                                                  "message": message})
+        listed = list(c.problems) + [f"{f.address}: {f.reason}"
+                                     for f in c.failures[:MAX_LISTED]]
         if c.failed > MAX_LISTED:
             listed.append(f"... and {c.failed - MAX_LISTED} more")
         failure.text = "\n".join(listed)
     out = ET.SubElement(case, "system-out")
     out.text = f"{c.description}\nok {c.ok}, failed {c.failed}, skipped {c.skipped}, " \
                f"total {c.total}"
+
+
+def _run_problems(n: int) -> str:
+    return f"{n} run problem{'' if n == 1 else 's'}"
 
 
 def _paint(text: str, colour: bool, state: str = "skipped") -> str:

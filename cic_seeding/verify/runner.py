@@ -16,15 +16,14 @@ from dataclasses import dataclass
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, Manifest
-from cic_seeding.errors import UsageError, VerifyError
-from cic_seeding.state import state_location
+from cic_seeding.errors import ConfigError, UsageError, VerifyError
 from cic_seeding.verify._memo import BatchMemo
 from cic_seeding.verify.base import Check, CheckContext, VerifyUser
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.registry import check_ids, get_check, unknown_check
 from cic_seeding.verify.result import CheckResult, Failure, VerifyResult
 from cic_seeding.verify.tolerance import Tolerance
-from cic_seeding.verify.users import load_targets, load_users
+from cic_seeding.verify.users import ImportState, load_import, load_users
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +48,17 @@ class VerifyOptions:
     balance_adjust: str | None = None
 
 
-def select_checks(options: VerifyOptions) -> tuple[list[type[Check]], dict[type[Check], str]]:
+def select_checks(options: VerifyOptions, settings: Settings | None = None
+                  ) -> tuple[list[type[Check]], dict[type[Check], str]]:
     """``(checks to run, {check skipped: why})`` in id order; only these are loaded.
 
+    A check is skipped when ``--skip-*`` names one of its backends, or (given ``settings``)
+    when it says it is :meth:`~Check.unavailable` and was not asked for by name: the metadata
+    checks run by default only when a metadata server is configured.
+
     UsageError for an unknown id (with near matches and the valid ids), an unknown backend to
-    skip, or a selection that leaves nothing to run.
+    skip, or a selection that leaves nothing to run; ConfigError for a check asked for by name
+    (``--include``) that cannot run with ``settings``.
     """
     ids = check_ids()
     for name in (*options.include, *options.exclude):
@@ -66,6 +71,16 @@ def select_checks(options: VerifyOptions) -> tuple[list[type[Check]], dict[type[
     chosen = [get_check(i) for i in ids
               if (not options.include or i in options.include) and i not in options.exclude]
     skipped = {c: SKIP_FLAGS[b] for c in chosen for b in c.backends if b in options.skip_backends}
+    for c in chosen:
+        why = None if c in skipped or settings is None else c.unavailable(settings)
+        if why is None:
+            continue
+        if c.id in options.include:
+            flags = [SKIP_FLAGS[b] for b in c.backends if b in SKIP_FLAGS]
+            raise ConfigError(f"check {c.id!r} cannot run: {why}",
+                              hint="configure it, or leave it out with "
+                              + " or ".join([*flags, f"--exclude {c.id}"]))
+        skipped[c] = why
     run = [c for c in chosen if c not in skipped]
     if not run:
         raise UsageError("no checks left to run after --include/--exclude/--skip-*",
@@ -74,15 +89,16 @@ def select_checks(options: VerifyOptions) -> tuple[list[type[Check]], dict[type[
 
 
 def connect_chain(settings: Settings) -> VerifyChain:
-    """The chain the settings name (``--devnet DIR`` or ``-p/-r``)."""
+    """The chain the settings name (``--devnet DIR`` or ``-p/-r``), read in batches: one
+    eth_call per question and batch where the node runs state-overridden code."""
     try:
         from cic_seeding.chain.connect import verify_chain
+        from cic_seeding.verify._batch_reader import BatchReaderChain
     except ImportError as exc:
         raise VerifyError(f"this cic-seeding cannot read the chain for the verifier yet: {exc}",
                           hint="run only checks that need no chain, e.g. --include local_key"
                           ) from None
-    chain: VerifyChain = verify_chain(settings)
-    return chain
+    return BatchReaderChain(verify_chain(settings))
 
 
 def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
@@ -99,19 +115,19 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
     tolerance = Tolerance.parse(options.balance_adjust) if options.balance_adjust else None
     if options.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
-    run, skipped = select_checks(options)
+    run, skipped = select_checks(options, settings)
     data = DataDir(settings.data_dir)
     manifest = data.manifest()
-    targets, known = load_targets(settings, options.importer)
-    users = load_users(data, targets)
+    imports = load_import(settings, options.importer)
+    users = load_users(data, imports)
     memo = None
     if any("chain" in c.backends for c in run):
         memo = _connected(settings, chain, connect)
-    ctx = _context(settings, data, manifest, memo, tolerance)
+    ctx = _context(settings, data, manifest, memo, tolerance, imports)
     result = _blank_result(settings, options, users, ctx, run, skipped)
-    if known == 0 and any(c.needs_target for c in run):
+    if imports.known == 0 and any(c.needs_target or "state" in c.backends for c in run):
         result.notes.append(f"importer {options.importer!r} has no users in the state store "
-                            f"{state_location(settings)}: nobody was imported by it "
+                            f"{imports.location}: nobody was imported by it "
                             "(wrong --importer?)")
     started = time.perf_counter()
     _run_batches([c(ctx) for c in run], users, options, result, memo, progress)
@@ -120,7 +136,8 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
 
 
 def verify_settings(settings: Settings, options: VerifyOptions | None = None) -> VerifyResult:
-    """Every installed check over ``settings.data_dir``, on the chain the settings name."""
+    """Every installed check that can run with ``settings`` over ``settings.data_dir``, on the
+    chain the settings name (the others are reported as skipped, with why)."""
     return run_verify(settings, options)
 
 
@@ -137,13 +154,13 @@ def _connected(settings: Settings, chain: VerifyChain | None, connect: Connect |
 
 
 def _context(settings: Settings, data: DataDir, manifest: Manifest, chain: BatchMemo | None,
-             tolerance: Tolerance | None) -> CheckContext:
+             tolerance: Tolerance | None, imports: ImportState) -> CheckContext:
     return CheckContext(
         settings=settings, data=data, chain=chain,
         faucet_amount=chain.faucet_amount() if chain is not None else 0,
         dataset_decimals=manifest.decimals,
         token_decimals=chain.token_decimals if chain is not None else manifest.decimals,
-        balance_adjust=tolerance)
+        balance_adjust=tolerance, imports=imports)
 
 
 def _blank_result(settings: Settings, options: VerifyOptions, users: list[VerifyUser],
@@ -167,8 +184,9 @@ def _blank_result(settings: Settings, options: VerifyOptions, users: list[Verify
 def _run_batches(checks: list[Check], users: list[VerifyUser], options: VerifyOptions,
                  result: VerifyResult, memo: BatchMemo | None, progress: Progress | None
                  ) -> None:
-    """Each check once per user, batch by batch; with ``stop_on_failure`` stop after the first
-    check that fails a user, and count every user not checked as skipped."""
+    """Each check once per user, batch by batch, then each check's :meth:`~Check.finish`;
+    with ``stop_on_failure`` stop after the first check that fails a user, and count every
+    user not checked as skipped."""
     try:
         for start in range(0, len(users), options.batch_size):
             batch = users[start:start + options.batch_size]
@@ -182,6 +200,8 @@ def _run_batches(checks: list[Check], users: list[VerifyUser], options: VerifyOp
             log.debug("verified users %d..%d", start, start + len(batch) - 1)
             if progress is not None:
                 progress(start + len(batch), len(users))
+        for check in checks:
+            result.checks[check.id].problems.extend(check.finish())
     finally:
         for check in checks:
             check.close()

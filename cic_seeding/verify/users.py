@@ -1,18 +1,44 @@
-"""The users to verify: the data directory's users with their targets from the state store."""
+"""The users to verify: the data directory's users with what the importer did for each."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import VerifyError
 from cic_seeding.state import norm, open_state_store, state_location
+from cic_seeding.state.base import UserState
 from cic_seeding.verify.base import VerifyUser
 
 
-def load_users(data: DataDir, targets: dict[str, str]) -> list[VerifyUser]:
-    """Every user of ``data`` in index order; ``targets`` maps user address -> target address.
+@dataclass(frozen=True)
+class ImportState:
+    """What the state store says ``importer`` did: its users by (0x lower-case) address.
+
+    ``location`` names the store (for messages); ``exists`` is False when there is no store at
+    all (nothing was imported).
+    """
+
+    importer: str
+    location: str
+    users: dict[str, UserState] = field(default_factory=dict)
+    exists: bool = True
+
+    @property
+    def known(self) -> int:
+        """Users the importer has in the store (imported or not)."""
+        return len(self.users)
+
+    def target(self, address: str) -> str | None:
+        state = self.users.get(address)
+        return norm(state.target) if state is not None and state.target else None
+
+
+def load_users(data: DataDir, imports: ImportState) -> list[VerifyUser]:
+    """Every user of ``data`` in index order, with its target and import state.
 
     Raises VerifyError if users.csv or balances.csv is missing.
     """
@@ -26,19 +52,28 @@ def load_users(data: DataDir, targets: dict[str, str]) -> list[VerifyUser]:
     users = []
     for row in rows:
         address = norm(row.address)
-        users.append(VerifyUser(row.index, address, targets.get(address),
-                                balances.get(address.removeprefix("0x"))))
+        state = imports.users.get(address)
+        users.append(VerifyUser(
+            row.index, address, imports.target(address),
+            balances.get(address.removeprefix("0x")), phone=row.phone,
+            import_status=state.status.value if state else None,
+            import_reason=state.reason if state else None))
     return users
 
 
-def load_targets(settings: Settings, importer: str) -> tuple[dict[str, str], int]:
-    """``({user address: target address}, users the importer knows)`` from the state store.
+def load_import(settings: Settings, importer: str) -> ImportState:
+    """The state store's record of ``importer``.
 
     A missing default SQLite store means nothing was imported (it is not created).
     """
-    if settings.state_url is None and not Path(state_location(settings)).exists():
-        return {}, 0
+    location = state_location(settings)
+    if settings.state_url is None and not Path(location).exists():
+        return ImportState(importer, location, exists=False)
     with open_state_store(settings) as store:
-        targets = {norm(user): norm(target) for target, user in store.targets(importer).items()}
-        known = sum(store.counts(importer).values())
-    return targets, known
+        users = {norm(u.address): u for u in store.users(importer)}
+    return ImportState(importer, _masked(location), users)
+
+
+def _masked(url: str) -> str:
+    """``url`` without a password (``postgresql://user:****@host/db``)."""
+    return re.sub(r"^([a-z]+://[^:/@]+):[^@]*@", r"\1:****@", url)

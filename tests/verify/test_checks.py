@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
+from fractions import Fraction
 from pathlib import Path
 
 import eth_keyfile
 import pytest
 
 from cic_seeding.errors import UsageError
-from cic_seeding.generate.keys import derive_private_key
+from cic_seeding.generate.keys import derive_private_key, user_address
 from cic_seeding.importers._keyfiles import keyfile_path
+from cic_seeding.state import open_state_store
 from cic_seeding.verify import NOT_IMPORTED, Tolerance, VerifyOptions, VerifyResult, run_verify
 from cic_seeding.verify.checks.balance import rescale
 from cic_seeding.verify.checks.keystore import LocalKeyCheck
@@ -20,7 +23,7 @@ CHAIN_CHECKS = ("accounts_index", "balance", "faucet", "gas")
 
 
 def verify(world: World, **options: object) -> VerifyResult:
-    opts = VerifyOptions(**{"exclude": ("local_key",), **options})  # type: ignore[arg-type]
+    opts = VerifyOptions(**{"include": CHAIN_CHECKS, **options})  # type: ignore[arg-type]
     return run_verify(world.settings, opts, chain=world.chain)
 
 
@@ -181,3 +184,97 @@ def test_local_key_catches_missing_and_foreign_keyfiles_in_a_pool(
     reasons = {f.address: f.reason for f in c.failures}
     assert reasons[world.addresses[1]].startswith("no keyfile")
     assert f"holds the key of {world.addresses[1]}" in reasons[world.addresses[2]]
+
+
+# -- --balance-adjust at its bounds: N and P%, either sign, both sides of each bound ----------
+
+DEVIATION = 10**6  # one whole token (6 decimals)
+
+
+def _percent(value: Fraction, up: bool) -> str:
+    """``value`` as a decimal string of 24 places, rounded up or down (never equal to it
+    unless exact)."""
+    scaled = value * 10**24
+    digits = -(-scaled.numerator // scaled.denominator) if up else scaled.numerator // \
+        scaled.denominator
+    return f"{digits // 10**24}.{digits % 10**24:024d}"
+
+
+@pytest.mark.parametrize("sign", ["", "±", "+", "-"])
+@pytest.mark.parametrize("direction", [+1, -1])
+@pytest.mark.parametrize("kind", ["units", "percent"])
+@pytest.mark.parametrize("at_bound", [True, False])
+def test_balance_adjust_bounds(tmp_path: Path, sign: str, direction: int, kind: str,
+                               at_bound: bool) -> None:
+    """One user is one token off its expected balance E. At the bound (1 token, or exactly
+    100/E %) it passes if the sign allows that direction; one smallest unit inside the bound
+    (0.999999 tokens, or just under 100/E %) it fails."""
+    world = make_world(tmp_path, n=12)
+    user = world.addresses[10]
+    expected = world.chain.balances[user]
+    world.chain.balances[user] = expected + direction * DEVIATION
+    if kind == "units":
+        amount = "1" if at_bound else "0.999999"
+    else:
+        exact = Fraction(DEVIATION * 100, expected)
+        amount = _percent(exact, up=at_bound) + "%"
+        assert Tolerance.parse(amount).bounds(expected, 6)[1] - expected == (
+            DEVIATION if at_bound else DEVIATION - 1)
+    allowed = sign in ("", "±") or (sign == "+") == (direction > 0)
+    result = verify(world, balance_adjust=sign + amount, include=("balance",))
+    failed = [f.address for f in result.checks["balance"].failures]
+    assert failed == ([] if allowed and at_bound else [user])
+
+
+# -- the import check -------------------------------------------------------------------------
+
+
+def test_imported_names_each_user_the_importer_did_not_confirm(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=8, imported=4)  # 4..7 are pending
+    with open_state_store(world.settings) as store:
+        store.mark_failed("eth", [(world.addresses[5], "AccountsIndex.add reverted")])
+        store.mark_submitted("eth", [(world.addresses[6], "register", "0xabc", None)])
+    with world.data.users_csv.open("a") as fh:  # a user the importer never heard of
+        fh.write(f"8,{user_address(SEED, 8)},+254700000008\n")
+    with world.data.balances_csv.open("a") as fh:
+        fh.write(f"{user_address(SEED, 8).lower()[2:]},5\n")
+    result = verify(world, include=("imported",))
+    c = result.checks["imported"]
+    assert (c.ok, c.failed, c.total) == (4, 5, 9)
+    reasons = [f.reason for f in c.failures]
+    assert reasons[0].startswith("not imported: the eth import has not reached this user")
+    assert reasons[1] == "the eth import failed: AccountsIndex.add reverted"
+    assert reasons[2].startswith("the eth import was submitted but never confirmed")
+    assert reasons[4].startswith("never imported: importer 'eth' has no record of this user")
+    assert [f.address for f in c.failures] == [*world.addresses[4:], user_address(SEED, 8).lower()]
+    assert c.problems == []
+
+
+def test_store_users_missing_from_the_data_directory_fail_the_run(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=3)
+    foreign = ["0x" + f"{i:x}" * 40 for i in (7, 8, 9, 10)]
+    with open_state_store(world.settings) as store:
+        store.add_users("eth", [(10 + i, a) for i, a in enumerate(foreign)])
+    result = verify(world, include=("imported", "gas"))
+    c = result.checks["imported"]
+    assert (c.ok, c.failed) == (3, 0) and not c.passed_all and not result.ok
+    (problem,) = c.problems
+    assert f"holds 4 users of importer 'eth' that the data directory (3 users) does not " \
+           f"({foreign[0]}, {foreign[1]}, {foreign[2]}, ...)" in problem
+    text = result.render_text()
+    assert "imported: 3/3, 1 run problem" in text and f"  imported: {problem}" in text
+    assert text.splitlines()[-1].endswith("FAILED: 1 failures in 1 checks")
+    assert json.loads(result.render_json())["checks"]["imported"]["problems"] == [problem]
+    suite = ET.fromstring(result.render_junit())
+    failure = suite.find("testcase[@name='imported']/failure")
+    assert failure is not None and failure.text is not None and problem in failure.text
+    assert suite.get("failures") == "1"
+
+
+def test_no_state_store_fails_imported_for_everyone(tmp_path: Path) -> None:
+    world = make_world(tmp_path, n=2)
+    (Path(world.settings.data_dir) / "state.db").unlink()
+    result = verify(world, include=("imported",))
+    assert result.checks["imported"].failed == 2
+    assert "importer 'eth' has no users in the state store" in result.notes[0]
+    assert not (Path(world.settings.data_dir) / "state.db").exists()

@@ -12,6 +12,7 @@ from cic_seeding.cli import verify_cmd
 from cic_seeding.cli.main import main
 from tests.helpers import run_script
 from tests.verify.fakes import World, make_world
+from tests.verify.test_runner import BUILT_IN
 
 
 @pytest.fixture
@@ -84,12 +85,11 @@ def test_script_lists_checks_and_rejects_unknown_ids(tmp_path: Path) -> None:
     listed = run_script("verify.py", "--list-verifications", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     ids = [line.split()[0] for line in listed.stdout.splitlines()]
-    assert ids == ["accounts_index", "balance", "faucet", "gas", "local_key"]
+    assert ids == BUILT_IN
     proc = run_script("verify.py", str(tmp_path), "--exclude", "zzz", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown check 'zzz'; valid checks: accounts_index, balance, faucet, gas, "
-        "local_key"]
+        "error: unknown check 'zzz'; valid checks: " + ", ".join(BUILT_IN)]
 
 
 def test_missing_dir_argument(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

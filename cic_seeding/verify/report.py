@@ -1,0 +1,264 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no scripts, no network).
+
+It shows the run's summary, a table of every check with its counts, a histogram of the data
+directory's opening balances, and the failing users of each check with their reasons::
+
+    from cic_seeding.verify.report import write_html_report
+    write_html_report(result, "report.html")  # opening balances read from result.directory
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from cic_seeding.datadir import DataDir
+from cic_seeding.errors import VerifyError
+from cic_seeding.verify.result import CheckResult, VerifyResult
+
+#: Failing users listed per check; the rest are counted (JSON and --results-dir list all).
+MAX_LISTED = 200
+#: Bars the histogram aims for.
+BINS = 20
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
+max-width:1100px;padding:0 1rem;color:#1d232a;background:#fff}
+h1{font-size:1.5rem;margin:0 0 .25rem}h2{font-size:1.15rem;margin:2rem 0 .5rem}
+h3{font-size:1rem;margin:1.25rem 0 .4rem;font-family:ui-monospace,monospace}
+table{border-collapse:collapse;width:100%;margin:.25rem 0}
+th,td{border-bottom:1px solid #e3e6ea;padding:.35rem .55rem;text-align:left;vertical-align:top}
+th{background:#f5f7f9;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
+code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
+.badge{display:inline-block;padding:.05rem .5rem;border-radius:.7rem;font-size:.8rem;
+font-weight:600;color:#fff}.pass{background:#1f883d}.fail{background:#cf222e}
+.skip{background:#9a6700}.verdict{font-size:1.05rem;margin:.25rem 0 1rem}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:0}
+dt{color:#57606a}dd{margin:0}.note{color:#57606a}.more{color:#57606a;font-style:italic}
+table.failures{table-layout:fixed}table.failures td.mono{word-break:break-all}
+.bar{fill:#0969da}.axis{stroke:#57606a;stroke-width:1}.grid{stroke:#e3e6ea;stroke-width:1}
+svg text{font:11px system-ui,sans-serif;fill:#1d232a}
+"""
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Counts of ``values`` in bins ``[start + i*step, start + (i+1)*step)``, i < len(counts)."""
+
+    start: int
+    step: int
+    counts: tuple[int, ...]
+
+    @classmethod
+    def of(cls, values: Sequence[int], bins: int = BINS) -> Histogram:
+        if not values:
+            return cls(0, 1, ())
+        low, high = min(values), max(values)
+        step = _nice_step(-(-(high - low + 1) // bins))
+        start = low - low % step
+        counts = [0] * ((high - start) // step + 1)
+        for v in values:
+            counts[(v - start) // step] += 1
+        return cls(start, step, tuple(counts))
+
+
+def _nice_step(raw: int) -> int:
+    """The smallest of 1, 2, 5 times a power of ten that is at least ``raw``."""
+    power = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * power >= raw:
+                return m * power
+        power *= 10
+
+
+def render_html(result: VerifyResult, opening: Sequence[int] = (), *, decimals: int = 0,
+                symbol: str | None = None, max_listed: int = MAX_LISTED) -> str:
+    """The report of ``result`` as one HTML document.
+
+    ``opening`` are the data directory's opening balances in the smallest unit of a dataset
+    with ``decimals`` decimals; ``symbol`` labels amounts (default: the result's token).
+    """
+    symbol = symbol or result.token_symbol or "tokens"
+    verdict = "OK" if result.ok else "FAILED"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>cic-seed verify: {verdict}</title><style>{_CSS}</style></head><body>",
+        "<h1>cic-seed verify</h1>",
+        f'<p class="verdict">{_badge("pass" if result.ok else "fail", verdict)} '
+        f"{_e(result.summary())}</p>",
+        _facts(result),
+        *[f'<p class="note">note: {_e(n)}</p>' for n in result.notes],
+        "<h2>Checks</h2>", _checks_table(result),
+        "<h2>Opening balances</h2>", _balances(opening, decimals, symbol),
+        "<h2>Failures</h2>", _failures(result, max_listed),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_html_report(result: VerifyResult, path: str | Path, *,
+                      data: DataDir | None = None) -> Path:
+    """Write :func:`render_html` of ``result`` to ``path``, with the opening balances of
+    ``data`` (default: the result's data directory); VerifyError if it cannot be written."""
+    data = data or DataDir(result.directory)
+    try:
+        opening = list(data.balances().values())
+        decimals = data.manifest().decimals
+    except (OSError, ValueError):
+        opening, decimals = [], result.token_decimals or 0
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(render_html(result, opening, decimals=decimals), encoding="utf-8")
+    except OSError as exc:
+        raise VerifyError(f"cannot write the HTML report to {target}: {exc}",
+                          hint="give a writable --report FILE") from None
+    return target
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _badge(kind: str, text: str) -> str:
+    return f'<span class="badge {kind}">{_e(text)}</span>'
+
+
+def _amount(value: int | Decimal, decimals: int) -> str:
+    scaled = Decimal(value).scaleb(-decimals)
+    text = f"{scaled:,.{decimals}f}" if decimals else f"{scaled:,.0f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _facts(result: VerifyResult) -> str:
+    decimals = result.token_decimals or 0
+    rows = [("data directory", result.directory), ("importer", result.importer),
+            ("users", result.users), ("token", result.token_symbol),
+            ("token address", result.token_address), ("token decimals", result.token_decimals),
+            ("faucet amount", None if result.faucet_amount is None
+             else f"{_amount(result.faucet_amount, decimals)} {result.token_symbol or ''}"),
+            ("--balance-adjust", result.balance_adjust),
+            ("duration", f"{result.seconds:.2f} s"),
+            ("stopped early (-x)", "yes" if result.stopped_early else None)]
+    items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v is not None)
+    return f"<dl>{items}</dl>"
+
+
+def _state(c: CheckResult) -> tuple[str, str]:
+    if c.skipped_because is not None:
+        return "skip", "skipped"
+    return ("pass", "pass") if c.passed_all else ("fail", "fail")
+
+
+def _checks_table(result: VerifyResult) -> str:
+    head = ("<tr><th>check</th><th>result</th><th class=n>ok</th><th class=n>failed</th>"
+            "<th class=n>skipped</th><th class=n>total</th><th class=n>seconds</th>"
+            "<th>what it verifies</th></tr>")
+    rows = []
+    for c in result.checks.values():
+        kind, label = _state(c)
+        why = f" ({_e(c.skipped_because)})" if c.skipped_because else ""
+        problems = f"; {len(c.problems)} run problem(s)" if c.problems else ""
+        rows.append(
+            f'<tr id="check-{_e(c.id)}" data-check="{_e(c.id)}" data-result="{label}" '
+            f'data-ok="{c.ok}" data-failed="{c.failed}" data-skipped="{c.skipped}" '
+            f'data-total="{c.total}"><td><code>{_e(c.id)}</code></td>'
+            f"<td>{_badge(kind, label)}{why}{problems}</td><td class=n>{c.ok}</td>"
+            f"<td class=n>{c.failed}</td><td class=n>{c.skipped}</td><td class=n>{c.total}</td>"
+            f"<td class=n>{c.seconds:.2f}</td><td>{_e(c.description)}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _balances(opening: Sequence[int], decimals: int, symbol: str) -> str:
+    if not opening:
+        return '<p class="note">no opening balances (balances.csv is missing or empty)</p>'
+    ordered = sorted(opening)
+    n = len(ordered)
+    median = Decimal(ordered[n // 2]) if n % 2 else Decimal(ordered[n // 2 - 1]
+                                                            + ordered[n // 2]) / 2
+    stats = [("users", f"{n:,}"), ("total", _amount(sum(ordered), decimals)),
+             ("min", _amount(ordered[0], decimals)), ("median", _amount(median, decimals)),
+             ("mean", _amount(Decimal(sum(ordered)) / n, decimals)),
+             ("max", _amount(ordered[-1], decimals))]
+    table = ("<table><tr>" + "".join(f"<th class=n>{_e(k)}</th>" for k, _ in stats)
+             + "</tr><tr>" + "".join(f"<td class=n>{_e(v)}</td>" for _, v in stats)
+             + "</tr></table>")
+    return histogram_svg(Histogram.of(ordered), decimals, symbol) + table
+
+
+def histogram_svg(hist: Histogram, decimals: int, symbol: str) -> str:
+    """An inline SVG bar chart of ``hist`` (amounts shown in whole tokens)."""
+    width, height, left, right, top, bottom = 760, 300, 60, 16, 14, 52
+    plot_w, plot_h = width - left - right, height - top - bottom
+    peak = max(hist.counts, default=0) or 1
+    y_step = _nice_step(-(-peak // 4))
+    y_max = -(-peak // y_step) * y_step
+    bar_w = plot_w / max(1, len(hist.counts))
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" id="balance-histogram" '
+           f'aria-label="histogram of opening balances"><title>Opening balance distribution'
+           f" ({_e(symbol)})</title>"]
+    for tick in range(0, y_max + 1, y_step):
+        y = top + plot_h - plot_h * tick / y_max
+        out.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" '
+                   f'y2="{y:.1f}"/><text x="{left - 6}" y="{y + 4:.1f}" '
+                   f'text-anchor="end">{tick:,}</text>')
+    for i, count in enumerate(hist.counts):
+        low = hist.start + i * hist.step
+        h = plot_h * count / y_max
+        label = (f"{_amount(low, decimals)} to {_amount(low + hist.step, decimals)} {symbol}: "
+                 f"{count} users")
+        out.append(f'<rect class="bar" x="{left + i * bar_w + 1:.1f}" '
+                   f'y="{top + plot_h - h:.1f}" width="{max(bar_w - 2, 1):.1f}" '
+                   f'height="{h:.1f}" data-count="{count}"><title>{_e(label)}</title></rect>')
+    every = max(1, -(-len(hist.counts) // 8))
+    for i in range(0, len(hist.counts) + 1, every):
+        x = left + i * bar_w
+        out.append(f'<line class="axis" x1="{x:.1f}" x2="{x:.1f}" y1="{top + plot_h}" '
+                   f'y2="{top + plot_h + 4}"/><text x="{x:.1f}" y="{top + plot_h + 17}" '
+                   f'text-anchor="middle">'
+                   f"{_e(_amount(hist.start + i * hist.step, decimals))}</text>")
+    out.append(f'<line class="axis" x1="{left}" x2="{width - right}" y1="{top + plot_h}" '
+               f'y2="{top + plot_h}"/><line class="axis" x1="{left}" x2="{left}" y1="{top}" '
+               f'y2="{top + plot_h}"/>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle">'
+               f"opening balance ({_e(symbol)})</text><text x=\"14\" "
+               f'y="{top + plot_h / 2:.1f}" text-anchor="middle" '
+               f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">users</text></svg>')
+    return "".join(out)
+
+
+def _target(address: str, target: str | None) -> str:
+    if target is None:
+        return "not imported"
+    return "same address" if target.lower() == address.lower() else _e(target)
+
+
+def _failures(result: VerifyResult, max_listed: int) -> str:
+    failing = [c for c in result.checks.values() if not c.passed_all]
+    if not failing:
+        return '<p class="note">none: every user passed every check that ran</p>'
+    out = []
+    for c in failing:
+        out.append(f'<h3 id="failures-{_e(c.id)}">{_e(c.id)}: {c.failed} of {c.total} users '
+                   "failed</h3>")
+        out += [f'<p class="problem" data-check="{_e(c.id)}">run problem: {_e(p)}</p>'
+                for p in c.problems]
+        if not c.failures:
+            continue
+        rows = "".join(
+            f'<tr class="failure" data-check="{_e(c.id)}"><td class="mono">{_e(f.address)}'
+            f'</td><td class="mono">{_target(f.address, f.target)}</td><td>{_e(f.reason)}'
+            "</td></tr>" for f in c.failures[:max_listed])
+        out.append('<table class="failures"><colgroup><col style="width:27%">'
+                   '<col style="width:27%"><col></colgroup><tr><th>address</th>'
+                   f"<th>on the target chain</th><th>reason</th></tr>{rows}</table>")
+        if len(c.failures) > max_listed:
+            out.append(f'<p class="more">... and {len(c.failures) - max_listed} more (all are '
+                       "in --format json and --results-dir)</p>")
+    return "\n".join(out)
