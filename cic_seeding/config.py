@@ -56,7 +56,7 @@ class Settings:
     keystore_kdf: str = _key(
         "light", "CIC_KEYSTORE_KDF",
         "user keyfile KDF: light (scrypt n=2^8) or production (n=2^18)")
-    batch_size: int = _key(100, "CIC_BATCH_SIZE", "transactions sent per JSON-RPC batch", kind=int)
+    batch_size: int = _key(250, "CIC_BATCH_SIZE", "transactions sent per JSON-RPC batch", kind=int)
     workers: int = _key(0, "CIC_WORKERS", "worker processes for CPU work (0: one per core)",
                         kind=int)
     rpc_timeout: float = _key(30.0, "CIC_RPC_TIMEOUT", "seconds before one RPC request times out",
