@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
@@ -13,17 +15,32 @@ def config_group() -> None:
     """Inspect configuration."""
 
 
+def mask_url_password(value: str) -> str:
+    """``scheme://user:****@host/...`` for a URL that carries a password; anything else as is."""
+    if "://" not in value or "@" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        if parts.password is None:
+            return value
+    except ValueError:
+        return value
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))
+
+
 @config_group.command("show")
 @verbosity_options
 @click.pass_context
 @handles_errors
 def show(ctx: click.Context, verbose: int, quiet: bool) -> int:
-    """Print every setting, its value (secrets masked) and its source."""
+    """Print every setting, its value (secrets and URL passwords masked) and its source."""
     settings = settings_from(ctx, verbose, quiet)
     rows = describe(settings)
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:
-        click.echo(f"{name:<{width}}  {value or '-':<44}  ({source})")
+        click.echo(f"{name:<{width}}  {mask_url_password(value) or '-':<44}  ({source})")
     return 0
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import IO, Any
 
 import click
 
@@ -13,41 +15,82 @@ from cic_seeding.cli.app import (
     stderr_is_terminal,
     verbosity_options,
 )
+from cic_seeding.errors import UsageError
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.generate.validate import validate
 
 
-@cli.command("generate")
+class _OneLineUsageError(click.ClickException):
+    """A click usage error shown like every other error: one ``error: ...`` line, exit 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class OneLineErrorsCommand(click.Command):
+    """A command whose own usage errors (bad option, missing or non-integer argument) are one
+    line, and whose negative COUNT (``-3``, which click would read as an option) is a range error.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if _NEGATIVE.fullmatch(exc.option_name) and any(
+                    p.name == "count" for p in self.params if isinstance(p, click.Argument)):
+                raise _OneLineUsageError(
+                    f"COUNT must be a positive number of users, got {exc.option_name}") from None
+            raise _OneLineUsageError(f"{exc.format_message()} (see {ctx.command_path} -h)") \
+                from None
+        except click.UsageError as exc:
+            raise _OneLineUsageError(f"{exc.format_message()} (see {ctx.command_path} -h)") \
+                from None
+
+
+_NEGATIVE = re.compile(r"-\d+")
+
+
+@cli.command("generate", cls=OneLineErrorsCommand)
 @click.argument("count", type=int)
 @click.option("--dir", "directory", help="Data directory to write (default: setting data_dir).")
-@click.option("--seed", type=int, help="Seed; the same seed gives byte-identical output.")
+@click.option("--seed", type=int,
+              help="Seed; the same seed gives byte-identical output. [random, kept in manifest]")
 @click.option("--tag", "tags", multiple=True, help="Tag for every user (repeatable). [individual]")
-@click.option("--gift-threshold", type=int, default=100, show_default=True,
-              help="Largest opening balance, in whole token units.")
-@click.option("--decimals", type=int, default=6, show_default=True, help="Token decimals.")
-@click.option("--chain-spec", help="Chain the users are generated for (default: setting).")
-@click.option("--locale", default="en_KE", show_default=True, help="Faker locale for names.")
-@click.option("--transactions", type=int, default=0, help="Transfer fixtures to write.")
+@click.option("--gift-threshold", type=int,
+              help="Largest opening balance, in whole token units. [100]")
+@click.option("--decimals", type=int, help="Token decimals. [6]")
+@click.option("--chain-spec", help="Chain the users are generated for. [setting chain_spec]")
+@click.option("--locale", help="Faker locale for names. [en_KE]")
+@click.option("--transactions", type=int, default=0, help="Transfer fixtures to write. [0]")
 @click.option("--epoch", type=int, help="Reference unix time for dates. [1700000000]")
-@click.option("--workers", type=int, help="Worker processes (default: one per core).")
+@click.option("--workers", type=int, help="Worker processes. [setting workers; 0: one per core]")
 @click.option("--reset", is_flag=True, help="Wipe the directory first.")
-@click.option("-f", "append", is_flag=True, help="Append users to an existing directory.")
+@click.option("-f", "append", is_flag=True,
+              help="Append users to an existing directory (its manifest's seed, decimals, ...).")
 @verbosity_options
 @click.pass_context
 @handles_errors
 def generate_command(ctx: click.Context, count: int, directory: str | None, seed: int | None,
-                     tags: tuple[str, ...], gift_threshold: int, decimals: int,
-                     chain_spec: str | None, locale: str, transactions: int, epoch: int | None,
-                     workers: int | None, reset: bool, append: bool, verbose: int,
-                     quiet: bool) -> int:
-    """Generate COUNT users into a data directory (no services needed)."""
+                     tags: tuple[str, ...], gift_threshold: int | None, decimals: int | None,
+                     chain_spec: str | None, locale: str | None, transactions: int,
+                     epoch: int | None, workers: int | None, reset: bool, append: bool,
+                     verbose: int, quiet: bool) -> int:
+    """Generate COUNT users into a data directory (no services needed).
+
+    With -f, options left out take the directory's manifest values; giving another value than
+    the manifest's is an error.
+    """
     if reset and append:
-        raise click.UsageError("--reset and -f exclude each other")
+        raise UsageError("--reset and -f exclude each other",
+                         hint="--reset wipes the directory, -f appends to it")
     settings = settings_from(ctx, verbose, quiet, data_dir=directory, chain_spec=chain_spec,
                              workers=workers)
+    given_chain = settings.chain_spec if settings.source_of("chain_spec") != "default" else None
     opts = GenerateOptions(
-        directory=Path(settings.data_dir), count=count, seed=seed, tags=tags or ("individual",),
-        gift_threshold=gift_threshold, decimals=decimals, chain_spec=settings.chain_spec,
+        directory=Path(settings.data_dir), count=count, seed=seed, tags=tags or None,
+        gift_threshold=gift_threshold, decimals=decimals, chain_spec=given_chain,
         locale=locale, transactions=transactions, epoch=epoch,
         mode="reset" if reset else "append" if append else "new", workers=settings.workers)
     if stderr_is_terminal() and not quiet:
@@ -64,7 +107,7 @@ def generate_command(ctx: click.Context, count: int, directory: str | None, seed
     return 0
 
 
-@cli.command("validate")
+@cli.command("validate", cls=OneLineErrorsCommand)
 @click.argument("directory", type=click.Path(file_okay=False))
 @verbosity_options
 @click.pass_context

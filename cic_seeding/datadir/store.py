@@ -51,6 +51,9 @@ class KeyedStore:
     def has(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def __iter__(self) -> Iterator[str]:
+        return self.keys()
+
     def keys(self) -> Iterator[str]:
         """Every key, in sorted order (walks the shards lazily)."""
         if not self.root.is_dir():
@@ -66,21 +69,23 @@ class BulkWriter:
     """Fast writes of many new files into one store (the generator's path).
 
     Not atomic per file: the generator writes ``manifest.json`` last, so a directory without a
-    manifest is known to be incomplete.
+    manifest is known to be incomplete. Keeps no per-file state, so memory does not grow with
+    the number of files; a shard directory is created the first time a write finds it missing.
     """
 
     def __init__(self, root: Path, file_mode: int = 0o644) -> None:
         self.root = str(root)
         self.file_mode = file_mode
-        self._dirs: set[str] = set()
 
     def put(self, key: str, data: bytes) -> None:
         k = normalise_key(key)
         directory = f"{self.root}/{k[0:2]}/{k[2:4]}"
-        if directory not in self._dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._dirs.add(directory)
-        fd = os.open(f"{directory}/{k}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            fd = os.open(f"{directory}/{k}", flags, self.file_mode)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)  # other workers may create it at the same time
+            fd = os.open(f"{directory}/{k}", flags, self.file_mode)
         try:
             os.write(fd, data)
         finally:

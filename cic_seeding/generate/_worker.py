@@ -15,7 +15,7 @@ from typing import Any
 from faker import Faker
 
 from cic_seeding.datadir.store import BulkWriter
-from cic_seeding.generate.keys import user_address
+from cic_seeding.generate.keys import opening_balance, phone_key, user_address
 from cic_seeding.generate.places import PLACES, PRODUCTS
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import build_person, dumps
@@ -45,7 +45,7 @@ class UserFactory:
         self.cfg = cfg
         self.fake = Faker(cfg.locale)
         self.chain = ChainSpec.parse(cfg.chain_spec)
-        self.phone_key = hashlib.sha256(b"cic-seeding/phone/v1" + str(cfg.seed).encode()).digest()
+        self.phone_key = phone_key(cfg.seed)
         self.src = BulkWriter(Path(cfg.root) / "src")
         self.phones = BulkWriter(Path(cfg.root) / "phone")
         self.epoch_year = 1970 + cfg.epoch // 31_556_952
@@ -55,8 +55,8 @@ class UserFactory:
                                 + str(index).encode()).digest()
         return int.from_bytes(digest[:8], "big")
 
-    def person(self, index: int, address: str, phone: str) -> tuple[dict[str, Any], int]:
-        """The person document and the opening balance of user ``index``."""
+    def person(self, index: int, address: str, phone: str) -> dict[str, Any]:
+        """The person document of user ``index``."""
         fake = self.fake
         fake.seed_instance(self.user_seed(index))
         r = fake.random
@@ -84,18 +84,17 @@ class UserFactory:
         location = {"area_name": area, "latitude": round(lat + r.uniform(-0.02, 0.02), 6),
                     "longitude": round(lon + r.uniform(-0.02, 0.02), 6)}
         products = sorted(r.sample(PRODUCTS, r.randint(0, 3)))
-        doc = build_person(
+        return build_person(
             address=address, chain=self.chain,
             card=VCard(given=given, family=family, phone=phone, email=email),
             gender=gender, date_registered=self.cfg.epoch - r.randrange(0, 3 * _YEAR),
             date_of_birth=dob, location=location, products=products)
-        balance = r.randint(0, self.cfg.max_balance) if self.cfg.max_balance > 0 else 0
-        return doc, balance
 
     def make(self, index: int) -> tuple[int, str, str, int]:
         address = user_address(self.cfg.seed, index)
         phone = kenyan_mobile(self.phone_key, index)
-        doc, balance = self.person(index, address, phone)
+        doc = self.person(index, address, phone)
+        balance = opening_balance(self.cfg.seed, index, self.cfg.max_balance)
         if self.cfg.write:
             self.src.put(address, dumps(doc))
             self.phones.put(phone_pointer(phone), address.encode())
@@ -115,5 +114,6 @@ def init_worker(cfg: WorkerConfig) -> None:
 
 
 def make_range(bounds: tuple[int, int]) -> list[tuple[int, str, str, int]]:
+    """Build (and write) users bounds[0]..bounds[1]-1; returns their csv facts."""
     assert _FACTORY is not None, "init_worker was not called"
     return [_FACTORY.make(i) for i in range(*bounds)]

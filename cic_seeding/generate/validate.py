@@ -9,19 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cic_seeding.datadir import DataDir, Manifest
-from cic_seeding.errors import ManifestError
+from cic_seeding.errors import ManifestError, UsageError
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import identity_addresses, person_errors, phone_of
 from cic_seeding.records.pointers import phone_pointer
 
 RULES = {
-    "manifest": "manifest.json is readable, of a known schema, and counts the records",
+    "manifest": "manifest.json is readable, of a known schema, and counts the records and "
+                "transfers",
     "record_schema": "every src/ record is a valid person document with an E.164 vCard phone",
     "record_key": "every src/ record is stored under the address of its identity",
     "phone_unique": "no two records share a phone number",
     "phone_index": "phone/ maps each record's phone pointer to its address, and nothing else",
     "users_csv": "users.csv lists every record once, with its index and phone",
-    "tags_csv": "tags.csv has one row per record and none without a record",
+    "tags_csv": "tags.csv has one row per record, with the manifest's tags",
     "balances_csv": "balances.csv has one integer row per record within the gift threshold",
     "transactions_csv": "transactions.csv moves tokens between known users without overdraft",
 }
@@ -85,13 +86,21 @@ def validate(directory: str | Path) -> ValidationResult:
         rules["manifest"].check(True, str(data.manifest_path), "")
     except ManifestError as exc:
         rules["manifest"].check(False, str(data.manifest_path), exc.message)
-    chain = ChainSpec.parse(manifest.chain_spec) if manifest else None
+    chain = None
+    if manifest:
+        try:
+            chain = ChainSpec.parse(manifest.chain_spec)
+        except UsageError as exc:
+            rules["manifest"].check(False, str(data.manifest_path), exc.message)
     records: dict[str, str] = {}  # lower address without 0x -> phone
     phones: dict[str, str] = {}
-    for key in data.src.keys():
+    for key in data.src:
         path = data.src.path(key)
         try:
             doc = json.loads(path.read_bytes())
+        except OSError as exc:
+            rules["record_schema"].check(False, str(path), f"unreadable: {exc.strerror or exc}")
+            continue
         except (ValueError, UnicodeDecodeError) as exc:
             rules["record_schema"].check(False, str(path), f"not JSON: {exc}")
             continue
@@ -110,21 +119,29 @@ def validate(directory: str | Path) -> ValidationResult:
         pointer_path = data.phone.path(phone_pointer(phone))
         try:
             target = pointer_path.read_text().strip()
-            rules["phone_index"].check(target[2:].lower() == key.lower(), str(pointer_path),
-                                       f"maps {phone} to {target}, not 0x{key}")
+            rules["phone_index"].check(target[2:].lower() == key.lower(), str(path),
+                                       f"phone {phone}: {pointer_path} maps it to {target}")
         except (OSError, UnicodeDecodeError):
-            rules["phone_index"].check(False, str(pointer_path), f"missing pointer for {phone}")
-    pointers = sum(1 for _ in data.phone.keys())
-    rules["phone_index"].check(pointers == len(records), str(data.phone.root),
-                               f"{pointers} pointer files for {len(records)} records")
+            rules["phone_index"].check(False, str(path),
+                                       f"phone {phone} has no pointer {pointer_path}")
+    expected = {phone_pointer(phone).upper() for phone in records.values()}
+    for key in data.phone:
+        if key not in expected:
+            rules["phone_index"].check(False, str(data.phone.path(key)),
+                                       "pointer of no record's phone")
     if manifest:
         rules["manifest"].check(manifest.count == len(records), str(data.manifest_path),
                                 f"count is {manifest.count} but src/ holds {len(records)} records")
     _check_users(data, rules["users_csv"], records)
-    _check_rows(data.tags_csv, rules["tags_csv"], records, None)
+    _check_rows(data.tags_csv, rules["tags_csv"], records, None,
+                manifest.tags if manifest else None)
     limit = manifest.gift_threshold * 10 ** manifest.decimals if manifest else None
     balances = _check_rows(data.balances_csv, rules["balances_csv"], records, limit)
-    _check_transactions(data, rules["transactions_csv"], records, balances)
+    transfers = _check_transactions(data, rules["transactions_csv"], records, balances)
+    if manifest:
+        rules["manifest"].check(
+            manifest.transactions == transfers, str(data.manifest_path),
+            f"transactions is {manifest.transactions} but transactions.csv has {transfers} rows")
     return ValidationResult(data.root, rules)
 
 
@@ -136,15 +153,20 @@ def _check_users(data: DataDir, rule: RuleResult, records: dict[str, str]) -> No
             rule.check(False, where, "expected index,address,phone with consecutive indices")
             continue
         key = row[1][2:].lower()
-        rule.check(records.get(key) == row[2] and key not in seen, where,
-                   "address without a record, duplicated, or phone differs from the record")
+        if key not in records:
+            rule.check(False, where, f"{row[1]} has no record in src/")
+        elif key in seen:
+            rule.check(False, where, f"{row[1]} is listed twice")
+        else:
+            rule.check(records[key] == row[2], where,
+                       f"phone {row[2]} differs from {records[key]} in {data.src.path(key)}")
         seen.add(key)
     for key in records.keys() - seen:
         rule.check(False, str(data.src.path(key)), "record not listed in users.csv")
 
 
-def _check_rows(path: Path, rule: RuleResult, records: dict[str, str],
-                limit: int | None) -> dict[str, int]:
+def _check_rows(path: Path, rule: RuleResult, records: dict[str, str], limit: int | None,
+                tags: list[str] | None = None) -> dict[str, int]:
     seen: dict[str, int] = {}
     for lineno, row in _csv_rows(path):
         where = f"{path}:{lineno}"
@@ -157,7 +179,9 @@ def _check_rows(path: Path, rule: RuleResult, records: dict[str, str],
             rule.check(ok, where, f"balance {value!r} is not an integer in [0, {limit}]")
             seen[row[0]] = int(value) if ok else 0
         else:
-            rule.check(all(row[1:]), where, "empty tag")
+            ok = all(row[1:]) and (tags is None or row[1:] == tags)
+            rule.check(ok, where, f"tags {','.join(row[1:])!r}, expected "
+                                  f"{','.join(tags or ['non-empty tags'])!r} (the manifest's)")
             seen[row[0]] = 0
     for key in records.keys() - seen.keys():
         rule.check(False, str(path), f"no row for record {key}")
@@ -165,9 +189,12 @@ def _check_rows(path: Path, rule: RuleResult, records: dict[str, str],
 
 
 def _check_transactions(data: DataDir, rule: RuleResult, records: dict[str, str],
-                        balances: dict[str, int]) -> None:
+                        balances: dict[str, int]) -> int:
+    """Replays the transfers from the opening balances; returns the number of rows."""
     current = dict(balances)
+    rows = 0
     for lineno, row in _csv_rows(data.transactions_csv):
+        rows += 1
         where = f"{data.transactions_csv}:{lineno}"
         try:
             sender, recipient = row[0][2:].lower(), row[1][2:].lower()
@@ -183,3 +210,4 @@ def _check_transactions(data: DataDir, rule: RuleResult, records: dict[str, str]
         if ok:
             current[sender] -= amount
             current[recipient] = current.get(recipient, 0) + amount
+    return rows

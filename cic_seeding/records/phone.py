@@ -10,6 +10,7 @@ KENYA_MOBILE_PREFIX = "+2547"
 _HALF = 10_000  # the 8 free digits split into two halves of 4 for the Feistel network
 _DOMAIN = _HALF * _HALF
 _ROUNDS = 4
+MAX_USERS = _DOMAIN  # one phone number per index: +2547 leaves 8 free digits
 
 
 def is_e164(phone: str) -> bool:

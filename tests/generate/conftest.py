@@ -1,0 +1,1 @@
+from tests.generate._incli import cli  # noqa: F401  (fixture)
