@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click's own usage errors
         import click
 
+        if isinstance(exc, click.UsageError):  # one line, like every other error
+            where = exc.ctx.command_path if exc.ctx else "cic-seed"
+            click.echo(f"error: {exc.format_message()} (see {where} -h)", err=True)
+            return exc.exit_code
         if isinstance(exc, click.ClickException):
             exc.show()
             return exc.exit_code
