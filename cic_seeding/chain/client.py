@@ -119,11 +119,24 @@ class ChainClient:
                                   [self._signer().address, "pending"]))
 
     def gas_price(self) -> int:
-        """The node's gas price with headroom, cached for a few seconds."""
+        """A legacy gas price, cached for a few seconds.
+
+        On an EIP-1559 chain: twice the latest base fee (room for it to rise) plus the node's
+        suggested tip. Not ``eth_gasPrice`` with a margin: anvil derives that from recent fees,
+        so paying a margin over it feeds back until users' gas gifts cover only a few
+        transactions. Elsewhere: ``eth_gasPrice`` as it is."""
         now = time.monotonic()
         if self._gas_price is None or now - self._gas_price[0] > 5:
-            price = _int(self.rpc.call("eth_gasPrice"))
-            self._gas_price = (now, max(1, price * 2))
+            block = self.rpc.call("eth_getBlockByNumber", ["latest", False]) or {}
+            if block.get("baseFeePerGas") is not None:
+                try:
+                    tip = _int(self.rpc.call("eth_maxPriorityFeePerGas"))
+                except RpcError:
+                    tip = 10**9
+                price = 2 * _int(block["baseFeePerGas"]) + tip
+            else:
+                price = _int(self.rpc.call("eth_gasPrice"))
+            self._gas_price = (now, max(1, price))
         return self._gas_price[1]
 
     def sign(self, call: Call, nonce: int) -> SignedTx:

@@ -119,3 +119,28 @@ def importers_command() -> None:
         cls = get_importer(name)
         doc = (cls.__doc__ or "").strip().splitlines()
         click.echo(f"{name}: {doc[0] if doc else ''}")
+
+
+@cli.command("traffic")
+@click.argument("data_dir", required=False)
+@chain_options
+@click.option("--batch-size", type=int, help="Transfers per batch.")
+@click.option("--timeout", type=float, default=600.0, show_default=True,
+              help="Give up after this many seconds (a rerun resumes).")
+@click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def traffic_command(ctx: click.Context, data_dir: str | None, batch_size: int | None,
+                    timeout: float, state_url: str | None, verbose: int, quiet: bool,
+                    **kw: Any) -> int:
+    """Replay DIR's transactions.csv as transfers between imported sovereign users."""
+    from cic_seeding.traffic import replay_traffic
+
+    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
+                             state_url=state_url, **chain_flags(kw))
+    with stop_on_signals() as stop:
+        result = replay_traffic(settings, stop=stop, timeout=timeout)
+    if not quiet or not result.ok:
+        click.echo(result.render_text())
+    return 0 if result.ok else 1
