@@ -1,0 +1,23 @@
+"""The code gates of style.md: ruff clean (library, devnet, benchmarks) and mypy clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.helpers import ROOT
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_ruff_is_clean() -> None:
+    result = _run("ruff", "check", "--no-cache", "cic_seeding", "cic_devnet", "bench")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    result = _run("mypy", "--no-incremental", "cic_seeding", "cic_devnet")
+    assert result.returncode == 0, result.stdout + result.stderr
