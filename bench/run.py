@@ -11,6 +11,9 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
   awaited before the next -- on a sample of users, and (b) the ceiling: the same number of
   pre-signed raw transactions (4 per user) pushed to the same anvil in batches as fast as it
   takes them, with nothing else to do;
+* the same with the opt-in batch path (``--batch-funder``: registerAndFund, giveMany and
+  giveValue through the devnet's BatchFunder, many users per transaction), against the same
+  naive baseline and ceiling;
 * verify: user-checks/s of the verifier vs one eth_call round trip per user per check.
 
 Ratios are what matter (these machines are noisy); absolute figures are context.
@@ -56,12 +59,14 @@ def stage_floor(n: int, data: str) -> None:
     child_measure(lambda: sum(1 for _ in generator._users(cfg, 0, n, 0)) and None)
 
 
-def stage_seed(devnet: str, data: str) -> None:
+def stage_seed(devnet: str, data: str, batch_funder: str = "") -> None:
     from cic_seeding.importers.eth import EthImporter
     from cic_seeding.sync.run import run_sync
     from cic_seeding.sync.syncer import SyncOptions
 
     settings = _settings(devnet, data)
+    if batch_funder:
+        settings = settings.replace(batch_funder=batch_funder)
 
     def work() -> dict[str, Any]:
         importer = EthImporter(settings)
@@ -193,6 +198,7 @@ def run_n(n: int, sample: int, root: str) -> list[list[str]]:
     work = Path(tempfile.mkdtemp(prefix="cic-bench-run-", dir=root))
     devnet = devnet_up(work / "devnet")
     dn, data, naive_data = str(work / "devnet"), str(work / "data"), str(work / "naive")
+    batch_data = str(work / "batch")
     try:
         floor = run_child(__file__, "floor", str(n), str(work / "floor"))
         gen = run_child(__file__, "generate", str(n), data)
@@ -200,6 +206,8 @@ def run_n(n: int, sample: int, root: str) -> list[list[str]]:
         naive = run_child(__file__, "naive", dn, naive_data, str(sample))
         ceiling = run_child(__file__, "ceiling", dn, str(n))
         seed = run_child(__file__, "seed", dn, data)
+        generate(GenerateOptions(directory=Path(batch_data), count=n, seed=n + 2))
+        batch = run_child(__file__, "seed", dn, batch_data, "devnet")
         verify = run_child(__file__, "verify", dn, data, str(sample))
         verify_naive = run_child(__file__, "verify_naive", dn, data, str(sample))
     finally:
@@ -211,6 +219,7 @@ def run_n(n: int, sample: int, root: str) -> list[list[str]]:
 
     gen_r, floor_r = rate(gen, n), rate(floor, n)
     seed_r = rate(seed, n)
+    batch_r = rate(batch, n)
     naive_r = rate(naive, sample)
     ceiling_r = rate(ceiling, n)  # users/s the ceiling's transactions stand for
     ver_r = rate(verify, verify["extra"]["user_checks"])
@@ -221,6 +230,10 @@ def run_n(n: int, sample: int, root: str) -> list[list[str]]:
         [f"{n:,}", "import+sync (eth)", f"{seed_r:,.0f} users/s", f"naive {naive_r:,.0f}",
          f"{seed_r / naive_r:.1f}x", f"{seed_r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}",
          f"{seed['peak_rss_mb']:.0f}", f"{seed['seconds']:.1f}"],
+        [f"{n:,}", "import+sync (eth, --batch-funder)", f"{batch_r:,.0f} users/s",
+         f"naive {naive_r:,.0f}", f"{batch_r / naive_r:.1f}x",
+         f"{batch_r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}",
+         f"{batch['peak_rss_mb']:.0f}", f"{batch['seconds']:.1f}"],
         [f"{n:,}", "verify (4 chain checks)", f"{ver_r:,.0f} user-checks/s",
          f"one call per check {ver_naive_r:,.0f}", f"{ver_r / ver_naive_r:.1f}x", "",
          f"{verify['peak_rss_mb']:.0f}", f"{verify['seconds']:.1f}"],

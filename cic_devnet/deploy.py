@@ -3,7 +3,8 @@
 Registry with the standard identifiers, AccountsIndex (deployer is writer), token index,
 a GiftableToken registered there and as DefaultToken, a faucet funded with tokens and a payout
 amount, and the helper contracts BatchReader (fast reads for the verifier) and BatchFunder
-(opt-in fast path; not made a writer of anything here).
+(opt-in fast path; a writer of nothing unless ``DeployOptions.batch_funder_writer``: the
+importer and syncer grant its rights on a devnet when ``--batch-funder`` is given).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class DeployOptions:
     supply_units: int = 10**12  # whole tokens minted to the deployer
     faucet_amount_units: int = 5  # whole tokens per faucet payout (0: the faucet pays nothing)
     faucet_funds_units: int = 10**9  # whole tokens the faucet holds to pay out
+    batch_funder_writer: bool = False  # make BatchFunder a writer of AccountsIndex and faucet
 
 
 @dataclass
@@ -99,6 +101,9 @@ def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Dep
         d.send(token, token_abi, "mintTo", faucet, options.faucet_funds_units * unit)
     amount = options.faucet_amount_units * unit
     d.send(faucet, faucet_abi, "setAmount", amount)
+    if options.batch_funder_writer:
+        d.send(index, index_abi, "addWriter", funder)
+        d.send(faucet, faucet_abi, "addWriter", funder)
     assert client.call(index, index_abi.fn("isWriter"), deployer)
     return Deployment(
         registry=registry,

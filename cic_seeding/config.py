@@ -66,6 +66,10 @@ class Settings:
                               kind=int)
     gas_gift: int = _key(10**16, "CIC_GAS_GIFT", "wei sent to each new user for gas (0: none)",
                          kind=int)
+    batch_funder: str | None = _key(
+        None, "CIC_BATCH_FUNDER",
+        "opt-in batch path: BatchFunder address ('devnet': the devnet's) that registers, funds "
+        "and pays many sovereign users per transaction (default: one transaction each)")
     state_url: str | None = _key(
         None, "CIC_STATE_URL",
         "per-user import state store: sqlite path or postgresql:// URL "

@@ -6,9 +6,10 @@ import "./Interfaces.sol";
 
 /// @title BatchFunder: opt-in fast path that registers and funds many accounts per tx.
 /// @notice Only its writers may call it, because it acts with the rights it was given
-/// elsewhere: it must be a writer of the AccountsIndex (all functions), of the token
+/// elsewhere: it must be a writer of the AccountsIndex (registerAnd*), of the token
 /// (registerAndMint) or of the faucet (giveMany). registerAndFund instead moves the
 /// caller's own tokens and needs an allowance: token.approve(batchFunder, total).
+/// giveValue needs no rights elsewhere: it splits the caller's own msg.value.
 ///
 /// Rerun safety: registration and funding of one account happen in the same
 /// transaction, and an account that is already in the index is skipped entirely (not
@@ -66,6 +67,20 @@ contract BatchFunder is Writable {
             IFaucet(faucet).giveTo(accounts[i]);
             paid++;
         }
+    }
+
+    /// @notice Sends amounts[i] wei to accounts[i]; msg.value must be their exact sum.
+    /// Not idempotent by itself (unlike the others): one signed transaction pays once
+    /// because its nonce makes it single-use.
+    function giveValue(address[] calldata accounts, uint256[] calldata amounts) external payable onlyWriter {
+        require(accounts.length == amounts.length, "BatchFunder: length mismatch");
+        uint256 total = 0;
+        for (uint256 i = 0; i < accounts.length; i++) {
+            total += amounts[i];
+            (bool ok, ) = payable(accounts[i]).call{value: amounts[i]}("");
+            require(ok, "BatchFunder: value transfer failed");
+        }
+        require(total == msg.value, "BatchFunder: msg.value is not the sum of amounts");
     }
 
     /// @return true if the account was newly added, false if it was already present.

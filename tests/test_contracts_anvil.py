@@ -188,6 +188,16 @@ def test_devnet_contracts_end_to_end(w3):
     send(w3, faucet.functions.addWriter(funder.address), owner)
     send(w3, funder.functions.giveMany(faucet.address, [fresh[0], bob]), owner)  # bob already used it
     assert reader.functions.tokenBalances(token.address, [fresh[0], bob]).call() == [507, 500]
+    # giveValue splits msg.value exactly; anything else reverts
+    before = [w3.eth.get_balance(a) for a in fresh[:2]]
+    receipt = w3.eth.wait_for_transaction_receipt(
+        funder.functions.giveValue(fresh[:2], [3, 4]).transact({"from": owner, "value": 7}))
+    assert receipt.status == 1
+    assert [w3.eth.get_balance(a) for a in fresh[:2]] == [before[0] + 3, before[1] + 4]
+    with pytest.raises(ContractLogicError, match="sum of amounts"):
+        funder.functions.giveValue(fresh[:2], [3, 4]).transact({"from": owner, "value": 8})
+    with pytest.raises(ContractLogicError, match="not a writer"):
+        funder.functions.giveValue(fresh[:1], [1]).transact({"from": bob, "value": 1})
 
 
 def test_token_expiry(w3):

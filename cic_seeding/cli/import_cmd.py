@@ -39,6 +39,14 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+def batch_funder_option(fn: Any) -> Any:
+    return click.option(
+        "--batch-funder", "batch_funder", is_flag=False, flag_value="devnet", default=None,
+        metavar="[ADDRESS]",
+        help="Opt-in batch path: register/fund/pay many users per transaction through this "
+             "BatchFunder (no value: the devnet's; setting batch_funder).")(fn)
+
+
 @cli.command("import")
 @click.argument("name")
 @click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
@@ -46,15 +54,16 @@ def stop_on_signals() -> Iterator[threading.Event]:
 @click.option("--batch-size", type=int, help="Users per batch of transactions.")
 @click.option("--limit", type=int, help="Import at most N users this run.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@batch_funder_option
 @verbosity_options
 @click.pass_context
 @handles_errors
 def import_command(ctx: click.Context, name: str, data_dir: str | None,
                    batch_size: int | None, limit: int | None, state_url: str | None,
-                   verbose: int, quiet: bool, **kw: Any) -> int:
+                   batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of a data directory with importer NAME (eth, cic_meta, ...)."""
     settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
-                             state_url=state_url, **chain_flags(kw))
+                             state_url=state_url, batch_funder=batch_funder, **chain_flags(kw))
     cls = get_importer(name)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
@@ -86,13 +95,14 @@ def import_command(ctx: click.Context, name: str, data_dir: str | None,
 @click.option("--poll", type=float, default=1.0, show_default=True,
               help="Seconds between rounds when idle.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@batch_funder_option
 @verbosity_options
 @click.pass_context
 @handles_errors
 def sync_command(ctx: click.Context, name: str, data_dir: str | None, follow: bool,
                  timeout: float | None, mint: bool, from_block: int | None,
-                 confirmations: int | None, poll: float, state_url: str | None, verbose: int,
-                 quiet: bool, **kw: Any) -> int:
+                 confirmations: int | None, poll: float, state_url: str | None,
+                 batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Give every registered user of importer NAME its opening balance, faucet payout and gas.
 
     Exits 0 when every user of the data directory is done; 1 on timeout or failures."""
@@ -100,7 +110,8 @@ def sync_command(ctx: click.Context, name: str, data_dir: str | None, follow: bo
     from cic_seeding.sync.syncer import SyncOptions
 
     settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, state_url=state_url,
-                             confirmations=confirmations, **chain_flags(kw))
+                             confirmations=confirmations, batch_funder=batch_funder,
+                             **chain_flags(kw))
     options = SyncOptions(follow=follow, timeout=timeout, poll=poll,
                           confirmations=settings.confirmations,
                           batch_size=settings.batch_size, from_block=from_block,

@@ -9,6 +9,12 @@ added. The opening balance, faucet payout and gas come from the syncer
 Rerun safety: users the AccountsIndex already has are confirmed without sending; an ``add`` that
 reverts because the address is already registered counts as done, so a registration is never
 duplicated (the contract refuses duplicates) and never lost.
+
+Opt-in batch path (``batch_funder``): one ``BatchFunder.registerAndFund`` per chunk of a batch
+registers the users *and* pays their opening balances from the signer (allowance), in one
+transaction; the AccountsIndex still emits one ``AddressAdded`` per user. The contract skips an
+account already registered (and does not fund it), so a resent batch cannot fund twice; the
+syncer learns from that transaction itself that the balance is paid.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from cic_seeding.chain import funder as batch
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.chain.signer import SignedTx
@@ -29,7 +36,7 @@ from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps, person_errors
-from cic_seeding.state import StateStore, norm
+from cic_seeding.state import StateStore, Status, norm
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,9 @@ class EthImporter(Importer):
                                   settings.keystore_password, settings.keystore_kdf,
                                   settings.workers)
         self._send_errors: dict[str, str] = {}
+        self.funder = batch.resolve(settings)
+        self._opening: dict[str, int] = {}
+        self._token = ""
 
     # -- primitives ----------------------------------------------------------------------
     @classmethod
@@ -63,8 +73,25 @@ class EthImporter(Importer):
         return {norm(r.address): norm(r.address) for r in data.users()}
 
     def begin(self) -> None:
-        """The syncer's cursor starts where this import began (never block 0)."""
+        """The syncer's cursor starts where this import began (never block 0); on the batch
+        path, the BatchFunder's rights and allowance are in place."""
         self.store.init_cursor(self.name, str(self.chain), self.client.head())
+        if self.funder is not None:
+            self._begin_batch(self.funder)
+
+    def _begin_batch(self, funder: str) -> None:
+        from cic_seeding.sync.run import scale
+
+        token = self.network.token(self.settings.token_symbol)
+        decimals = self.manifest.decimals
+        self._token = token.address
+        self._opening = {norm(a): scale(v, decimals, token.decimals)
+                         for a, v in self.data.balances().items()}
+        batch.grant(self.network, funder, [("AccountsIndex", self.index)],
+                    devnet=bool(self.settings.devnet_dir))
+        done = self.store.addresses(self.name, [Status.CONFIRMED])
+        needed = sum(v for a, v in self._opening.items() if a not in done)
+        batch.ensure_allowance(self.network, token.address, funder, needed)
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         bad = {u.address: reason for u in users if (reason := self._record_problem(u))}
@@ -90,6 +117,8 @@ class EthImporter(Importer):
         return {u.address: u.address for u, h in zip(users, have, strict=True) if h is True}
 
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        if self.funder is not None:
+            return self._submit_batch(self.funder, users)
         calls = [Call(self.index, ACCOUNTS_INDEX.encode("add", u.address), gas=ADD_GAS)
                  for u in users]
         sent = self.client.send(calls, before_broadcast=self._record)
@@ -100,13 +129,30 @@ class EthImporter(Importer):
             subs.append(Submission(user.address, signed.tx_hash, user.address))
         return subs
 
+    def _submit_batch(self, funder: str, users: Sequence[UserRow]) -> list[Submission]:
+        """One registerAndFund per chunk; every user of a chunk shares its transaction."""
+        batcher = batch.Batcher(funder)
+        groups = batch.chunks([(u.address, self._opening.get(norm(u.address), 0))
+                               for u in users])
+        calls = [batcher.register_and_fund(self.index, self._token, g) for g in groups]
+        sent = self.client.send(calls, before_broadcast=self._record)
+        subs = []
+        for group, (signed, error) in zip(groups, sent, strict=True):
+            for address, _ in group:
+                if error is not None:
+                    self._send_errors[address.lower()] = \
+                        f"the node refused registerAndFund(): {error}"
+                subs.append(Submission(address, signed.tx_hash, address))
+        return subs
+
     def _record(self, signed: Sequence[SignedTx]) -> None:
         """Every raw signed transaction lands under tx/ before it is broadcast."""
         for tx in signed:
             self.data.tx.put(tx.tx_hash, tx.raw.encode())
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
-        hashes = [s.ref for s in submissions if s.address.lower() not in self._send_errors]
+        hashes = list(dict.fromkeys(s.ref for s in submissions
+                                    if s.address.lower() not in self._send_errors))
         receipts = self._receipts(hashes)
         unsure = [s for s in submissions if s.ref not in receipts or not receipts[s.ref].ok]
         registered = set()
@@ -139,6 +185,10 @@ class EthImporter(Importer):
     def _why(self, s: Submission, mined: bool) -> str:
         if s.address.lower() in self._send_errors:
             return self._send_errors.pop(s.address.lower())
+        if mined and self.funder is not None:
+            return (f"registerAndFund() transaction {s.ref} reverted (is the BatchFunder "
+                    f"{self.funder} a writer of the AccountsIndex, and does the signer hold and "
+                    "allow it enough tokens?)")
         if mined:
             call = Call(self.index, ACCOUNTS_INDEX.encode("add", s.address), gas=ADD_GAS)
             return f"add() reverted{self.client.revert_reason(call)} (is the signer a writer " \

@@ -13,6 +13,10 @@ The discipline, per payment:
 
 So a crash at any point leaves either an unsent payment (re-signed) or a recorded transaction
 (re-checked, re-sent byte for byte), never a second payment.
+
+With a ``group`` builder (the opt-in BatchFunder path) one transaction pays many payments:
+each of them records the same hash, raw transaction and nonce, so they share one fate -- the
+same discipline, per transaction instead of per payment.
 """
 
 from __future__ import annotations
@@ -27,16 +31,20 @@ from cic_seeding.sync.port import Call, SyncChain
 log = logging.getLogger(__name__)
 
 BuildCall = Callable[[Payment], Call]
+#: Payments -> transactions, each paying the payments listed with it.
+BuildGroups = Callable[[Sequence[Payment]], list[tuple[Call, list[Payment]]]]
 
 
 class Payer:
     def __init__(self, store: StateStore, importer: str, chain: SyncChain,
-                 allocator: NonceAllocator, build: BuildCall) -> None:
+                 allocator: NonceAllocator, build: BuildCall,
+                 group: BuildGroups | None = None) -> None:
         self.store = store
         self.importer = importer
         self.chain = chain
         self.allocator = allocator
         self.build = build
+        self.group = group
 
     def pay(self, payments: Sequence[Payment]) -> int:
         """Sign, record and broadcast ``payments`` (pending ones); returns how many were sent."""
@@ -45,15 +53,18 @@ class Payer:
         todo = self._skip_done_on_chain(payments)
         if not todo:
             return 0
-        calls = [self.build(p) for p in todo]
+        groups = self.group(todo) if self.group else [(self.build(p), [p]) for p in todo]
         with self.allocator.reserve() as r:
-            signed = [self.chain.sign(c, r.next()) for c in calls]
+            signed = [self.chain.sign(c, r.next()) for c, _ in groups]
             self.store.mark_payments_submitted(self.importer, [
                 (p.address, p.kind, h, raw, nonce)
-                for p, (h, raw), nonce in zip(todo, signed, r.nonces, strict=True)])
+                for (_, paid), (h, raw), nonce in zip(groups, signed, r.nonces, strict=True)
+                for p in paid])
             errors = self.chain.broadcast([raw for _, raw in signed])
-        self._handle_send_errors(todo, errors)
-        return sum(1 for e in errors if e is None)
+        self._handle_send_errors([p for _, paid in groups for p in paid],
+                                 [e for (_, paid), e in zip(groups, errors, strict=True)
+                                  for _ in paid])
+        return sum(len(paid) for (_, paid), e in zip(groups, errors, strict=True) if e is None)
 
     def _skip_done_on_chain(self, payments: Sequence[Payment]) -> list[Payment]:
         faucet = [p.address for p in payments if p.kind == FAUCET]
@@ -86,7 +97,8 @@ class Payer:
         with_hash = [p for p in payments if p.tx_hash]
         if not with_hash:
             return 0
-        receipts = self.chain.receipts([p.tx_hash for p in with_hash if p.tx_hash])
+        receipts = self.chain.receipts(list(dict.fromkeys(p.tx_hash for p in with_hash
+                                                          if p.tx_hash)))
         confirmed, reverted, missing = [], [], []
         for p in with_hash:
             rc = receipts.get(p.tx_hash or "")
@@ -116,18 +128,26 @@ class Payer:
     def _resend_unknown(self, payments: Sequence[Payment]) -> None:
         if not payments:
             return
-        known = self.chain.known([p.tx_hash for p in payments if p.tx_hash])
+        known = self.chain.known(list(dict.fromkeys(p.tx_hash for p in payments if p.tx_hash)))
         lost = [p for p in payments if p.tx_hash not in known and p.raw_tx]
         if not lost:
             return
-        log.info("re-sending %d recorded transactions the node does not know", len(lost))
+        # one transaction may pay many payments: send each once
+        raws: dict[str, str] = {p.tx_hash: p.raw_tx for p in lost if p.tx_hash and p.raw_tx}
+        log.info("re-sending %d recorded transactions the node does not know", len(raws))
         with self.allocator.reserve():  # keep other senders out while the old nonces return
-            errors = self.chain.broadcast([p.raw_tx for p in lost if p.raw_tx])
-        used = [p for p, e in zip(lost, errors, strict=True)
-                if e is not None and is_nonce_error(e)]
+            sent = dict(zip(raws, self.chain.broadcast(list(raws.values())), strict=True))
+        refused = [(p.address, p.kind, f"the node refused the {p.kind} payment: {e}")
+                   for p in lost
+                   if (e := sent.get(p.tx_hash or "")) is not None and not is_nonce_error(e)]
+        if refused:  # sending these bytes again cannot help: say why; a rerun signs anew
+            self.store.mark_payments_failed(self.importer, refused)
+        used = [p for p in lost
+                if (e := sent.get(p.tx_hash or "")) is not None and is_nonce_error(e)]
         if used:
             # its nonce went to another transaction: ours can never be mined, unless it was
             # mined a moment ago -- look once more before signing it again
-            mined = self.chain.receipts([p.tx_hash for p in used if p.tx_hash])
+            mined = self.chain.receipts(list(dict.fromkeys(p.tx_hash for p in used
+                                                           if p.tx_hash)))
             self.store.reset_payments(self.importer, [(p.address, p.kind) for p in used
                                                       if p.tx_hash not in mined])

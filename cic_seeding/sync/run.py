@@ -1,11 +1,18 @@
-"""Wiring the syncer for one importer's users on a CIC network: ``cic-seed sync NAME``."""
+"""Wiring the syncer for one importer's users on a CIC network: ``cic-seed sync NAME``.
+
+With ``batch_funder`` set (opt-in), faucet payouts go out as ``BatchFunder.giveMany`` and gas
+gifts as ``BatchFunder.giveValue``, many users per transaction; opening balances stay one
+transfer each (those the BatchFunder paid at registration are read from the chain, never paid).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
+from cic_seeding.chain import funder as batch
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import FAUCET, TOKEN, CicNetwork, Token
 from cic_seeding.chain.tx import Call
@@ -43,6 +50,31 @@ class Funding:
         if payment.kind == GAS:
             return Call(payment.address, b"", value=payment.amount, gas=VALUE_GAS)
         raise ValueError(f"unknown payment kind {payment.kind!r}")
+
+
+@dataclass(frozen=True)
+class BatchFunding:
+    """Faucet payouts and gas gifts through a BatchFunder, many per transaction."""
+
+    fund: Funding
+    batcher: batch.Batcher
+
+    def groups(self, payments: Sequence[Payment]) -> list[tuple[Call, list[Payment]]]:
+        out: list[tuple[Call, list[Payment]]] = []
+        by_kind: dict[str, list[Payment]] = {}
+        for p in payments:
+            if p.kind in (FAUCET_KIND, GAS):
+                by_kind.setdefault(p.kind, []).append(p)
+            else:
+                out.append((self.fund.build(p), [p]))
+        for kind, todo in by_kind.items():
+            for i in range(0, len(todo), batch.CHUNK):
+                chunk = todo[i:i + batch.CHUNK]
+                call = (self.batcher.give_many(self.fund.faucet, [p.address for p in chunk])
+                        if kind == FAUCET_KIND else
+                        self.batcher.give_value([(p.address, p.amount) for p in chunk]))
+                out.append((call, chunk))
+        return out
 
 
 def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Funding:
@@ -90,9 +122,17 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         fund = funding(network, settings.token_symbol, mint)
         plan = payment_plan(data, users, fund, settings.gas_gift)
         chain = RegistryChain(network, settings.chain_spec)
-        payer = Payer(store, importer, chain, network.client.allocator, fund.build)
+        funder = batch.resolve(settings)
+        groups = None
+        if funder is not None:
+            writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
+            batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
+            groups = BatchFunding(fund, batch.Batcher(funder)).groups
+            options = replace(options or SyncOptions(), batch_size=max(
+                (options or SyncOptions()).batch_size, batch.ROUND))
+        payer = Payer(store, importer, chain, network.client.allocator, fund.build, groups)
         return Syncer(importer, chain, store, payer, plan, users, options or SyncOptions(),
-                      stop).run()
+                      stop, prepaid=chain.prepaid).run()
     finally:
         if own_store:
             store.close()

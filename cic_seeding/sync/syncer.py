@@ -5,6 +5,10 @@ registrations of ``[cursor, head - confirmations]`` in adaptive ranges and, per 
 payments of this data directory's users *in the same transaction* that advances the cursor;
 send pending payments; settle submitted ones. By default it stops when every user is done (or a
 timeout runs out); with ``follow`` it keeps going until stopped.
+
+An opening balance paid by the registering transaction itself (the opt-in BatchFunder path) is
+read from the chain (``prepaid``) and planned *as confirmed*, in that same transaction with the
+cursor: it is never paid again, whatever the importer managed to record before a crash.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,6 +28,10 @@ from cic_seeding.sync.payer import Payer
 from cic_seeding.sync.port import SyncChain
 
 log = logging.getLogger(__name__)
+
+#: ``(block, address)`` registrations -> ``{address: (block, tx_hash, amount)}`` of those whose
+#: registering transaction also paid the opening balance.
+Prepaid = Callable[[Sequence[tuple[int, str]]], Mapping[str, tuple[int, str, int]]]
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,9 @@ class SyncOptions:
 class Syncer:
     def __init__(self, importer: str, chain: SyncChain, store: StateStore, payer: Payer,
                  plan: PaymentPlan, users: Mapping[str, str], options: SyncOptions,
-                 stop: threading.Event | None = None) -> None:
-        """``users``: target-chain address -> data directory address, for this directory."""
+                 stop: threading.Event | None = None, prepaid: Prepaid | None = None) -> None:
+        """``users``: target-chain address -> data directory address, for this directory.
+        ``prepaid``: reads which registrations paid their opening balance themselves."""
         self.importer = importer
         self.chain = chain
         self.store = store
@@ -101,6 +110,7 @@ class Syncer:
         self.users = {norm(t): norm(a) for t, a in users.items()}
         self.options = options
         self.stop = stop or threading.Event()
+        self.prepaid = prepaid
         self.reader = LogReader(chain.registrations)
         self.result = SyncResult(importer, users=len(self.users))
 
@@ -181,17 +191,53 @@ class Syncer:
             return 0
         planned = 0
         for _, stop, logs in self.reader.read(cursor.next_block, end):
-            items = [item for _, address in logs if norm(address) in self.users
-                     for item in self.plan.for_user(address)]
+            ours = [(b, norm(a)) for b, a in logs if norm(a) in self.users]
+            items, paid = self._plan(ours)
             last_hash = self.chain.block_hashes([stop - 1])
             with self.store.transaction():
                 planned += self.store.plan_payments(self.importer, items)
+                self._record_prepaid(paid)
                 self.store.advance_cursor(self.importer, self.chain.chain_key, stop, last_hash)
             if self.stop.is_set():
                 break
         self.result.next_block = self.store.cursor(
             self.importer, self.chain.chain_key).next_block  # type: ignore[union-attr]
         return planned or 1
+
+    def _plan(self, registrations: Sequence[tuple[int, str]]
+              ) -> tuple[list[tuple[str, str, int]], dict[str, tuple[int, str, int]]]:
+        """The payments of ``registrations``, and the opening balances their own
+        transactions paid (planned with the amount paid, to be recorded as confirmed)."""
+        paid = dict(self.prepaid(registrations)) if self.prepaid and registrations else {}
+        items = []
+        for _, address in registrations:
+            for a, kind, amount in self.plan.for_user(address):
+                if kind == FUND and a in paid:
+                    amount = paid[a][2]
+                items.append((a, kind, amount))
+        for a, (_, _, amount) in paid.items():  # paid although the plan says nothing
+            if not any(kind == FUND for _, kind, _ in self.plan.for_user(a)):
+                items.append((a, FUND, amount))
+        return items, paid
+
+    def _record_prepaid(self, paid: Mapping[str, tuple[int, str, int]]) -> None:
+        """Opening balances paid on chain by the registration: confirmed with its tx and block
+        (no raw transaction: there is nothing of ours to resend)."""
+        if not paid:
+            return
+        self.store.mark_payments_submitted(self.importer, [
+            (a, FUND, h, "", -1) for a, (_, h, _) in paid.items()])
+        self.store.mark_payments_confirmed(self.importer, [
+            (a, FUND, block) for a, (block, _, _) in paid.items()])
+
+    def _registered_before(self, addresses: set[str]) -> list[tuple[int, str]]:
+        """The registrations of ``addresses`` below the cursor (a full scan; rare)."""
+        cursor = self.store.cursor(self.importer, self.chain.chain_key)
+        end = cursor.next_block if cursor else self.chain.head() + 1
+        found = []
+        for _, _, logs in LogReader(self.chain.registrations).read(0, end):
+            found += [(b, norm(a)) for b, a in logs if norm(a) in addresses]
+        return found
 
     def _reconcile(self) -> None:
         """Users the importer confirmed but no log planned for (e.g. registered before the
@@ -203,10 +249,20 @@ class Syncer:
         if not missing:
             return
         have = self.chain.registered(missing)
-        items = [item for t in missing if t in have for item in self.plan.for_user(t)]
+        if not have:
+            return
+        if self.prepaid is not None:
+            # learn from their registrations what they were paid; one at or above the cursor
+            # is planned by the next scan (planning it here could pay a prepaid balance again)
+            items, paid = self._plan(self._registered_before(have))
+        else:
+            items, paid = [item for t in missing if t in have
+                           for item in self.plan.for_user(t)], {}
         if items:
             log.info("%d registered users had no payments planned; planning them", len(have))
-            self.store.plan_payments(self.importer, items)
+            with self.store.transaction():
+                self.store.plan_payments(self.importer, items)
+                self._record_prepaid(paid)
 
     def _pay(self) -> int:
         sent = 0

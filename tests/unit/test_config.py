@@ -84,12 +84,12 @@ def test_unknown_config_key_suggests(tmp_path: Path) -> None:
 
 def test_unknown_config_key_is_a_one_line_exit_2(cli: InCli, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text("batch_sise = 3\n")
+    cfg.write_text("rpc_timout = 3\n")
     for args in (["config", "show"], ["generate", "--dir", str(tmp_path / "d"), "3"]):
         proc = cli("--config", str(cfg), *args)
         assert proc.returncode == 2
         assert proc.stderr.splitlines() == [
-            f"error: config file {cfg}: unknown key 'batch_sise'; did you mean batch_size?"]
+            f"error: config file {cfg}: unknown key 'rpc_timout'; did you mean rpc_timeout?"]
     assert not (tmp_path / "d").exists()
 
 

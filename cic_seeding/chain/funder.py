@@ -1,0 +1,147 @@
+"""The opt-in batch path: a BatchFunder contract that registers, funds and pays many users per
+transaction (setting ``batch_funder`` / ``--batch-funder``).
+
+The BatchFunder acts with rights given elsewhere: it must be a writer of the AccountsIndex
+(registrations) and of the faucet (payouts), and the signer must be one of its writers and
+allow it to move the opening balances (``approve``). On a devnet (``--devnet DIR``, whose
+deployer owns everything) :func:`grant` gives those rights; elsewhere it only checks them and
+says what the contracts' owner has to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from eth_abi import decode
+
+from cic_seeding.chain.abi import artifact
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN, CicNetwork, checksum
+from cic_seeding.chain.tx import Call
+from cic_seeding.config import Settings
+from cic_seeding.errors import ConfigError, ContractError
+
+log = logging.getLogger(__name__)
+
+BATCH_FUNDER = artifact("BatchFunder")
+#: ``batch_funder`` value that means "the devnet's BatchFunder" (devnet.json contracts).
+DEVNET = "devnet"
+
+#: Accounts per BatchFunder transaction: well inside a 30M block gas limit.
+CHUNK = 100
+#: Gas per account (measured on anvil: ~76k register+fund, ~44k faucet payout, ~36k value to a
+#: new account) with headroom, plus a base per transaction. A node packs blocks by gas *limit*,
+#: so generous limits would leave blocks half empty.
+REGISTER_GAS, GIVE_GAS, VALUE_GAS, BASE_GAS = 100_000, 65_000, 45_000, 60_000
+#: Payments the syncer sends per round on the batch path (a few transactions).
+ROUND = 6 * CHUNK
+
+_REGISTER_FNS = {BATCH_FUNDER.fn(n).selector: BATCH_FUNDER.fn(n)
+                 for n in ("registerAndFund", "registerAndMint")}
+
+
+def resolve(settings: Settings) -> str | None:
+    """The BatchFunder address the settings opt into, or None (the per-transaction path)."""
+    value = (settings.batch_funder or "").strip()
+    if not value:
+        return None
+    if value.lower() != DEVNET:
+        return checksum(value, "batch_funder")
+    from cic_seeding.chain.connect import read_devnet
+
+    if not settings.devnet_dir:
+        raise ConfigError("batch_funder 'devnet' needs a devnet",
+                          hint="give --devnet DIR, or the BatchFunder's address "
+                          "(--batch-funder 0x... / CIC_BATCH_FUNDER)")
+    address = (read_devnet(settings.devnet_dir).get("contracts") or {}).get("BatchFunder")
+    if not address:
+        raise ConfigError(f"the devnet in {settings.devnet_dir} has no BatchFunder",
+                          hint="redeploy it with this version (`cic-seed devnet up`)")
+    return checksum(address, "devnet BatchFunder")
+
+
+def grant(network: CicNetwork, funder: str, writer_of: Sequence[tuple[str, str]], *,
+          devnet: bool) -> None:
+    """Make sure ``funder`` is a writer of each ``(what, contract)`` and the signer a writer of
+    ``funder``. On a devnet the signer (the owner) grants what is missing; elsewhere a missing
+    right is a ConfigError naming the call the owner has to make."""
+    client = network.client
+    assert client.signer is not None
+    signer = client.signer.address
+    if not client.code(funder):
+        raise ContractError(f"no contract at batch_funder {funder}",
+                            hint="deploy contracts/BatchFunder.sol, or drop --batch-funder")
+    needs = [(what, contract, funder) for what, contract in writer_of]
+    needs.append(("BatchFunder", funder, signer))
+    for what, contract, who in needs:
+        if network.is_writer(contract, who):
+            continue
+        if not devnet:
+            raise ConfigError(f"{who} is not a writer of the {what} at {contract}; the batch "
+                              "path needs it",
+                              hint=f"its owner must call addWriter({who}) on {contract}, or "
+                              "drop --batch-funder")
+        log.info("devnet: making %s a writer of the %s at %s", who, what, contract)
+        client.transact(Call(contract, ACCOUNTS_INDEX.encode("addWriter", who), gas=100_000),
+                        f"{what}.addWriter({who})")
+
+
+def ensure_allowance(network: CicNetwork, token: str, funder: str, needed: int) -> None:
+    """The signer allows ``funder`` to move at least ``needed`` of its tokens (approve)."""
+    client = network.client
+    assert client.signer is not None
+    owner = client.signer.address
+    allowed = client.call(token, TOKEN.fn("allowance"), owner, funder)
+    if allowed >= needed:
+        return
+    log.info("approving %d token units for the BatchFunder %s", needed, funder)
+    client.transact(Call(token, TOKEN.encode("approve", funder, needed), gas=100_000),
+                    f"approve({funder}, {needed})")
+
+
+def chunks(items: Sequence[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    return [list(items[i:i + CHUNK]) for i in range(0, len(items), CHUNK)]
+
+
+@dataclass(frozen=True)
+class Batcher:
+    """Builds the BatchFunder transactions of one network."""
+
+    funder: str
+
+    def register_and_fund(self, index: str, token: str, items: Sequence[tuple[str, int]]
+                          ) -> Call:
+        accounts, amounts = [a for a, _ in items], [n for _, n in items]
+        return Call(self.funder, BATCH_FUNDER.encode("registerAndFund", index, token, accounts,
+                                                     amounts),
+                    gas=BASE_GAS + REGISTER_GAS * len(items))
+
+    def give_many(self, faucet: str, accounts: Sequence[str]) -> Call:
+        return Call(self.funder, BATCH_FUNDER.encode("giveMany", faucet, list(accounts)),
+                    gas=BASE_GAS + GIVE_GAS * len(accounts))
+
+    def give_value(self, items: Sequence[tuple[str, int]]) -> Call:
+        accounts, amounts = [a for a, _ in items], [n for _, n in items]
+        return Call(self.funder, BATCH_FUNDER.encode("giveValue", accounts, amounts),
+                    value=sum(amounts), gas=BASE_GAS + VALUE_GAS * len(items))
+
+
+def funded_in(tx_input: str, index: str) -> Mapping[str, int] | None:
+    """``{account (0x lower): amount}`` a transaction funded as it registered the accounts in
+    ``index`` -- a BatchFunder ``registerAndFund``/``registerAndMint`` call -- else None.
+
+    Registration and funding happen in one transaction there (the account is skipped entirely
+    when already registered), so an ``AddressAdded`` that such a transaction emitted proves the
+    amount was paid with it."""
+    data = bytes.fromhex(tx_input.removeprefix("0x"))
+    fn = _REGISTER_FNS.get(data[:4])
+    if fn is None:
+        return None
+    try:
+        target, _token, accounts, amounts = decode(list(fn.inputs), data[4:])
+    except Exception:  # not our encoding after all (eth-abi raises several types)
+        return None
+    if str(target).lower() != index.lower():
+        return None
+    return {str(a).lower(): int(n) for a, n in zip(accounts, amounts, strict=False)}
