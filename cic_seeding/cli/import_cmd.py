@@ -54,16 +54,21 @@ def batch_funder_option(fn: Any) -> Any:
 @click.option("--batch-size", type=int, help="Users per batch of transactions.")
 @click.option("--limit", type=int, help="Import at most N users this run.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@click.option("--kdf", "keystore_kdf", type=click.Choice(["light", "production"]),
+              help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
+                   "production n=2^18.")
 @batch_funder_option
 @verbosity_options
 @click.pass_context
 @handles_errors
 def import_command(ctx: click.Context, name: str, data_dir: str | None,
                    batch_size: int | None, limit: int | None, state_url: str | None,
-                   batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
+                   keystore_kdf: str | None, batch_funder: str | None, verbose: int,
+                   quiet: bool, **kw: Any) -> int:
     """Import the users of a data directory with importer NAME (eth, cic_meta, ...)."""
     settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
-                             state_url=state_url, batch_funder=batch_funder, **chain_flags(kw))
+                             state_url=state_url, batch_funder=batch_funder,
+                             keystore_kdf=keystore_kdf, **chain_flags(kw))
     cls = get_importer(name)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)

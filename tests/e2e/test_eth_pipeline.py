@@ -69,3 +69,15 @@ def test_300_users_imported_and_synced_exactly(module_devnet: Devnet, tmp_path: 
     assert rerun.submitted == 0 and rerun.done_before == 300
     assert run_sync(settings, "eth", SyncOptions(timeout=60, poll=0.1)).ok
     assert read_ledger(settings).wrong_balances() == {}
+
+
+def test_kdf_flag_writes_production_keyfiles(module_devnet: Devnet, tmp_path: Path) -> None:
+    from tests.helpers import run_script
+
+    settings = seed_users(module_devnet, tmp_path, 2, seed=4242)
+    result = run_script("eth/seed.py", "--dir", str(settings.data_dir), "--devnet",
+                        str(module_devnet.directory), "--kdf", "production")
+    assert result.returncode == 0, result.stderr
+    keyfiles = list(DataDir(settings.data_dir).keystore.iterdir())
+    assert len(keyfiles) == 2
+    assert {json.loads(p.read_text())["crypto"]["kdfparams"]["n"] for p in keyfiles} == {2**18}
