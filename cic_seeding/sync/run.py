@@ -124,15 +124,17 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         chain = RegistryChain(network, settings.chain_spec)
         funder = batch.resolve(settings)
         groups = None
+        options = options or SyncOptions()
+        if options.batch_size is None:
+            options = replace(options, batch_size=settings.batch_size)
         if funder is not None:
             writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
             batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
             groups = BatchFunding(fund, batch.Batcher(funder)).groups
-            options = replace(options or SyncOptions(), batch_size=max(
-                (options or SyncOptions()).batch_size, batch.ROUND))
+            options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
         payer = Payer(store, importer, chain, network.client.allocator, fund.build, groups)
-        return Syncer(importer, chain, store, payer, plan, users, options or SyncOptions(),
-                      stop, prepaid=chain.prepaid).run()
+        return Syncer(importer, chain, store, payer, plan, users, options, stop,
+                      prepaid=chain.prepaid).run()
     finally:
         if own_store:
             store.close()

@@ -91,7 +91,7 @@ class SyncOptions:
     timeout: float | None = None
     poll: float = 1.0  # seconds between rounds when there is nothing to do
     confirmations: int = 0
-    batch_size: int = 100
+    batch_size: int | None = None  # payments per signed batch (None: settings.batch_size)
     from_block: int | None = None
     retries: int = 5  # transient errors (the node went away) in a row before giving up
 
@@ -268,7 +268,7 @@ class Syncer:
         sent = 0
         while not self.stop.is_set():
             batch = self.store.payments(self.importer, [Status.PENDING],
-                                        limit=self.options.batch_size)
+                                        limit=self.options.batch_size or 250)
             if not batch:
                 break
             sent += self.payer.pay(batch)
