@@ -30,6 +30,7 @@ from cic_seeding.records.chainspec import ChainSpec
 
 if TYPE_CHECKING:
     from cic_devnet.anvil import AnvilProcess
+    from cic_devnet.custodial.devnet import EngineOptions
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,15 @@ def _running(info: dict[str, Any]) -> bool:
 def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,
               chain_spec: str = DEFAULT_CHAIN_SPEC,
               options: DeployOptions | None = None, detach: bool = False,
-              meta: bool = False, meta_db: str | None = None) -> Devnet:
+              meta: bool = False, meta_db: str | None = None, custodial: bool = False,
+              custodial_options: EngineOptions | None = None) -> Devnet:
     """Start anvil and deploy (or reload) the CIC contracts; returns the running devnet.
 
     ``detach`` lets the processes outlive this one (``cic-seed devnet up``); stop them with
     :func:`devnet_down`. ``meta`` also starts the metadata server, on ``meta_db`` (a
     postgresql:// URL) or embedded (SQLite ``DIR/meta.db``); its URL and the file holding its
-    write token go into devnet.json."""
+    write token go into devnet.json. ``custodial`` also starts the custodial engine's workers
+    (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json."""
     from cic_devnet.anvil import dev_key, start_anvil
 
     directory = Path(directory).resolve()
@@ -122,10 +125,17 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
                       "log": str(directory / "anvil.log")}})
         if meta:
             info["meta"] = _start_meta(directory, meta_db, detach)
+        if custodial:
+            info["custodial"] = _start_custodial(
+                directory, client, info, previous.get("custodial") if reload else None,
+                custodial_options, detach)
+        elif "custodial" in info:
+            info.pop("custodial")
         atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     except BaseException:
         anvil.stop()
         _stop_meta(info if "info" in locals() else {})
+        _stop_custodial(info if "info" in locals() else {})
         raise
     log.info("devnet up: %s, registry %s", anvil.url, info["registry"])
     return Devnet(directory, info, anvil)
@@ -139,6 +149,23 @@ def _start_meta(directory: Path, db: str | None, detach: bool) -> dict[str, Any]
     atomic_write(directory / META_TOKEN_FILE, server.token.encode(), 0o600)
     return {"url": server.url, "pid": server.pid, "token_file": META_TOKEN_FILE,
             "store": "postgresql" if db else "sqlite"}
+
+
+def _start_custodial(directory: Path, client: ChainClient, info: dict[str, Any],
+                     previous: dict[str, Any] | None, options: EngineOptions | None,
+                     detach: bool) -> dict[str, Any]:
+    """The engine's workers; a reloaded chain keeps its engine state (``previous``), a fresh
+    chain gets a fresh schema (nonce counters of another chain would be wrong)."""
+    from cic_devnet.custodial.devnet import start_engine
+
+    return start_engine(directory, client, info["registry"], options, previous=previous,
+                        chain_spec=info.get("chain_spec"), detach=detach)
+
+
+def _stop_custodial(info: dict[str, Any]) -> bool:
+    from cic_devnet.custodial.devnet import stop_engine
+
+    return stop_engine(info.get("custodial") or {})
 
 
 def _stop_meta(info: dict[str, Any]) -> bool:
@@ -176,6 +203,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
     anvil = info.get("anvil") or {}
     stopped = bool(anvil.get("pid")) and stop_pid(int(anvil["pid"]), timeout).was_running
     stopped = _stop_meta(info) or stopped
+    stopped = _stop_custodial(info) or stopped
     anvil["pid"] = None
     info["anvil"] = anvil
     atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)

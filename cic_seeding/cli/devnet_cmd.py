@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+from cic_seeding.config import Settings
+from cic_seeding.errors import UsageError
 
 DEFAULT_DIR = "devnet"
 
@@ -38,27 +40,55 @@ def devnet_group() -> None:
               help="Persist chain state in FILE and reload it on the next start.")
 @click.option("--meta", is_flag=True, help="Also start the metadata server.")
 @click.option("--meta-db", help="PostgreSQL URL for the metadata server (default: SQLite).")
+@click.option("--custodial", is_flag=True,
+              help="Also start the custodial engine's workers (PostgreSQL and Redis from "
+              "custodial_db_url / custodial_broker_url, default local ones).")
+@click.option("--custodial-workers", type=int, default=1, show_default=True,
+              help="Custodial worker processes to start.")
 @deploy_flags
 @verbosity_options
 @click.pass_context
 @handles_errors
 def up_command(ctx: click.Context, directory: str, port: int, state: str | None, meta: bool,
-               meta_db: str | None, chain_spec: str | None, symbol: str, decimals: int,
-               faucet_amount: int, verbose: int, quiet: bool) -> int:
+               meta_db: str | None, custodial: bool, custodial_workers: int,
+               chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
+               verbose: int, quiet: bool) -> int:
     """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
     from cic_devnet.devnet import devnet_up
 
     settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec)
     devnet = devnet_up(directory, port=port, state=state, chain_spec=settings.chain_spec,
                        options=_deploy_options(symbol, decimals, faucet_amount), detach=True,
-                       meta=meta, meta_db=meta_db)
+                       meta=meta, meta_db=meta_db, custodial=custodial,
+                       custodial_options=_engine_options(settings, custodial_workers)
+                       if custodial else None)
     if not quiet:
         click.echo(f"devnet up: {devnet.rpc_url} (anvil pid {devnet.info['anvil']['pid']}), "
                    f"{devnet.directory}/devnet.json", err=True)
         if meta:
             click.echo(f"metadata server: {devnet.info['meta']['url']}", err=True)
+        if custodial:
+            engine = devnet.info["custodial"]
+            click.echo(f"custodial engine: {len(engine['workers'])} worker(s) on queue "
+                       f"{engine['queue']} at {engine['broker_url']}, database "
+                       f"{engine['db_url']} schema {engine['db_schema']}", err=True)
     click.echo(devnet.registry)
     return 0
+
+
+def _engine_options(settings: Settings, workers: int):  # type: ignore[no-untyped-def]
+    from cic_devnet.custodial.devnet import EngineOptions
+    from cic_seeding.chain.signer import read_password
+
+    if workers < 1:
+        raise UsageError(f"--custodial-workers must be at least 1, got {workers}")
+    passphrase = None
+    if settings.custodial_passphrase or settings.custodial_passphrase_file:
+        passphrase = read_password(settings.custodial_passphrase,
+                                   settings.custodial_passphrase_file, "custodial passphrase")
+    return EngineOptions(broker_url=settings.custodial_broker_url,
+                         db_url=settings.custodial_db_url, schema=settings.custodial_db_schema,
+                         queue=settings.custodial_queue, passphrase=passphrase, workers=workers)
 
 
 @devnet_group.command("down")

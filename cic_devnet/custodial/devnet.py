@@ -1,0 +1,174 @@
+"""The custodial engine as a devnet service: its signer, database, passphrase and workers.
+
+:func:`start_engine` gives the engine its own signing key (funded with gas, made a writer of
+the AccountsIndex and the faucet by the deployer), prepares the database (created if missing)
+and schema, writes the passphrase file, starts the workers and waits until one answers. The
+``custodial`` section of devnet.json it returns tells clients where the engine is.
+
+Its own key, not the deployer's: the syncer signs with the deployer from this machine (a
+file-lock nonce allocator) while the engine allocates nonces in PostgreSQL; two allocators on
+one key would race each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import eth_keyfile
+
+from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, CicNetwork
+from cic_seeding.chain.signer import Signer, read_password
+from cic_seeding.chain.tx import Call
+from cic_seeding.datadir.store import atomic_write
+from cic_seeding.importers._custodial import DEFAULT_BROKER, redact
+
+from .process import WorkerProcess, start_workers, stop_worker_pid, wait_ready, worker_env
+from .storage import Storage, ensure_database
+
+log = logging.getLogger(__name__)
+
+SIGNER_KEYFILE, SIGNER_PASSWORD, PASSPHRASE_FILE = (
+    "custodial-signer.json", "custodial-signer.pw", "custodial.passphrase")
+DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/cic_custodial"
+#: Gas money the deployer gives the engine's signer (anvil's dev accounts hold 10,000 ETH).
+SIGNER_FUNDS = 1000 * 10**18
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Where the engine keeps its state; None picks the devnet default (fresh schema and
+    queue on local PostgreSQL and Redis)."""
+
+    broker_url: str | None = None
+    db_url: str | None = None
+    schema: str | None = None
+    queue: str | None = None
+    passphrase: str | None = None
+    workers: int = 1
+    concurrency: int = 4
+
+
+def _signer(directory: Path) -> Signer:
+    keyfile, pw = directory / SIGNER_KEYFILE, directory / SIGNER_PASSWORD
+    if keyfile.is_file():
+        return Signer.from_keyfile(keyfile, read_password(None, str(pw), "custodial signer"))
+    key = secrets.token_bytes(32)
+    password = secrets.token_hex(16)
+    doc = eth_keyfile.create_keyfile_json(key, password.encode(), kdf="scrypt",
+                                          iterations=2**12)
+    atomic_write(pw, password.encode(), 0o600)
+    atomic_write(keyfile, json.dumps(doc).encode(), 0o600)
+    return Signer.from_key(key)
+
+
+def provision_signer(directory: Path, network: CicNetwork) -> Signer:
+    """The engine's key (made once per devnet directory), funded and given writer rights."""
+    signer = _signer(directory)
+    client = network.client
+    (wei,) = client.native_balances([signer.address])
+    if wei < SIGNER_FUNDS // 2:
+        client.transact(Call(signer.address, b"", value=SIGNER_FUNDS, gas=21_000),
+                        "funding the custodial signer")
+    for contract, what in ((network.accounts_index, "AccountsIndex"),
+                           (network.faucet, "ERC20Faucet")):
+        if not network.is_writer(contract, signer.address):
+            abi = ACCOUNTS_INDEX if what == "AccountsIndex" else FAUCET
+            client.transact(Call(contract, abi.encode("addWriter", signer.address),
+                                 gas=100_000), f"{what}.addWriter(custodial signer)")
+    return signer
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """A prepared engine: the workers' environment and devnet.json's section (no workers)."""
+
+    env: dict[str, str]
+    info: dict[str, Any]
+
+    @property
+    def broker_url(self) -> str:
+        return str(self.info["broker_url"])
+
+    @property
+    def queue(self) -> str:
+        return str(self.info["queue"])
+
+
+def prepare_engine(directory: Path, deployer: ChainClient, registry: str,
+                   options: EngineOptions | None = None, *,
+                   previous: dict[str, Any] | None = None,
+                   chain_spec: str | None = None) -> EngineSetup:
+    """Everything but the workers: signer, database and schema, passphrase file, environment.
+
+    ``previous`` (the section of a reloaded devnet) keeps its schema, queue and passphrase.
+    """
+    options = options or EngineOptions()
+    previous = previous or {}
+    signer = provision_signer(directory, CicNetwork(deployer, registry))
+    tag = uuid.uuid4().hex[:10]
+    db_url = options.db_url or previous.get("db_url") or DEFAULT_DB
+    schema = options.schema or previous.get("db_schema") or f"devnet_{tag}"
+    queue = options.queue or previous.get("queue") or f"cic_custodial_{tag}"
+    broker = options.broker_url or previous.get("broker_url") or DEFAULT_BROKER
+    if options.passphrase or not (directory / PASSPHRASE_FILE).is_file():
+        atomic_write(directory / PASSPHRASE_FILE,
+                     (options.passphrase or secrets.token_urlsafe(24)).encode(), 0o600)
+    if options.db_url is None and db_url == DEFAULT_DB:
+        ensure_database(db_url)
+    Storage(db_url, schema).close()  # schema now, and a clear error if the database is wrong
+    env = worker_env({  # the chain explicitly: devnet.json is written after the engine starts
+        "CIC_RPC_URL": deployer.rpc.url, "CIC_REGISTRY_ADDRESS": registry,
+        "CIC_CHAIN_SPEC": chain_spec, "CIC_CUSTODIAL_BROKER_URL": broker,
+        "CIC_CUSTODIAL_QUEUE": queue, "CIC_CUSTODIAL_DB_URL": db_url,
+        "CIC_CUSTODIAL_DB_SCHEMA": schema,
+        "CIC_CUSTODIAL_PASSPHRASE_FILE": str(directory / PASSPHRASE_FILE),
+        "CIC_CUSTODIAL_KEYFILE": str(directory / SIGNER_KEYFILE),
+        "CIC_CUSTODIAL_KEYFILE_PASSWORD_FILE": str(directory / SIGNER_PASSWORD)})
+    info = {"broker_url": broker, "queue": queue, "db_url": redact(db_url),
+            "db_schema": schema, "passphrase_file": PASSPHRASE_FILE,
+            "signer": {"address": signer.address, "keyfile": SIGNER_KEYFILE,
+                       "password_file": SIGNER_PASSWORD}}
+    return EngineSetup(env, info)
+
+
+def start_engine(directory: Path, deployer: ChainClient, registry: str,
+                 options: EngineOptions | None = None, *, previous: dict[str, Any] | None = None,
+                 chain_spec: str | None = None, detach: bool = False,
+                 timeout: float = 60.0) -> dict[str, Any]:
+    """Prepare the engine of the devnet in ``directory``, start its workers and wait until
+    one answers; returns devnet.json's ``custodial`` section."""
+    options = options or EngineOptions()
+    setup = prepare_engine(directory, deployer, registry, options, previous=previous,
+                           chain_spec=chain_spec)
+    workers = start_workers(setup.env, count=options.workers, concurrency=options.concurrency,
+                            log_dir=directory, detach=detach)
+    try:
+        wait_ready(workers, setup.broker_url, setup.queue, timeout)
+    except BaseException:
+        for w in workers:
+            w.stop()
+        raise
+    log.info("custodial engine: %d workers on queue %s (%s, schema %s)", len(workers),
+             setup.queue, redact(setup.broker_url), setup.info["db_schema"])
+    return {**setup.info, "workers": [_worker_info(w) for w in workers]}
+
+
+def _worker_info(worker: WorkerProcess) -> dict[str, Any]:
+    return {"pid": worker.pid, "name": worker.name, "log": worker.log_file}
+
+
+def stop_engine(info: dict[str, Any], timeout: float = 10.0) -> bool:
+    """Stop the workers ``info`` (devnet.json's section) names; True if any was running."""
+    stopped = False
+    for worker in info.get("workers") or []:
+        if worker.get("pid"):
+            stopped = stop_worker_pid(int(worker["pid"]), timeout) or stopped
+            worker["pid"] = None
+    return stopped

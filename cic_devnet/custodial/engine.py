@@ -1,0 +1,239 @@
+"""The engine's operations as plain functions of one :class:`Engine` (tasks are thin adapters).
+
+An Engine holds the storage, the key box, the chain connection signing with the engine's key
+and the transaction queue; it is shared by the threads of a worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from cic_seeding.chain.connect import connect
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN, CicNetwork
+from cic_seeding.chain.signer import Signer
+from cic_seeding.chain.tx import Call
+from cic_seeding.errors import ConfigError, CustodialError, CustodialKeyError
+
+from .config import EngineConfig
+from .keys import CANARY, KeyBox, new_key
+from .storage import Storage
+from .txqueue import FAILED, TxQueue, TxRow
+
+log = logging.getLogger(__name__)
+
+REGISTER, GAS, FAUCET_KIND, TRANSFER = "register", "gas", "faucet", "transfer"
+REGISTER_GAS, GAS_GIFT_GAS, FAUCET_GAS, TRANSFER_GAS = 120_000, 21_000, 200_000, 90_000
+_REQUEST_ID = re.compile(r"^[\w.:@/+-]{1,200}$")
+
+
+def _address(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not is_address(value):
+        raise CustodialError(f"{what} {value!r} is not an address (0x and 40 hex characters)")
+    return value.lower()
+
+
+def _request_id(value: Any) -> str:
+    if not isinstance(value, str) or not _REQUEST_ID.match(value):
+        raise CustodialError(f"request id {value!r} is not 1-200 characters of letters, digits "
+                             "and . : @ / + - _")
+    return value.lower() if is_address(value) else value
+
+
+@dataclass
+class Engine:
+    storage: Storage
+    keys: KeyBox
+    network: CicNetwork
+    signer: Signer
+    queue: TxQueue
+
+    @property
+    def chain_id(self) -> int:
+        return self.queue.chain_id
+
+    # -- accounts -------------------------------------------------------------------------------
+    def create_account(self, request_id: str, *, gas_gift: int = 0,
+                       faucet: bool = False) -> dict[str, Any]:
+        """The account of ``request_id``: created (new key, sealed, registration queued; a gas
+        gift and a faucet payout if asked) or, for a known request id, the existing one."""
+        request_id = _request_id(request_id)
+        if gas_gift < 0:
+            raise CustodialError(f"gas gift {gas_gift} is negative")
+        key, address = new_key()
+        sealed = self.keys.seal(key, address.encode())
+        with self.storage.transaction() as cur:
+            cur.execute("INSERT INTO accounts (address, request_id, sealed_key, created_at) "
+                        "VALUES (%s, %s, %s, %s) ON CONFLICT (request_id) DO NOTHING "
+                        "RETURNING address", (address, request_id, sealed, time.time()))
+            created = cur.fetchone() is not None
+            if not created:
+                cur.execute("SELECT address FROM accounts WHERE request_id = %s", (request_id,))
+                address = cur.fetchone()[0]
+            txs = self._account_txs(cur, address, request_id, gas_gift, faucet)
+        if created:
+            log.info("account %s created for request %s", address, request_id)
+        return {"address": address, "request_id": request_id, "created": created, "txs": txs}
+
+    def _account_txs(self, cur: Any, address: str, request_id: str, gas_gift: int,
+                     faucet: bool) -> dict[str, int]:
+        """Queue what the account still lacks: registration, gas gift, faucet payout (in nonce
+        order: the faucet pays registered accounts only). A failed one is queued again."""
+        wanted = [(REGISTER, Call(self.network.accounts_index,
+                                  ACCOUNTS_INDEX.encode("add", to_checksum_address(address)),
+                                  gas=REGISTER_GAS))]
+        if gas_gift:
+            wanted.append((GAS, Call(address, b"", value=gas_gift, gas=GAS_GIFT_GAS)))
+        if faucet:
+            wanted.append((FAUCET_KIND, Call(self.network.faucet,
+                                             FAUCET.encode("giveTo", address), gas=FAUCET_GAS)))
+        cur.execute(f"SELECT kind, id, status FROM txs WHERE chain_id = %s AND request_id = %s "
+                    f"AND kind IN ({', '.join(['%s'] * len(wanted))}) FOR UPDATE",
+                    (self.chain_id, request_id, *[k for k, _ in wanted]))
+        have = {kind: (int(id_), status) for kind, id_, status in cur.fetchall()}
+        out = {}
+        for kind, call in wanted:
+            if kind not in have:
+                out[kind] = self.queue.enqueue(cur, self.signer, call, kind=kind,
+                                               subject=address, request_id=request_id)
+                continue
+            id_, status = have[kind]
+            if status == FAILED:
+                cur.execute("UPDATE txs SET attempts = 0 WHERE id = %s", (id_,))
+                self.queue.requeue(cur, self.queue.load(cur, id_), error_class="retry",
+                                   error="asked again", fresh_nonce=True, gas=call.gas)
+            out[kind] = id_
+        return out
+
+    def have(self, addresses: Sequence[str]) -> dict[str, bool]:
+        """Per address: does the engine hold its key?"""
+        wanted = [_address(a, "address") for a in addresses]
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT address FROM accounts WHERE address = ANY(%s)", (wanted,))
+            held = {a for (a,) in cur.fetchall()}
+        return {a: a in held for a in wanted}
+
+    def signer_for(self, address: str) -> Signer:
+        """The key of the engine's signer or of a custodial account (opened on demand)."""
+        address = address.lower()
+        if address == self.signer.address.lower():
+            return self.signer
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT sealed_key FROM accounts WHERE address = %s", (address,))
+            row = cur.fetchone()
+        if row is None:
+            raise CustodialError(f"the custodial engine holds no key for {address}")
+        return Signer.from_key(self.keys.open(bytes(row[0]), address.encode()))
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def balance(self, address: str, token: str | None = None) -> dict[str, Any]:
+        """Token (default: the registry's DefaultToken) and native balance of ``address``."""
+        address = _address(address, "address")
+        found = self.network.token(token)
+        (amount,) = self.network.client.call_many([(found.address, TOKEN.fn("balanceOf"),
+                                                    (address,))])
+        if isinstance(amount, Exception):
+            raise CustodialError(f"balanceOf({address}) on {found.address} failed: {amount}")
+        (native,) = self.network.client.native_balances([address])
+        return {"address": address, "token": found.address.lower(), "symbol": found.symbol,
+                "decimals": found.decimals, "balance": int(amount), "native": native}
+
+    def transfer(self, sender: str, recipient: str, amount: int, token: str | None = None,
+                 request_id: str | None = None) -> dict[str, Any]:
+        """Queue a token transfer signed with ``sender``'s custodial key (or the engine's)."""
+        sender, recipient = _address(sender, "sender"), _address(recipient, "recipient")
+        if not isinstance(amount, int) or amount <= 0:
+            raise CustodialError(f"transfer amount {amount!r} is not a positive integer")
+        rid = _request_id(request_id) if request_id is not None else None
+        signer = self.signer_for(sender)
+        found = self.network.token(token)
+        call = Call(found.address, TOKEN.encode("transfer", recipient, amount), gas=TRANSFER_GAS)
+        with self.storage.transaction() as cur:
+            if rid is not None:
+                cur.execute("SELECT id FROM txs WHERE chain_id = %s AND kind = %s AND "
+                            "request_id = %s", (self.chain_id, TRANSFER, rid))
+                row = cur.fetchone()
+                if row is not None:
+                    return self._tx_dict(self.queue.load(cur, int(row[0])))
+            id_ = self.queue.enqueue(cur, signer, call, kind=TRANSFER, subject=recipient,
+                                     request_id=rid)
+            return self._tx_dict(self.queue.load(cur, id_))
+
+    @staticmethod
+    def _tx_dict(row: TxRow) -> dict[str, Any]:
+        return {"tx_id": row.id, "tx_hash": row.tx_hash, "nonce": row.nonce,
+                "status": row.status, "signer": row.signer, "kind": row.kind}
+
+    def tx_status(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT id, kind, subject, signer, nonce, tx_hash, status, error_class, "
+                        "error, attempts, block_number FROM txs WHERE id = ANY(%s) ORDER BY id",
+                        ([int(i) for i in ids],))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def status(self) -> dict[str, Any]:
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT count(*) FROM accounts")
+            accounts = int(cur.fetchone()[0])
+        return {"signer": self.signer.address.lower(), "chain_id": self.chain_id,
+                "registry": self.network.registry.lower(),
+                "accounts_index": self.network.accounts_index.lower(), "accounts": accounts,
+                "queue": self.queue.counts(), "storage": self.storage.describe()}
+
+    # -- the chain's view of reverted transactions --------------------------------------------
+    def effect_done(self, rows: Sequence[TxRow]) -> set[int]:
+        """Ids of reverted ``rows`` whose effect is on chain anyway (registered, paid)."""
+        client, out = self.network.client, set()
+        checks = [(r, (self.network.accounts_index, ACCOUNTS_INDEX.fn("have"), (r.subject,)))
+                  for r in rows if r.kind == REGISTER and r.subject]
+        checks += [(r, (self.network.faucet, FAUCET.fn("nextTime"), (r.subject,)))
+                   for r in rows if r.kind == FAUCET_KIND and r.subject]
+        answers = client.call_many([c for _, c in checks]) if checks else []
+        for (row, _), answer in zip(checks, answers, strict=True):
+            if answer is True or (isinstance(answer, int) and not isinstance(answer, bool)
+                                  and answer > 0):
+                out.add(row.id)
+        return out
+
+    def close(self) -> None:
+        self.storage.close()
+
+
+def open_engine(config: EngineConfig) -> Engine:
+    """Connect to the database (creating the schema) and the chain, and check the passphrase.
+
+    Raises ConfigError / CustodialError / ChainError that say what to fix.
+    """
+    storage = Storage(config.db_url, config.schema)
+    try:
+        import secrets
+
+        salt = storage.meta("kdf_salt", secrets.token_bytes(16))
+        keys = KeyBox.derive(config.passphrase, salt)
+        canary = storage.meta("canary", keys.seal(CANARY, b"canary"))
+        try:
+            keys.open(canary, b"canary")
+        except CustodialKeyError:
+            raise CustodialKeyError(
+                f"the custodial passphrase does not open the keys in {storage.describe()}: it "
+                "is not the one they were sealed with",
+                hint="give the passphrase this database was created with") from None
+        network = connect(config.chain)
+        signer = network.client.signer
+        if signer is None:
+            raise ConfigError("the custodial engine has no signing key")
+        network.check_registry()
+        engine = Engine(storage, keys, network, signer,
+                        TxQueue(storage, network.client, lambda a: engine.signer_for(a),
+                                lambda rows: engine.effect_done(rows)))
+        return engine
+    except BaseException:
+        storage.close()
+        raise

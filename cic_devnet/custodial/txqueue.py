@@ -1,0 +1,399 @@
+"""The engine's transaction queue: nonces from PostgreSQL, a dispatcher, a tracker.
+
+**Nonces.** One row per (chain, signer) in ``nonces`` holds the next nonce. :meth:`TxQueue.enqueue`
+takes it with ``UPDATE ... SET next_nonce = next_nonce + 1 RETURNING``, signs, and inserts the
+signed transaction as ``queued`` *in the same database transaction*: the row lock serialises
+every worker on every machine that signs for that signer, and a worker that dies before the
+commit leaves no gap (the counter rolls back with the row). The first use of a signer starts
+the counter at the chain's pending transaction count.
+
+**Dispatcher.** :meth:`TxQueue.dispatch` claims ``queued`` rows (``FOR UPDATE SKIP LOCKED``, so
+any number of dispatchers share the queue), broadcasts them as one JSON-RPC batch and marks
+them ``sent``. A refusal is handled by its error class, never blindly:
+
+* ``nonce_too_low`` (the nonce is taken): if a version of ours was mined or is pending, ``sent``;
+  otherwise the counter is moved up to the chain's pending count and the transaction re-signed
+  with a fresh nonce;
+* ``underpriced``: re-signed with the same nonce at a higher gas price;
+* ``out_of_gas`` (intrinsic gas too low): re-signed with the same nonce and more gas;
+* anything else (``insufficient_funds``, ``rejected``): ``failed`` with the node's words, and
+  the nonce is given back (the counter steps back, or a zero-value filler takes the nonce) so
+  later transactions of the signer are not stuck behind a gap.
+
+**Tracker.** :meth:`TxQueue.track` claims ``sent`` rows and reads their receipts in one batch
+(on a dev node with automine off it mines first): success -> ``mined``; a revert that used all
+its gas -> ``out_of_gas``, re-queued with a fresh nonce and twice the gas; another revert ->
+``mined`` if the chain shows the effect anyway (the account is registered, the faucet paid)
+else ``failed``. A sent transaction the node no longer knows (dropped) is signed again with
+the same nonce at the current price.
+Every version of a row signed with the same nonce is remembered (``replaced``): whichever of
+them is mined counts, so re-signing never executes a transaction twice. After
+:data:`MAX_ATTEMPTS` a transaction fails for good.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.signer import Signer
+from cic_seeding.chain.tx import Call
+from cic_seeding.errors import CicSeedError
+
+log = logging.getLogger(__name__)
+
+QUEUED, SENT, MINED, FAILED = "queued", "sent", "mined", "failed"
+NONCE_TOO_LOW, UNDERPRICED, OUT_OF_GAS = "nonce_too_low", "underpriced", "out_of_gas"
+INSUFFICIENT_FUNDS, REJECTED, REVERTED = "insufficient_funds", "rejected", "reverted"
+DROPPED = "dropped"
+FILLER = "filler"
+MAX_ATTEMPTS = 5
+FILLER_GAS = 21_000
+
+_CLASSES = (
+    # a transaction of ours or someone else's holds the nonce (checked first: the node says
+    # "replacement ... underpriced" when another transaction has taken our nonce)
+    (NONCE_TOO_LOW, re.compile(r"nonce too low|nonce has already been used|NonceTooLow|OldNonce|"
+                               r"replacement transaction underpriced|already used", re.I)),
+    (UNDERPRICED, re.compile(r"underpriced|fee too low|gas price too low|less than block base|"
+                             r"FeeCapTooLow|GasPriceLessThanBasefee|max fee per gas less", re.I)),
+    (OUT_OF_GAS, re.compile(r"intrinsic gas too low|gas too low|out of gas|IntrinsicGasTooLow|"
+                            r"CallGasCostMoreThanGasLimit", re.I)),
+    (INSUFFICIENT_FUNDS, re.compile(r"insufficient funds|InsufficientFunds|LackOfFund", re.I)),
+)
+
+
+def classify(message: str) -> str:
+    """The error class of a node's refusal of ``eth_sendRawTransaction``."""
+    for name, pattern in _CLASSES:
+        if pattern.search(message):
+            return name
+    return REJECTED
+
+
+@dataclass(frozen=True)
+class TxRow:
+    id: int
+    signer: str
+    nonce: int
+    kind: str
+    subject: str | None
+    to: str | None
+    data: bytes
+    value: int
+    gas: int
+    gas_price: int
+    raw: str
+    tx_hash: str
+    status: str
+    attempts: int
+    replaced: tuple[str, ...] = ()  # earlier hashes with the same nonce: one may be mined
+
+    def call(self, gas: int | None = None) -> Call:
+        return Call(self.to, self.data, self.value, gas or self.gas)
+
+    @property
+    def hashes(self) -> tuple[str, ...]:
+        return (self.tx_hash, *self.replaced)
+
+
+_COLUMNS = ("id, signer, nonce, kind, subject, to_address, data, value, gas, gas_price, raw, "
+            "tx_hash, status, attempts, replaced")
+
+
+def _row(values: Sequence[Any]) -> TxRow:
+    (id_, signer, nonce, kind, subject, to, data, value, gas, price, raw, tx_hash, status,
+     attempts, replaced) = values
+    return TxRow(int(id_), signer, int(nonce), kind, subject, to, bytes(data), int(value),
+                 int(gas), int(price), raw, tx_hash, status, int(attempts),
+                 tuple(replaced or ()))
+
+
+SignerFor = Callable[[str], Signer]
+EffectDone = Callable[[Sequence[TxRow]], set[int]]
+
+
+class TxQueue:
+    """The queue of one chain. ``signer_for(address)`` gives the key of a signer (engine or
+    custodial account); ``effect_done(rows)`` says which reverted rows' effect is on chain."""
+
+    def __init__(self, storage: Any, client: ChainClient, signer_for: SignerFor,
+                 effect_done: EffectDone | None = None, *, batch: int = 500) -> None:
+        self.storage = storage
+        self.client = client
+        self.chain_id = client.chain_id
+        self.signer_for = signer_for
+        self.effect_done = effect_done or (lambda rows: set())
+        self.batch = batch
+
+    # -- nonces and enqueueing ----------------------------------------------------------------
+    def pending_count(self, address: str) -> int:
+        answer = self.client.rpc.call("eth_getTransactionCount", [address, "pending"])
+        return int(answer, 16) if isinstance(answer, str) else int(answer)
+
+    def allocate(self, cur: Any, address: str) -> int:
+        """The next nonce of ``address``; the row stays locked until the transaction ends."""
+        address = address.lower()
+        for _ in range(2):
+            cur.execute("UPDATE nonces SET next_nonce = next_nonce + 1 WHERE chain_id = %s "
+                        "AND address = %s RETURNING next_nonce - 1", (self.chain_id, address))
+            row = cur.fetchone()
+            if row is not None:
+                return int(row[0])
+            cur.execute("INSERT INTO nonces (chain_id, address, next_nonce) VALUES (%s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        (self.chain_id, address, self.pending_count(address)))
+        raise AssertionError("the nonce row vanished while allocating")
+
+    def resync(self, cur: Any, address: str) -> None:
+        """Move the counter of ``address`` up to the chain's pending count (never down)."""
+        cur.execute("UPDATE nonces SET next_nonce = GREATEST(next_nonce, %s) WHERE chain_id = %s "
+                    "AND address = %s", (self.pending_count(address), self.chain_id,
+                                         address.lower()))
+
+    def enqueue(self, cur: Any, signer: Signer, call: Call, *, kind: str,
+                subject: str | None = None, request_id: str | None = None,
+                nonce: int | None = None, gas_price: int | None = None) -> int:
+        """Sign ``call`` with the next nonce of ``signer`` and queue it; returns the row id.
+
+        Call inside ``storage.transaction()`` together with whatever the transaction is for.
+        """
+        if nonce is None:
+            nonce = self.allocate(cur, signer.address)
+        price = gas_price or self.client.gas_price()
+        signed = signer.sign(call, nonce=nonce, gas_price=price, chain_id=self.chain_id)
+        now = time.time()
+        cur.execute(
+            "INSERT INTO txs (chain_id, signer, nonce, kind, subject, request_id, to_address, "
+            "data, value, gas, gas_price, raw, tx_hash, status, created_at, updated_at) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (self.chain_id, signer.address.lower(), nonce, kind, subject, request_id,
+             call.to.lower() if call.to else None, call.data, call.value, call.gas, price,
+             signed.raw, signed.tx_hash, QUEUED, now, now))
+        return int(cur.fetchone()[0])
+
+    def requeue(self, cur: Any, row: TxRow, *, error_class: str, error: str,
+                fresh_nonce: bool, gas: int | None = None, gas_price: int | None = None) -> None:
+        """Sign ``row`` again (same or fresh nonce, maybe more gas or a higher price)."""
+        signer = self.signer_for(row.signer)
+        nonce = self.allocate(cur, row.signer) if fresh_nonce else row.nonce
+        price = gas_price or row.gas_price
+        call = row.call(gas)
+        signed = signer.sign(call, nonce=nonce, gas_price=price, chain_id=self.chain_id)
+        # with the same nonce, an earlier version may still be mined: remember its hash
+        replaced = [] if fresh_nonce else [h for h in row.hashes if h != signed.tx_hash]
+        cur.execute("UPDATE txs SET nonce = %s, gas = %s, gas_price = %s, raw = %s, tx_hash = %s, "
+                    "replaced = %s, status = %s, error_class = %s, error = %s, "
+                    "attempts = attempts + 1, updated_at = %s WHERE id = %s",
+                    (nonce, call.gas, price, signed.raw, signed.tx_hash, replaced, QUEUED,
+                     error_class, error[:500], time.time(), row.id))
+        log.info("tx %d (%s) re-signed after %s: nonce %d, gas %d, price %d", row.id, row.kind,
+                 error_class, nonce, call.gas, price)
+
+    # -- dispatcher -----------------------------------------------------------------------------
+    def dispatch(self) -> int:
+        """Broadcast queued transactions (one batch); returns how many the node took."""
+        with self.storage.transaction() as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM txs WHERE chain_id = %s AND status = %s "
+                        "ORDER BY signer, nonce LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (self.chain_id, QUEUED, self.batch))
+            rows = [_row(r) for r in cur.fetchall()]
+            if not rows:
+                return 0
+            errors = self.client.broadcast([r.raw for r in rows])
+            taken = [r.id for r, e in zip(rows, errors, strict=True) if e is None]
+            self._set_status(cur, taken, SENT)
+            refused = [(r, e) for r, e in zip(rows, errors, strict=True) if e is not None]
+            if refused:
+                self._refused(cur, refused)
+            return len(taken)
+
+    def _refused(self, cur: Any, refused: Sequence[tuple[TxRow, str]]) -> None:
+        nonce_rows = [r for r, e in refused if classify(e) == NONCE_TOO_LOW]
+        mined = self._mined_versions(nonce_rows)
+        resynced: set[str] = set()
+        for row, message in refused:
+            kind = classify(message)
+            log.warning("tx %d (%s, nonce %d) refused: %s [%s]", row.id, row.kind, row.nonce,
+                        message, kind)
+            if kind == NONCE_TOO_LOW and row.id in mined:
+                # a version of ours was mined: the tracker settles it
+                cur.execute("UPDATE txs SET tx_hash = %s, status = %s, updated_at = %s "
+                            "WHERE id = %s", (mined[row.id], SENT, time.time(), row.id))
+            elif row.attempts >= MAX_ATTEMPTS or kind in (INSUFFICIENT_FUNDS, REJECTED):
+                self._fail(cur, row, kind, message, release=True)
+            elif kind == NONCE_TOO_LOW:
+                if row.signer not in resynced:
+                    self.resync(cur, row.signer)
+                    resynced.add(row.signer)
+                self.requeue(cur, row, error_class=kind, error=message, fresh_nonce=True)
+            elif kind == UNDERPRICED:
+                price = max(row.gas_price * 2, self.client.gas_price())
+                self.requeue(cur, row, error_class=kind, error=message, fresh_nonce=False,
+                             gas_price=price)
+            else:  # OUT_OF_GAS: intrinsic gas too low
+                self.requeue(cur, row, error_class=kind, error=message, fresh_nonce=False,
+                             gas=row.gas * 2)
+
+    def _mined_versions(self, rows: Sequence[TxRow]) -> dict[int, str]:
+        """Row id -> the hash of its version that was mined or is pending on the node, for
+        rows with one (then the nonce is ours after all)."""
+        if not rows:
+            return {}
+        hashes = [h for r in rows for h in r.hashes]
+        found = set(self.client.receipts(hashes)) | self.client.known(hashes)
+        return {r.id: h for r in rows for h in r.hashes if h in found}
+
+    def _fail(self, cur: Any, row: TxRow, kind: str, message: str, *, release: bool) -> None:
+        cur.execute("UPDATE txs SET status = %s, error_class = %s, error = %s, updated_at = %s "
+                    "WHERE id = %s", (FAILED, kind, message[:500], time.time(), row.id))
+        if release:
+            self._release(cur, row)
+
+    def _release(self, cur: Any, row: TxRow) -> None:
+        """Give back the nonce of a transaction that will never be mined."""
+        cur.execute("UPDATE nonces SET next_nonce = %s WHERE chain_id = %s AND address = %s "
+                    "AND next_nonce = %s", (row.nonce, self.chain_id, row.signer, row.nonce + 1))
+        if cur.rowcount or row.kind == FILLER:
+            return  # it was the last nonce handed out (or a filler failed: nothing more helps)
+        signer = self.signer_for(row.signer)
+        self.enqueue(cur, signer, Call(signer.address, b"", 0, FILLER_GAS), kind=FILLER,
+                     subject=str(row.id), nonce=row.nonce)
+
+    # -- tracker --------------------------------------------------------------------------------
+    def track(self) -> int:
+        """Settle sent transactions from their receipts; returns how many were settled."""
+        with self.storage.transaction() as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM txs WHERE chain_id = %s AND status = %s "
+                        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (self.chain_id, SENT, self.batch * 2))
+            rows = [_row(r) for r in cur.fetchall()]
+            if not rows:
+                return 0
+            receipts = self._receipts([h for r in rows for h in r.hashes])
+            if self._unmined(rows, receipts) and self.client.explicit_mining:
+                self.client.mine()  # a dev node mines only when asked
+                receipts.update(self._receipts([h for r in self._unmined(rows, receipts)
+                                                for h in r.hashes]))
+            unmined = self._unmined(rows, receipts)
+            self._settle(cur, [r for r in rows if r not in unmined], receipts)
+            self._rebroadcast(cur, unmined)
+            return len(rows) - len(unmined)
+
+    @staticmethod
+    def _unmined(rows: Sequence[TxRow], receipts: dict[str, dict[str, Any]]) -> list[TxRow]:
+        return [r for r in rows if not any(h in receipts for h in r.hashes)]
+
+    def _receipts(self, hashes: Sequence[str]) -> dict[str, dict[str, Any]]:
+        answers = self.client.rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        return {h: a for h, a in zip(hashes, answers, strict=True)
+                if isinstance(a, dict) and a.get("blockNumber")}
+
+    def _settle(self, cur: Any, rows: Sequence[TxRow], receipts: dict[str, dict[str, Any]]
+                ) -> None:
+        """``rows`` all have a mined version (its hash becomes the row's)."""
+        done: list[tuple[int, int, str]] = []
+        reverted: list[tuple[TxRow, int, int, str]] = []
+        for row in rows:
+            version = next(h for h in row.hashes if h in receipts)
+            rc = receipts[version]
+            block, ok = int(rc["blockNumber"], 16), int(rc.get("status", "0x1"), 16) == 1
+            if ok:
+                done.append((row.id, block, version))
+            else:
+                reverted.append((row, block, int(rc.get("gasUsed", "0x0"), 16), version))
+        effect = self.effect_done([r for r, _, _, _ in reverted]) if reverted else set()
+        for row, block, used, version in reverted:
+            if row.id in effect:
+                done.append((row.id, block, version))
+            elif used >= row.gas and row.attempts < MAX_ATTEMPTS:
+                self.requeue(cur, row, error_class=OUT_OF_GAS, error=f"out of gas ({used})",
+                             fresh_nonce=True, gas=row.gas * 2)
+            else:
+                self._fail(cur, row, REVERTED, f"reverted in block {block} (gas used {used} of "
+                           f"{row.gas})", release=False)
+        if done:
+            now = time.time()
+            cur.executemany("UPDATE txs SET status = %s, block_number = %s, tx_hash = %s, "
+                            "updated_at = %s WHERE id = %s",
+                            [(MINED, b, h, now, i) for i, b, h in done])
+
+    def _rebroadcast(self, cur: Any, rows: Sequence[TxRow]) -> None:
+        """Sent transactions the node does not know (dropped): signed again with the same
+        nonce at the current price; after MAX_ATTEMPTS they fail (the nonce is kept: a
+        dropped transaction may still turn up)."""
+        if not rows:
+            return
+        known = self.client.known([r.tx_hash for r in rows])
+        lost = [r for r in rows if r.tx_hash not in known]
+        if not lost:
+            return
+        log.info("%d sent transactions are unknown to the node; signing them again", len(lost))
+        price = self.client.gas_price()
+        for row in lost:
+            if row.attempts >= MAX_ATTEMPTS:
+                self._fail(cur, row, DROPPED, "the node dropped it every time", release=False)
+            else:
+                self.requeue(cur, row, error_class=DROPPED, error="unknown to the node",
+                             fresh_nonce=False, gas_price=max(row.gas_price, price))
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+    def load(self, cur: Any, id_: int) -> TxRow:
+        """The queue row ``id_``."""
+        cur.execute(f"SELECT {_COLUMNS} FROM txs WHERE id = %s", (id_,))
+        return _row(cur.fetchone())
+
+    def _set_status(self, cur: Any, ids: Sequence[int], status: str) -> None:
+        if ids:
+            cur.execute("UPDATE txs SET status = %s, updated_at = %s WHERE id = ANY(%s)",
+                        (status, time.time(), list(ids)))
+
+    def counts(self) -> dict[str, int]:
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT status, count(*) FROM txs WHERE chain_id = %s GROUP BY status",
+                        (self.chain_id,))
+            return {s: int(n) for s, n in cur.fetchall()}
+
+    def open_count(self) -> int:
+        with self.storage.transaction() as cur:
+            cur.execute("SELECT count(*) FROM txs WHERE chain_id = %s AND status IN (%s, %s)",
+                        (self.chain_id, QUEUED, SENT))
+            return int(cur.fetchone()[0])
+
+
+class QueueLoop(threading.Thread):
+    """Runs the dispatcher and the tracker until stopped: every few ms while there is work,
+    every ``idle`` seconds when the queue is empty. Errors are logged and retried."""
+
+    def __init__(self, queue: Callable[[], TxQueue], *, idle: float = 0.2,
+                 busy: float = 0.01) -> None:
+        super().__init__(name="cic-custodial-queue", daemon=True)
+        self._queue = queue
+        self.idle = idle
+        self.busy = busy
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        delay = 0.0
+        while not self.stopped.wait(delay):
+            try:
+                queue = self._queue()
+                moved = queue.dispatch() + queue.track()
+                delay = self.busy if moved or queue.open_count() else self.idle
+            except CicSeedError as exc:
+                log.warning("custodial queue: %s; trying again", exc)
+                delay = 1.0
+            except Exception:  # a bug must not stop the queue for good
+                log.exception("custodial queue: unexpected error; trying again")
+                delay = 1.0
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)

@@ -1,0 +1,404 @@
+"""A client of the custodial engine, speaking only its API: task names, arguments, replies.
+
+The engine is a service (the devnet runs one: ``cic_devnet.custodial``); this module knows it
+the way a client of the CIC custodial API did: it sends Celery tasks *by name* to the engine's
+queue and takes the replies from a Redis channel it names (the callback), falling back to the
+Celery result backend for a reply it missed (e.g. while Redis restarted). The library never
+imports the engine.
+
+The API (queue: ``custodial_queue``; every task also takes ``callback``, a channel name)::
+
+    cic_custodial.account.create(request_id, gas_gift=0, faucet=False)
+        -> {"address", "request_id", "created": bool, "txs": {kind: tx id}}
+        one account per request_id: a repeated request returns the same account
+    cic_custodial.account.have(addresses)            -> {"have": {address: bool}}
+    cic_custodial.account.balance(address, token=None)
+        -> {"address", "token", "symbol", "decimals", "balance", "native"}
+    cic_custodial.token.transfer(sender, recipient, amount, token=None, request_id=None)
+        -> {"tx_id", "tx_hash", "nonce", "status"}
+    cic_custodial.tx.status(tx_ids)                  -> {"txs": [{"id", "status", ...}]}
+    cic_custodial.engine.status()
+        -> {"signer", "chain_id", "registry", "accounts_index", "accounts", "queue"}
+
+A callback is one JSON message published on the named channel when the task has finished::
+
+    {"task_id": ..., "task": ..., "status": "ok", "result": {...}}
+    {"task_id": ..., "task": ..., "status": "error",
+     "error": {"type": ..., "message": ..., "transient": bool}}
+
+Addresses are 0x lower-case hex in requests and replies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cic_seeding.config import Settings
+from cic_seeding.errors import (
+    ConfigError,
+    CustodialError,
+    CustodialReplyError,
+    CustodialTimeoutError,
+    CustodialUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+TASK_CREATE = "cic_custodial.account.create"
+TASK_HAVE = "cic_custodial.account.have"
+TASK_BALANCE = "cic_custodial.account.balance"
+TASK_TRANSFER = "cic_custodial.token.transfer"
+TASK_TX_STATUS = "cic_custodial.tx.status"
+TASK_STATUS = "cic_custodial.engine.status"
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+DEFAULT_QUEUE = "cic_custodial"
+#: Seconds between looks at the result backend for replies the callback channel did not bring.
+POLL_RESULTS = 1.0
+
+
+def served(settings: Settings) -> dict[str, Any]:
+    """The ``custodial`` section of the devnet's devnet.json ({} without one)."""
+    if not settings.devnet_dir:
+        return {}
+    from cic_seeding.chain.connect import read_devnet
+
+    try:
+        return dict(read_devnet(settings.devnet_dir).get("custodial") or {})
+    except ConfigError:
+        return {}
+
+
+def endpoint(settings: Settings) -> tuple[str, str]:
+    """``(broker URL, queue)`` of the engine: settings, else the devnet's, else defaults."""
+    devnet = served(settings)
+    return (settings.custodial_broker_url or devnet.get("broker_url") or DEFAULT_BROKER,
+            settings.custodial_queue or devnet.get("queue") or DEFAULT_QUEUE)
+
+
+def unconfigured(settings: Settings) -> str | None:
+    """Why no custodial engine is configured (None: one is)."""
+    if settings.custodial_broker_url or settings.custodial_queue or served(settings):
+        return None
+    return ("no custodial engine is configured (set custodial_broker_url / "
+            "CIC_CUSTODIAL_BROKER_URL, or use a devnet started with --custodial)")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password."""
+    head, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    auth, _, host = rest.rpartition("@")
+    user = auth.split(":", 1)[0]
+    return f"{head}://{user}:****@{host}" if ":" in auth else url
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The engine's answer to one task: ``result`` if ``ok``, else ``error`` (its words)."""
+
+    task_id: str
+    task: str
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    transient: bool = False
+
+
+def parse_reply(message: Any) -> Reply:
+    """A callback message as a Reply; CustodialReplyError for anything else."""
+    try:
+        doc = json.loads(message) if isinstance(message, (str, bytes)) else message
+    except ValueError:
+        raise CustodialReplyError(f"a reply that is not JSON: {str(message)[:200]!r}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("task_id"), str):
+        raise CustodialReplyError(f"a reply without a task id: {str(message)[:200]!r}")
+    task_id, task, status = doc["task_id"], str(doc.get("task", "")), doc.get("status")
+    if status == "ok" and isinstance(doc.get("result"), dict):
+        return Reply(task_id, task, True, doc["result"])
+    if status == "error" and isinstance(doc.get("error"), dict):
+        err = doc["error"]
+        return Reply(task_id, task, False, error=f"{err.get('type', 'Error')}: "
+                     f"{err.get('message', '')}", transient=bool(err.get("transient")))
+    raise CustodialReplyError(f"task {task_id} ({task or 'unknown task'}) got a reply this "
+                              f"client does not understand (status {status!r}): "
+                              f"{str(message)[:200]!r}",
+                              hint="are the engine and this cic-seeding the same version?")
+
+
+def _from_result_meta(task_id: str, raw: bytes) -> Reply | None:
+    """A Reply from Celery's stored task meta, None while the task has not finished."""
+    meta = json.loads(raw)
+    state, result = meta.get("status"), meta.get("result")
+    if state == "SUCCESS":
+        if not isinstance(result, dict):
+            raise CustodialReplyError(f"task {task_id} returned {str(result)[:200]!r}, not an "
+                                      "object")
+        return Reply(task_id, "", True, result)
+    if state in ("FAILURE", "REVOKED"):
+        if isinstance(result, dict):
+            message = result.get("exc_message")
+            text = " ".join(map(str, message)) if isinstance(message, list) else str(message)
+            return Reply(task_id, "", False, error=f"{result.get('exc_type', state)}: {text}")
+        return Reply(task_id, "", False, error=f"{state}: {result}")
+    return None
+
+
+class CustodialClient:
+    """Sends requests to the engine and collects their replies; one per importer or check.
+
+    :meth:`send` puts a whole batch of requests on the queue at once; :meth:`collect` gathers
+    the replies of any of them (replies of other batches are kept for later), so many
+    requests are in flight at a time. Not thread-safe: use it from one thread.
+    """
+
+    def __init__(self, broker_url: str, queue: str, *, timeout: float = 120.0,
+                 connect_timeout: float = 3.0) -> None:
+        from celery import Celery
+
+        self.broker_url = broker_url
+        self.queue = queue
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.channel = f"cic_custodial.reply.{uuid.uuid4().hex}"
+        self._app = Celery("cic_custodial_client", broker=broker_url, backend=broker_url,
+                           set_as_current=False)
+        self._app.conf.update(
+            task_serializer="json", accept_content=["json"], result_serializer="json",
+            broker_connection_timeout=connect_timeout, broker_connection_retry=False,
+            redis_socket_connect_timeout=connect_timeout, redis_socket_timeout=10)
+        self._redis: Any = None
+        self._pubsub: Any = None
+        self._replies: dict[str, Reply] = {}
+        self._broken: dict[str, CustodialReplyError] = {}
+        self._sent: dict[str, float] = {}
+        self._last_poll = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CustodialClient:
+        broker, queue = endpoint(settings)
+        return cls(broker, queue, timeout=settings.custodial_timeout)
+
+    def describe(self) -> str:
+        return f"queue {self.queue!r} on {redact(self.broker_url)}"
+
+    # -- connection --------------------------------------------------------------------------
+    def open(self) -> None:
+        """Connect to Redis and subscribe to the reply channel (idempotent)."""
+        if self._pubsub is not None:
+            return
+        import redis
+
+        try:
+            self._redis = redis.Redis.from_url(self.broker_url,
+                                               socket_connect_timeout=self.connect_timeout,
+                                               socket_timeout=10)
+            self._redis.ping()
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(self.channel)
+        except (redis.RedisError, OSError, ValueError) as exc:
+            self._pubsub = None
+            raise CustodialUnavailableError(
+                f"cannot reach the custodial engine's broker {redact(self.broker_url)}: {exc}",
+                hint="check custodial_broker_url (CIC_CUSTODIAL_BROKER_URL) and that Redis "
+                "runs; a devnet starts an engine with `cic-seed devnet up --custodial`"
+            ) from None
+
+    def close(self) -> None:
+        if self._pubsub is not None:
+            try:
+                self._pubsub.close()
+            except Exception as exc:  # closing a broken connection: nothing left to do
+                log.debug("closing the reply subscription: %s", exc)
+            self._pubsub = None
+        if self._redis is not None:
+            self._redis.close()
+            self._redis = None
+        self._app.close()
+
+    # -- requests ----------------------------------------------------------------------------
+    def send(self, task: str, requests: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Queue one ``task`` per keyword-argument mapping; returns their task ids."""
+        self.open()
+        from kombu.exceptions import OperationalError
+
+        ids = []
+        try:
+            with self._app.producer_or_acquire() as producer:
+                for kwargs in requests:
+                    result = self._app.send_task(
+                        task, kwargs={**kwargs, "callback": self.channel}, queue=self.queue,
+                        producer=producer, retry=True,
+                        retry_policy={"max_retries": 3, "interval_start": 0.2,
+                                      "interval_step": 0.5, "interval_max": 1.0})
+                    self._sent[result.id] = time.monotonic()
+                    ids.append(result.id)
+        except (OperationalError, OSError) as exc:
+            raise CustodialUnavailableError(
+                f"cannot queue {task} on {self.describe()}: {exc}",
+                hint="is Redis running? a rerun resumes") from None
+        return ids
+
+    def sent_at(self, task_id: str) -> float:
+        """When ``task_id`` was sent (monotonic clock)."""
+        return self._sent.get(task_id, time.monotonic())
+
+    def collect(self, task_ids: Iterable[str], deadline: float,
+                stop: threading.Event | None = None) -> dict[str, Reply]:
+        """Replies of ``task_ids`` that come before ``deadline`` (monotonic clock).
+
+        A task id missing from the answer got no reply in time; one whose reply could not be
+        understood is left out here and reported by :meth:`reply_error`. ``stop`` set while
+        waiting raises KeyboardInterrupt (the caller's run is being stopped).
+        """
+        wanted = set(task_ids)
+        while True:
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
+            missing = [t for t in wanted if t not in self._replies and t not in self._broken]
+            if not missing:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if now - self._last_poll >= POLL_RESULTS:
+                self._poll_results(missing)
+                continue
+            self._listen(min(deadline - now, POLL_RESULTS - (now - self._last_poll), 0.5))
+        return {t: self._replies[t] for t in wanted if t in self._replies}
+
+    def reply_error(self, task_id: str) -> CustodialReplyError | None:
+        """The error of a reply to ``task_id`` that could not be understood, if one came."""
+        return self._broken.get(task_id)
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        """Drop what is kept about ``task_ids`` (their replies have been used), here and in
+        the result backend."""
+        import redis
+
+        ids = list(task_ids)
+        for t in ids:
+            self._replies.pop(t, None)
+            self._broken.pop(t, None)
+            self._sent.pop(t, None)
+        if ids and self._redis is not None:
+            try:
+                self._redis.delete(*[self._app.backend.get_key_for_task(t) for t in ids])
+            except (redis.RedisError, OSError) as exc:  # they expire anyway
+                log.debug("results not deleted: %s", exc)
+
+    def call(self, task: str, kwargs: Mapping[str, Any], *, timeout: float | None = None,
+             what: str = "") -> dict[str, Any]:
+        """One request and its result; CustodialTimeoutError / CustodialError otherwise."""
+        (task_id,) = self.send(task, [kwargs])
+        wait = self.timeout if timeout is None else timeout
+        replies = self.collect([task_id], time.monotonic() + wait)
+        broken = self.reply_error(task_id)
+        self.forget([task_id])
+        if broken is not None:
+            raise broken
+        reply = replies.get(task_id)
+        if reply is None:
+            raise self.timeout_error(task, task_id, wait, what=what)
+        if not reply.ok:
+            raise CustodialError(f"the custodial engine failed {task}"
+                                 f"{' for ' + what if what else ''} (task {task_id}): "
+                                 f"{reply.error}")
+        return reply.result
+
+    def timeout_error(self, task: str, task_id: str, waited: float, *, user: str = "",
+                      what: str = "") -> CustodialTimeoutError:
+        """The error for a request (``task_id``: one id or several, comma-separated) whose
+        reply never came; it names the user or what was asked, and the task ids."""
+        about = f" for user {user}" if user else (f" about {what}" if what else "")
+        tasks = "tasks" if "," in task_id else "task"
+        again = (" and the engine answers a repeated request with the same account"
+                 if task == TASK_CREATE else "")
+        return CustodialTimeoutError(
+            f"no reply from the custodial engine{about} to {tasks} {task_id} ({task}) within "
+            f"{waited:.0f}s", task_id=task_id, user=user,
+            hint=f"is a worker consuming {self.describe()}? (`cic-seed devnet up --custodial`, "
+            f"or `python -m cic_devnet.custodial worker`); a rerun asks again{again}")
+
+    # -- replies -----------------------------------------------------------------------------
+    def _listen(self, wait: float) -> None:
+        import redis
+
+        if not self._pubsub.subscribed and not self._subscribe():
+            time.sleep(min(wait, 0.2))  # Redis is still away: wait a little, then try again
+            return
+        try:
+            message = self._pubsub.get_message(timeout=max(wait, 0.0))
+        except (redis.RedisError, OSError) as exc:
+            # Redis went away: replies published meanwhile are lost, so they are looked up
+            # in the result backend once it is back
+            log.warning("custodial reply channel lost (%s); reconnecting", exc)
+            self._subscribe()
+            return
+        if message is None or message.get("type") != "message":
+            return
+        try:
+            reply = parse_reply(message["data"])
+        except CustodialReplyError as exc:
+            task_id = _task_id_of(message["data"])
+            if task_id is not None:
+                self._broken[task_id] = exc
+            else:
+                log.warning("ignored a message on %s: %s", self.channel, exc)
+            return
+        self._replies[reply.task_id] = reply
+
+    def _subscribe(self) -> bool:
+        """A fresh subscription to the reply channel; False while Redis does not answer."""
+        import redis
+
+        try:
+            self._pubsub.close()
+        except Exception as exc:  # the old connection is broken anyway
+            log.debug("closing a broken subscription: %s", exc)
+        self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            self._pubsub.subscribe(self.channel)
+        except (redis.RedisError, OSError):
+            return False
+        self._last_poll = 0.0  # replies may have been missed: look in the result backend
+        return True
+
+    def _poll_results(self, task_ids: Sequence[str]) -> None:
+        import redis
+
+        self._last_poll = time.monotonic()
+        backend = self._app.backend
+        try:
+            raws = self._redis.mget([backend.get_key_for_task(t) for t in task_ids])
+        except (redis.RedisError, OSError) as exc:
+            log.debug("result backend unreachable: %s", exc)
+            return
+        for task_id, raw in zip(task_ids, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                reply = _from_result_meta(task_id, raw)
+            except (CustodialReplyError, ValueError) as exc:
+                self._broken[task_id] = CustodialReplyError(
+                    f"task {task_id}: unreadable result: {exc}")
+                continue
+            if reply is not None:
+                self._replies.setdefault(task_id, reply)
+
+
+def _task_id_of(data: Any) -> str | None:
+    try:
+        doc = json.loads(data)
+    except (TypeError, ValueError):
+        return None
+    task_id = doc.get("task_id") if isinstance(doc, dict) else None
+    return task_id if isinstance(task_id, str) else None

@@ -1,0 +1,200 @@
+"""The custodial importer (``cic_eth``): the custodial engine holds the users' keys.
+
+Per user: ``cic_custodial.account.create`` with the generated address as request id (the
+engine creates one account per request id, so a rerun never makes a second one); the engine
+registers the new address in the AccountsIndex; once the registration is on chain the user is
+confirmed and its person record goes under ``new/`` keyed by the new address, with that
+address added to the target chain's identity. A whole batch of requests goes out at once and
+the replies come back on this run's Redis callback channel, so many users are in flight.
+
+The opening balance, faucet payout and gas come from the syncer (``cic-seed sync cic_eth``),
+which pays every confirmed user's new address exactly once (its ledger), as for ``eth``.
+
+A request without a reply after half of ``custodial_timeout`` is sent once more (same request
+id: the same account); one still without a reply at the timeout fails the user with an error
+naming it and the task ids; a rerun asks again and gets the same account.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+
+from cic_seeding.chain.connect import connect
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
+from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.errors import ImporterError
+from cic_seeding.importers._custodial import TASK_CREATE, TASK_STATUS, CustodialClient, Reply
+from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.records.person import add_identity, dumps, person_errors
+from cic_seeding.state import norm
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the engine's status answer when a run begins.
+STATUS_TIMEOUT = 15.0
+
+
+def record_problem(data: DataDir, user: UserRow) -> str | None:
+    """Why ``user``'s person record cannot be imported (None: it can)."""
+    path = data.src.path(user.address)
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return f"no person record at {path}"
+    except (OSError, ValueError) as exc:
+        return f"person record {path} is not valid JSON ({exc}); regenerate or fix it"
+    errors = person_errors(doc)
+    return f"person record {path} fails the schema: {errors[0]}" if errors else None
+
+
+class CicEthImporter(Importer):
+    """Creates every generated user's account in the custodial engine."""
+
+    name = "cic_eth"
+    in_flight = 4
+
+    def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
+                 client: CustodialClient | None = None, **kw: Any) -> None:
+        super().__init__(settings, **kw)
+        self.network = network or connect(settings, signer=False)
+        self.client = client or CustodialClient.from_settings(settings)
+        self.chain = ChainSpec.parse(settings.chain_spec)
+        self.index = self.network.accounts_index
+        self.timeout = settings.custodial_timeout
+
+    # -- primitives ----------------------------------------------------------------------
+    def begin(self) -> None:
+        """The engine answers and registers on this network; the syncer's cursor starts here."""
+        self.client.open()
+        status = self.client.call(TASK_STATUS, {}, timeout=min(self.timeout, STATUS_TIMEOUT),
+                                  what="its status")
+        theirs = str(status.get("accounts_index", ""))
+        if norm(theirs) != norm(self.index):
+            raise ImporterError(
+                f"{self.name}: the custodial engine on {self.client.describe()} registers "
+                f"accounts in the AccountsIndex {theirs or '(none)'}, but this network's is "
+                f"{self.index}", hint="point the engine and this run at the same registry")
+        self.store.init_cursor(self.name, str(self.chain), self.network.client.head())
+
+    def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
+        return {u.address: reason for u in users if (reason := record_problem(self.data, u))}
+
+    def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
+        # Only the engine knows a user's new address; asking it again (same request id) is
+        # how a rerun finds an account made before.
+        return {}
+
+    def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        ids = self.client.send(TASK_CREATE, [{"request_id": norm(u.address)} for u in users])
+        return [Submission(u.address, task_id) for u, task_id in zip(users, ids, strict=True)]
+
+    def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
+        deadline, asked, replies = self._replies(submissions)
+        targets: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for s in submissions:
+            target, reason = self._target(s.address, asked[s.address], replies)
+            if target is not None:
+                targets[s.address] = target
+            else:
+                failed[s.address] = reason or "failed"
+        registered = self._wait_registered(list(targets.values()), deadline)
+        out = []
+        for s in submissions:
+            target = targets.get(s.address)
+            if target is not None and target in registered:
+                out.append(Outcome(s.address, True, to_checksum_address(target)))
+            elif target is not None:
+                out.append(Outcome(s.address, False, reason=(
+                    f"the custodial engine made account {target} for user {s.address} (task "
+                    f"{s.ref}) but the AccountsIndex does not have it after {self.timeout:.0f}s;"
+                    " the engine's queue keeps trying; rerun to confirm")))
+            else:
+                out.append(Outcome(s.address, False, reason=failed[s.address]))
+        self.client.forget(t for ids in asked.values() for t in ids)
+        return out
+
+    def _replies(self, submissions: Sequence[Submission]
+                 ) -> tuple[float, dict[str, list[str]], dict[str, Reply]]:
+        """``(deadline, task ids asked per user, replies by task id)``.
+
+        A request still without a reply (or with a transient error) after half the timeout is
+        asked once more: lost on the way (Redis restarted, a worker died holding it), and the
+        engine answers a repeated request id with the same account.
+        """
+        start = max(self.client.sent_at(s.ref) for s in submissions)
+        deadline = start + self.timeout
+        asked = {s.address: [s.ref] for s in submissions}
+        replies = dict(self.client.collect([s.ref for s in submissions],
+                                           start + self.timeout / 2, self.stop))
+        silent = [s for s in submissions if self.client.reply_error(s.ref) is None and (
+            s.ref not in replies or (not replies[s.ref].ok and replies[s.ref].transient))]
+        if silent:
+            log.info("%s: no reply yet for %d users; asking again", self.name, len(silent))
+            again = self.client.send(TASK_CREATE, [{"request_id": norm(s.address)}
+                                                   for s in silent])
+            for s, task_id in zip(silent, again, strict=True):
+                asked[s.address].append(task_id)
+            replies.update(self.client.collect(
+                [t for s in silent for t in asked[s.address]], deadline, self.stop))
+        return deadline, asked, replies
+
+    def _target(self, user: str, task_ids: Sequence[str], replies: Mapping[str, Reply]
+                ) -> tuple[str | None, str | None]:
+        """The new address from a reply to one of ``task_ids`` (asked for ``user``), or why
+        there is none."""
+        answered = [replies[t] for t in task_ids if t in replies]
+        reply = next((r for r in answered if r.ok), answered[-1] if answered else None)
+        if reply is None:
+            broken = next((b for t in task_ids if (b := self.client.reply_error(t))), None)
+            if broken is not None:
+                return None, f"user {user}: {broken}"
+            return None, str(self.client.timeout_error(TASK_CREATE, ", ".join(task_ids),
+                                                       self.timeout, user=user))
+        task = reply.task_id
+        if not reply.ok:
+            return None, (f"the custodial engine could not create an account for user {user} "
+                          f"(task {task}): {reply.error}")
+        address = reply.result.get("address")
+        if not isinstance(address, str) or not is_address(address):
+            return None, (f"the custodial engine answered task {task} (user {user}) with no "
+                          f"valid address: {json.dumps(reply.result)[:200]}")
+        return address.lower(), None
+
+    def _wait_registered(self, targets: Sequence[str], deadline: float) -> set[str]:
+        """The ``targets`` the AccountsIndex has by ``deadline`` (the engine's queue mines)."""
+        client = self.network.client
+        found: set[str] = set()
+        delay = 0.05
+        while True:
+            todo = [t for t in targets if t not in found]
+            if not todo:
+                return found
+            have = client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (t,))
+                                     for t in todo])
+            found.update(t for t, h in zip(todo, have, strict=True) if h is True)
+            if len(found) == len(targets) or time.monotonic() >= deadline:
+                return found
+            if self.stop.wait(delay):
+                raise KeyboardInterrupt
+            delay = min(0.5, delay * 1.5)
+
+    def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
+        for user, target in done:
+            if self.data.new.has(target):
+                continue
+            doc = json.loads(self.data.src.get(user.address))
+            self.data.new.put(target, dumps(add_identity(doc, self.chain,
+                                                         to_checksum_address(target))))
+
+    def close(self) -> None:
+        self.client.close()
+        super().close()

@@ -1,0 +1,123 @@
+"""Pure logic of the engine and its client: error classes, sealing keys, replies, settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cic_devnet.custodial.config import engine_config
+from cic_devnet.custodial.keys import KeyBox, new_key
+from cic_devnet.custodial.txqueue import (
+    INSUFFICIENT_FUNDS,
+    NONCE_TOO_LOW,
+    OUT_OF_GAS,
+    REJECTED,
+    UNDERPRICED,
+    classify,
+)
+from cic_seeding.config import load_settings
+from cic_seeding.errors import ConfigError, CustodialKeyError, CustodialReplyError
+from cic_seeding.importers._custodial import (
+    _from_result_meta,
+    endpoint,
+    parse_reply,
+    redact,
+    unconfigured,
+)
+
+
+@pytest.mark.parametrize(("message", "kind"), [
+    ("nonce too low", NONCE_TOO_LOW),
+    ("nonce too low: next nonce 7, tx nonce 3", NONCE_TOO_LOW),
+    ("replacement transaction underpriced", NONCE_TOO_LOW),  # another tx holds our nonce
+    ("transaction underpriced", UNDERPRICED),
+    ("max fee per gas less than block base fee", UNDERPRICED),
+    ("intrinsic gas too low", OUT_OF_GAS),
+    ("insufficient funds for gas * price + value", INSUFFICIENT_FUNDS),
+    ("Insufficient funds for gas * price + value", INSUFFICIENT_FUNDS),
+    ("invalid sender", REJECTED),
+])
+def test_node_refusals_are_classified(message: str, kind: str) -> None:
+    assert classify(message) == kind
+
+
+def test_sealed_key_opens_only_with_its_passphrase_and_address() -> None:
+    key, address = new_key()
+    box = KeyBox.derive("right", b"salt" * 4)
+    sealed = box.seal(key, address.encode())
+    assert key not in sealed and key.hex().encode() not in sealed
+    assert box.open(sealed, address.encode()) == key
+    with pytest.raises(CustodialKeyError, match="passphrase differs"):
+        KeyBox.derive("wrong", b"salt" * 4).open(sealed, address.encode())
+    _, other = new_key()
+    with pytest.raises(CustodialKeyError):  # a sealed key moved to another account's row
+        box.open(sealed, other.encode())
+    with pytest.raises(CustodialKeyError, match="empty"):
+        KeyBox.derive("", b"salt")
+
+
+@settings(max_examples=50, deadline=None)
+@given(secret=st.binary(min_size=1, max_size=64), aad=st.binary(max_size=40))
+def test_seal_open_roundtrip(secret: bytes, aad: bytes) -> None:
+    box = KeyBox(b"k" * 32)
+    sealed = box.seal(secret, aad)
+    assert box.open(sealed, aad) == secret
+    assert box.seal(secret, aad) != sealed  # a fresh nonce each time
+
+
+def test_replies_are_parsed_or_refused_clearly() -> None:
+    ok = parse_reply(json.dumps({"task_id": "t1", "task": "x", "status": "ok",
+                                 "result": {"address": "0xab"}}))
+    assert ok.ok and ok.result == {"address": "0xab"}
+    err = parse_reply(json.dumps({"task_id": "t2", "status": "error",
+                                  "error": {"type": "CustodialError", "message": "no",
+                                            "transient": True}}))
+    assert not err.ok and err.error == "CustodialError: no" and err.transient
+    with pytest.raises(CustodialReplyError, match="task t3 .*does not understand.*'maybe'"):
+        parse_reply(json.dumps({"task_id": "t3", "status": "maybe"}))
+    with pytest.raises(CustodialReplyError, match="not JSON"):
+        parse_reply(b"\x00garbage")
+    with pytest.raises(CustodialReplyError, match="without a task id"):
+        parse_reply(json.dumps({"status": "ok", "result": {}}))
+
+
+def test_celery_result_meta_is_read_as_a_reply() -> None:
+    assert _from_result_meta("t", json.dumps({"status": "PENDING"}).encode()) is None
+    ok = _from_result_meta("t", json.dumps({"status": "SUCCESS", "result": {"a": 1}}).encode())
+    assert ok is not None and ok.ok and ok.result == {"a": 1}
+    failed = _from_result_meta("t", json.dumps({
+        "status": "FAILURE", "result": {"exc_type": "CustodialError", "exc_message": ["boom"]}
+    }).encode())
+    assert failed is not None and not failed.ok and failed.error == "CustodialError: boom"
+
+
+def test_client_settings_and_redaction() -> None:
+    plain = load_settings({}, config_file=None, environ={})
+    assert endpoint(plain) == ("redis://127.0.0.1:6379/0", "cic_custodial")
+    assert "no custodial engine is configured" in (unconfigured(plain) or "")
+    given_ = plain.replace(custodial_broker_url="redis://h:1/2", custodial_queue="q")
+    assert endpoint(given_) == ("redis://h:1/2", "q") and unconfigured(given_) is None
+    assert redact("postgresql://u:secret@h/db") == "postgresql://u:****@h/db"
+    assert redact("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_engine_config_names_what_is_missing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = {"rpc_url": "http://127.0.0.1:1", "registry_address": "0x" + "11" * 20}
+    with pytest.raises(ConfigError, match="no database for the custodial engine"):
+        engine_config(load_settings(base, config_file=None, environ={}))
+    with pytest.raises(ConfigError, match="no passphrase"):
+        engine_config(load_settings({**base, "custodial_db_url": "postgresql://x/y"},
+                                    config_file=None, environ={}))
+    with pytest.raises(ConfigError, match="no signing key for the custodial engine"):
+        engine_config(load_settings({**base, "custodial_db_url": "postgresql://x/y",
+                                     "custodial_passphrase": "p"}, config_file=None, environ={}))
+    config = engine_config(load_settings(
+        {**base, "custodial_db_url": "postgresql://x/y", "custodial_passphrase": "p",
+         "custodial_keyfile": str(tmp_path / "k.json"), "keyfile_password": "main"},
+        config_file=None, environ={}))
+    assert config.chain.keyfile == str(tmp_path / "k.json")
+    assert config.chain.keyfile_password is None  # never the main signer's password
+    assert "passphrase=" not in repr(config)

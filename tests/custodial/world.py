@@ -1,0 +1,322 @@
+"""The custodial engine in tests: a prepared engine, its workers, and what it left behind."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cic_devnet.anvil import dev_key
+from cic_devnet.custodial.config import engine_config
+from cic_devnet.custodial.devnet import EngineOptions, EngineSetup, prepare_engine
+from cic_devnet.custodial.engine import Engine, open_engine
+from cic_devnet.custodial.process import WorkerProcess, start_workers, wait_ready
+from cic_devnet.devnet import Devnet
+from cic_seeding.chain.client import ChainClient
+from cic_seeding.chain.connect import connect
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN
+from cic_seeding.chain.rpc import JsonRpc
+from cic_seeding.chain.signer import Signer
+from cic_seeding.config import Settings, load_settings
+from cic_seeding.datadir import DataDir
+from cic_seeding.generate.generator import GenerateOptions, generate
+from cic_seeding.importers.base import ImportResult
+from cic_seeding.importers.cic_eth import CicEthImporter
+from cic_seeding.state import norm, open_state_store
+from tests.conftest import devnet_settings
+
+PG_URL = os.environ.get("CIC_TEST_PG_URL",
+                        "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def drop_schema(name: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(PG_URL)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        conn.close()
+
+
+def deployer(devnet: Devnet) -> ChainClient:
+    return ChainClient(JsonRpc(devnet.rpc_url), signer=Signer.from_key(dev_key(0)),
+                       explicit_mining=True)
+
+
+@dataclass
+class Harness:
+    """A prepared engine (schema, signer, queue) whose workers a test starts and kills."""
+
+    devnet: Devnet
+    setup: EngineSetup
+    root: Path
+    schema: str
+    workers: list[WorkerProcess] = field(default_factory=list)
+    _engines: list[Engine] = field(default_factory=list)
+
+    @classmethod
+    def prepare(cls, devnet: Devnet, root: Path, schema: str,
+                broker_url: str = REDIS_URL) -> Harness:
+        options = EngineOptions(broker_url=broker_url, db_url=PG_URL, schema=schema,
+                                queue=f"test_{uuid.uuid4().hex[:12]}")
+        setup = prepare_engine(devnet.directory, deployer(devnet), devnet.registry, options,
+                               chain_spec=devnet.info["chain_spec"])
+        return cls(devnet, setup, root, schema)
+
+    @property
+    def broker_url(self) -> str:
+        return self.setup.broker_url
+
+    def start(self, count: int = 1, concurrency: int = 4, **env: str) -> list[WorkerProcess]:
+        started = start_workers({**self.setup.env, **env}, count=count,
+                                concurrency=concurrency, log_dir=self.root / "workers",
+                                prefix=f"w{len(self.workers)}")
+        self.workers += started
+        wait_ready(started, self.broker_url, env.get("CIC_CUSTODIAL_QUEUE", self.setup.queue),
+                   timeout=60)
+        return started
+
+    def ready(self, timeout: float = 60) -> None:
+        """Wait until a live worker answers (e.g. once it has reconnected to Redis)."""
+        wait_ready([w for w in self.workers if w.alive()], self.broker_url, self.setup.queue,
+                   timeout=timeout)
+
+    def engine(self) -> Engine:
+        """The engine in this process (plain functions, no worker)."""
+        engine = open_engine(engine_config(self.engine_settings()))
+        self._engines.append(engine)
+        return engine
+
+    def engine_settings(self) -> Settings:
+        return load_settings({}, config_file=None, environ=self.setup.env)
+
+    def settings(self, data_dir: Path, **flags: object) -> Settings:
+        """Client settings for a data directory imported through this engine."""
+        return devnet_settings(self.devnet, data_dir, **{
+            "custodial_broker_url": self.broker_url, "custodial_queue": self.setup.queue,
+            **flags})
+
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        import psycopg2
+
+        conn = psycopg2.connect(PG_URL)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'SET search_path TO "{self.schema}"')
+                cur.execute(query, params)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def count(self, query: str) -> int:
+        return int(self.sql(query)[0][0])
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        for e in self._engines:
+            e.close()
+        purge_queue(self.broker_url, self.setup.queue)
+
+
+def purge_queue(broker_url: str, queue: str) -> None:
+    """Delete what a test's queue left in Redis (messages restored after the workers went)."""
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_connect_timeout=2)
+    try:
+        client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    except redis.RedisError:
+        pass  # a test's own Redis may be gone already
+    finally:
+        client.close()
+
+
+def pump(engine: Engine, until: Callable[[], bool] | None = None, rounds: int = 50) -> None:
+    """Run the dispatcher and tracker in this thread until the queue is empty (or ``until``)."""
+    for _ in range(rounds):
+        engine.queue.dispatch()
+        engine.queue.track()
+        if (until() if until is not None else engine.queue.open_count() == 0):
+            return
+    raise AssertionError(f"the queue did not settle: {engine.queue.counts()}")
+
+
+def make_data(root: Path, count: int, seed: int) -> Path:
+    data = root / "data"
+    generate(GenerateOptions(directory=data, count=count, seed=seed, workers=2))
+    return data
+
+
+def run_import(settings: Settings, **kw: Any) -> ImportResult:
+    importer = CicEthImporter(settings, **kw)
+    try:
+        return importer.run()
+    finally:
+        importer.close()
+
+
+class Background:
+    """``run_import`` in a thread, so a test can break things while it runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.result: ImportResult | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(settings,), daemon=True)
+        self.thread.start()
+
+    def _run(self, settings: Settings) -> None:
+        try:
+            self.result = run_import(settings)
+        except BaseException as exc:  # handed to the test through join()
+            self.error = exc
+
+    def join(self, timeout: float) -> ImportResult:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"the import did not end within {timeout}s"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@dataclass(frozen=True)
+class CustodialLedger:
+    """What the chain holds for every confirmed custodial user (keyed by target)."""
+
+    targets: dict[str, str]  # target -> generated address
+    expected: dict[str, int]
+    balances: dict[str, int]
+    native: dict[str, int]
+    registered: dict[str, bool]
+    faucet_used: dict[str, bool]
+    index_entries: int
+    signer_tokens: int
+    faucet_tokens: int
+    faucet_amount: int
+
+    def wrong_balances(self) -> dict[str, tuple[int, int]]:
+        return {t: (self.balances[t], self.expected[t]) for t in self.targets
+                if self.balances[t] != self.expected[t]}
+
+
+def read_custodial_ledger(settings: Settings) -> CustodialLedger:
+    network = connect(settings)
+    client = network.client
+    with open_state_store(settings) as store:
+        targets = {norm(t): norm(a) for t, a in store.targets("cic_eth").items()}
+    data = DataDir(Path(settings.data_dir))
+    opening = data.balances()
+    token = network.token()
+    amount = client.call(network.faucet, FAUCET.fn("tokenAmount"))
+    order = list(targets)
+    bal = client.call_many([(token.address, TOKEN.fn("balanceOf"), (t,)) for t in order])
+    have = client.call_many([(network.accounts_index, ACCOUNTS_INDEX.fn("have"), (t,))
+                             for t in order])
+    used = client.call_many([(network.faucet, FAUCET.fn("nextTime"), (t,)) for t in order])
+    assert client.signer is not None
+    signer_tokens, faucet_tokens = client.call_many([
+        (token.address, TOKEN.fn("balanceOf"), (client.signer.address,)),
+        (token.address, TOKEN.fn("balanceOf"), (network.faucet,))])
+    return CustodialLedger(
+        targets=targets,
+        expected={t: opening[targets[t][2:]] + amount for t in order},
+        balances=dict(zip(order, bal, strict=True)),
+        native=dict(zip(order, client.native_balances(order), strict=True)),
+        registered=dict(zip(order, have, strict=True)),
+        faucet_used={t: n != 0 for t, n in zip(order, used, strict=True)},
+        index_entries=client.call(network.accounts_index, ACCOUNTS_INDEX.fn("entryCount")),
+        signer_tokens=signer_tokens, faucet_tokens=faucet_tokens, faucet_amount=amount)
+
+
+def assert_each_paid_once(settings: Settings, users: int, before: CustodialLedger) -> None:
+    """Every user has exactly one account, registered once and paid exactly once."""
+    ledger = read_custodial_ledger(settings)
+    assert len(ledger.targets) == users, f"{len(ledger.targets)} targets for {users} users"
+    assert len(set(ledger.targets.values())) == users
+    assert ledger.index_entries - before.index_entries == users, "AccountsIndex entries"
+    assert all(ledger.registered.values())
+    assert ledger.wrong_balances() == {}, "balance != opening + faucet (have, want)"
+    assert all(ledger.faucet_used.values())
+    assert {t: n for t, n in ledger.native.items() if n != settings.gas_gift} == {}
+    opening = sum(DataDir(Path(settings.data_dir)).balances().values())
+    assert before.signer_tokens - ledger.signer_tokens == opening, "signer paid twice?"
+    assert before.faucet_tokens - ledger.faucet_tokens == users * ledger.faucet_amount
+
+
+def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Poll ``condition`` until it is truthy; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} within {timeout:.0f}s")
+        time.sleep(0.002)  # polling an observable condition, bounded by the deadline
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of a test's own (no persistence), on a free port; stopped by pid."""
+
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    def start_new(cls, directory: Path) -> RedisServer:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = cls(port, directory / f"redis-{port}.log")
+        server.start()
+        return server
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--daemonize", "no"],
+                stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        import redis
+
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            wait_for(lambda: _pings(client), timeout=10, what=f"redis on port {self.port}")
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Kill it and start it again on the same port: every queue and result is gone."""
+        self.stop()
+        self.start()
+
+
+def _pings(client: Any) -> bool:
+    import redis
+
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
