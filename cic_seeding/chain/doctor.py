@@ -74,9 +74,23 @@ def doctor(settings: Settings) -> DoctorResult:
     _run(findings, "signer writes Faucet", lambda: _writer(signed, net.faucet, me, "faucet"))
     _run(findings, "signer gas", lambda: _gas(signed, me))
     _run(findings, "signer tokens", lambda: _tokens(signed, me, settings.token_symbol))
-    if settings.meta_url:
-        _run(findings, "metadata server", lambda: _meta(settings))
+    _services(findings, settings)
     return DoctorResult(findings)
+
+
+def _services(findings: list[Finding], settings: Settings) -> None:
+    """Each configured devnet service answers (metadata server, custodial engine)."""
+    from cic_seeding.importers import _custodial
+
+    meta_configured = bool(settings.meta_url)
+    if not meta_configured and settings.devnet_dir:
+        from cic_seeding.chain.connect import read_devnet
+
+        meta_configured = bool((read_devnet(settings.devnet_dir).get("meta") or {}).get("url"))
+    if meta_configured:
+        _run(findings, "metadata server", lambda: _meta(settings))
+    if _custodial.unconfigured(settings) is None:
+        _run(findings, "custodial engine", lambda: _engine(settings))
 
 
 def _chain_id(settings: Settings, chain_id: int) -> str:
@@ -127,10 +141,25 @@ def _tokens(net: CicNetwork, me: str, symbol: str | None) -> str:
     return f"{amount / 10**t.decimals:,.{min(t.decimals, 2)}f} {t.symbol}"
 
 
+def _engine(settings: Settings) -> str:
+    from cic_seeding.importers._custodial import CustodialClient
+
+    client = CustodialClient.from_settings(settings)
+    try:
+        client.open()
+        status = client.call("cic_custodial.engine.status", {}, timeout=10.0)
+    finally:
+        client.close()
+    return f"{client.describe()} answers ({', '.join(f'{k}={v}' for k, v in status.items())})"
+
+
 def _meta(settings: Settings) -> str:
     import requests
 
-    url = settings.meta_url or ""
+    from cic_seeding.importers.meta import meta_client
+
+    with meta_client(settings) as client:
+        url = client.url
     try:
         requests.get(url.rstrip("/") + "/" + "0" * 64, timeout=settings.rpc_timeout)
     except requests.RequestException as exc:

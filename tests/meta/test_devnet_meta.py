@@ -44,15 +44,16 @@ def test_devnet_with_meta_serves_the_cic_meta_importer(tmp_path: Path) -> None:
         b"cic_devnet.meta" not in Path(f"/proc/{meta['pid']}/cmdline").read_bytes()
 
 
-def test_devnet_cli_up_meta_and_down_stops_both(tmp_path: Path) -> None:
-    up = run_cli("devnet", "up", "--dir", str(tmp_path / "dn"), "--meta")
+def test_devnet_cli_up_meta_custodial_doctor_and_down(tmp_path: Path) -> None:
+    up = run_cli("devnet", "up", "--dir", str(tmp_path / "dn"), "--meta", "--custodial")
     info = json.loads((tmp_path / "dn" / "devnet.json").read_text()) if up.returncode == 0 else {}
     try:
         assert up.returncode == 0, up.stderr
         assert "metadata server: http://127.0.0.1:" in up.stderr
-        doctor = run_cli("doctor", "--devnet", str(tmp_path / "dn"),
-                         env={"CIC_META_URL": info["meta"]["url"]})
+        doctor = run_cli("doctor", "--devnet", str(tmp_path / "dn"))
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
         assert "ok   metadata server" in doctor.stdout, doctor.stdout
+        assert "ok   custodial engine" in doctor.stdout, doctor.stdout
     finally:
         down = run_cli("devnet", "down", "--dir", str(tmp_path / "dn"))
     assert down.returncode == 0
