@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cic_devnet._pids import runs, stop_pid_of
 from cic_seeding.errors import ServiceError
 from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient
 
@@ -131,30 +132,9 @@ def _tail(text: str, lines: int = 15) -> str:
 
 
 def _is_worker(pid: int) -> bool:
-    try:
-        return MARKER in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
+    return runs(pid, MARKER)
 
 
 def stop_worker_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a worker known only by pid, if that pid is still one; returns whether it ran."""
-    if not _is_worker(pid):
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _is_worker(pid) or _zombie(pid):
-            return True
-        time.sleep(0.05)  # poll for the exit, bounded by the deadline
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return stop_pid_of(pid, MARKER, timeout)

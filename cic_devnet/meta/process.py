@@ -17,6 +17,7 @@ from pathlib import Path
 
 import requests
 
+from cic_devnet._pids import stop_pid_of
 from cic_seeding.errors import ServiceError, ServiceUnavailableError
 
 
@@ -123,29 +124,7 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
 def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
     still ``python -m cic_devnet.meta``. Returns whether it was running."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if b"cic_devnet.meta" not in cmdline:
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not os.path.exists(f"/proc/{pid}") or _zombie(pid):
-            return True
-        time.sleep(0.02)  # poll for the exit, bounded by the deadline
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    return True
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return stop_pid_of(pid, b"cic_devnet.meta", timeout)
 
 
 def _ready_line(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, str]:

@@ -28,31 +28,19 @@ from eth_utils import is_address, to_checksum_address
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.datadir import UserRow
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers._custodial import TASK_CREATE, TASK_STATUS, CustodialClient, Reply
+from cic_seeding.importers._records import record_problem
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.records.person import add_identity, dumps, person_errors
+from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import norm
 
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for the engine's status answer when a run begins.
 STATUS_TIMEOUT = 15.0
-
-
-def record_problem(data: DataDir, user: UserRow) -> str | None:
-    """Why ``user``'s person record cannot be imported (None: it can)."""
-    path = data.src.path(user.address)
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return f"no person record at {path}"
-    except (OSError, ValueError) as exc:
-        return f"person record {path} is not valid JSON ({exc}); regenerate or fix it"
-    errors = person_errors(doc)
-    return f"person record {path} fails the schema: {errors[0]}" if errors else None
 
 
 class CicEthImporter(Importer):

@@ -33,9 +33,10 @@ from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.importers._keyfiles import KeyfileWriter
+from cic_seeding.importers._records import record_problem
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.records.person import add_identity, dumps, person_errors
+from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import StateStore, Status, norm
 
 log = logging.getLogger(__name__)
@@ -94,22 +95,10 @@ class EthImporter(Importer):
         batch.ensure_allowance(self.network, token.address, funder, needed)
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
-        bad = {u.address: reason for u in users if (reason := self._record_problem(u))}
+        bad = {u.address: reason for u in users if (reason := record_problem(self.data, u))}
         bad.update(self.keys.write([(u.index, u.address) for u in users if u.address not in bad]))
         return bad
 
-    def _record_problem(self, user: UserRow) -> str | None:
-        path = self.data.src.path(user.address)
-        try:
-            doc = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return f"no person record at {path}"
-        except (OSError, ValueError) as exc:
-            return f"person record {path} is not valid JSON ({exc}); regenerate or fix it"
-        errors = person_errors(doc)
-        if errors:
-            return f"person record {path} fails the schema: {errors[0]}"
-        return None
 
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (u.address,))
