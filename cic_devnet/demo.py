@@ -20,6 +20,7 @@ from cic_seeding.errors import UsageError
 from cic_seeding.generate.generator import GenerateOptions, GenerateResult, generate
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.eth import EthImporter
+from cic_seeding.importers.meta import MetaImporter
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions, SyncResult
 
@@ -34,6 +35,7 @@ class DemoResult:
     devnet: dict[str, Any] = field(default_factory=dict)
     generated: GenerateResult | None = None
     imported: ImportResult | None = None
+    metadata: ImportResult | None = None
     synced: SyncResult | None = None
     verified: Any = None  # a VerifyResult
     report: Path | None = None  # the HTML report of the verification
@@ -43,6 +45,7 @@ class DemoResult:
     @property
     def ok(self) -> bool:
         return bool(self.imported and self.imported.ok and self.synced and self.synced.ok
+                    and (self.metadata is None or self.metadata.ok)
                     and (self.verified is None or self.verified.ok))
 
     def render_text(self) -> str:
@@ -54,6 +57,8 @@ class DemoResult:
             lines.append(self.imported.render_text())
         if self.synced:
             lines.append(self.synced.render_text())
+        if self.metadata:
+            lines.append(self.metadata.render_text())
         if self.verified is not None:
             lines.append(self.verified.render_text())
         if self.report is not None:
@@ -82,7 +87,8 @@ def _fresh(directory: Path) -> None:
 
 
 def run_demo(directory: str | Path, users: int = 300, *, seed: int | None = 1,
-             keep: bool = False, verify: Callable[[Settings], Any] | None = None,
+             keep: bool = False, meta: bool = True,
+             verify: Callable[[Settings], Any] | None = None,
              say: Say = lambda s: None, stop: threading.Event | None = None) -> DemoResult:
     """Run the whole pipeline in ``directory``; the devnet stops at the end unless ``keep``."""
     directory = Path(directory).resolve()
@@ -99,7 +105,7 @@ def run_demo(directory: str | Path, users: int = 300, *, seed: int | None = 1,
         clock = now
 
     say("starting the devnet (anvil + CIC contracts)")
-    devnet: Devnet = devnet_up(directory / "devnet", detach=keep)
+    devnet: Devnet = devnet_up(directory / "devnet", detach=keep, meta=meta)
     result.devnet = devnet.info
     lap("devnet")
     try:
@@ -119,6 +125,14 @@ def run_demo(directory: str | Path, users: int = 300, *, seed: int | None = 1,
         say("syncing: opening balances, faucet payouts, gas")
         result.synced = run_sync(settings, "eth", SyncOptions(timeout=600, poll=0.2), stop=stop)
         lap("sync")
+        if meta:
+            say("writing metadata documents (cic_meta)")
+            writer = MetaImporter(settings, stop=stop)
+            try:
+                result.metadata = writer.run()
+            finally:
+                writer.close()
+            lap("metadata")
         if verify is not None:
             say("verifying")
             result.verified = verify(settings)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.import_cmd import stop_on_signals
+from cic_seeding.config import Settings
 
 
 @cli.command("demo")
@@ -14,27 +18,27 @@ from cic_seeding.cli.import_cmd import stop_on_signals
               help="Working directory (wiped and rebuilt on every demo run).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Generator seed.")
 @click.option("--keep", is_flag=True, help="Leave the devnet running afterwards.")
+@click.option("--meta/--no-meta", default=True, show_default=True,
+              help="Also run the metadata server and write every user's documents (cic_meta).")
 @verbosity_options
 @click.pass_context
 @handles_errors
 def demo_command(ctx: click.Context, users: int, directory: str, seed: int, keep: bool,
-                 verbose: int, quiet: bool) -> int:
+                 meta: bool, verbose: int, quiet: bool) -> int:
     """Devnet up, generate, import (eth), sync, verify, print the report."""
     from cic_devnet.demo import run_demo
 
     settings_from(ctx, verbose, quiet)
     say = (lambda s: None) if quiet else (lambda s: click.echo(f"-- {s}", err=True))
     with stop_on_signals() as stop:
-        result = run_demo(directory, users, seed=seed, keep=keep, verify=_verifier(),
+        result = run_demo(directory, users, seed=seed, keep=keep, meta=meta, verify=_verifier(),
                           say=say, stop=stop)
     click.echo(result.render_text())
     return 0 if result.ok else 1
 
 
-def _verifier():  # type: ignore[no-untyped-def]
-    """The verifier as a function of settings, once the verify package is installed."""
-    try:
-        from cic_seeding.verify import verify_settings  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _verifier() -> Callable[[Settings], Any]:
+    """The verifier as a function of settings (imported here: the CLI stays quick to load)."""
+    from cic_seeding.verify import verify_settings
+
     return verify_settings
