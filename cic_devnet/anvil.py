@@ -146,7 +146,8 @@ class AnvilProcess:
 def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
                 state_interval: int = DEFAULT_STATE_INTERVAL, accounts: int = 1,
                 mnemonic: str = DEV_MNEMONIC, log_file: Path | None = None,
-                block_gas_limit: int | None = None, timeout: float = 30.0,
+                block_gas_limit: int | None = None, keep_states: int | None = None,
+                timeout: float = 30.0,
                 detach: bool = False) -> AnvilProcess:
     """Start anvil on 127.0.0.1 and return once it answers ``eth_chainId`` with ``chain_id``.
 
@@ -157,7 +158,9 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
     per request) to ``log_file``, appended to; give each anvil its own log, since the port is
     read from it. Without one a temporary log is used and removed by
     :meth:`AnvilProcess.stop`. ``detach`` puts anvil in its own session so it outlives the
-    caller's terminal (for a background devnet). Raises :class:`ServiceError` with the tail of
+    caller's terminal (for a background devnet). ``keep_states`` bounds the block states anvil
+    keeps in memory (``--prune-history``): without it, seeding 100,000 users grew anvil past
+    10 GB and the kernel killed it. Raises :class:`ServiceError` with the tail of
     anvil's log if it does not come up within ``timeout`` seconds.
     """
     if state_interval < 1:
@@ -166,7 +169,8 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
         state = Path(state).resolve()
         state.parent.mkdir(parents=True, exist_ok=True)
     cmd = _command(port=port, chain_id=chain_id, state=state, state_interval=state_interval,
-                   accounts=accounts, mnemonic=mnemonic, block_gas_limit=block_gas_limit)
+                   accounts=accounts, mnemonic=mnemonic, block_gas_limit=block_gas_limit,
+                   keep_states=keep_states)
     temp_log = log_file is None
     if log_file is None:
         fd, name = tempfile.mkstemp(prefix="cic-anvil-", suffix=".log")
@@ -198,12 +202,15 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
 
 
 def _command(*, port: int, chain_id: int, state: Path | None, state_interval: int,
-             accounts: int, mnemonic: str, block_gas_limit: int | None) -> list[str]:
+             accounts: int, mnemonic: str, block_gas_limit: int | None,
+             keep_states: int | None = None) -> list[str]:
     cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
            "--chain-id", str(chain_id), "--no-mining", "--accounts", str(accounts),
            "--mnemonic", mnemonic, "--color", "never"]
     if block_gas_limit is not None:
         cmd += ["--gas-limit", str(block_gas_limit)]
+    if keep_states is not None:
+        cmd += ["--prune-history", str(keep_states)]
     if state is not None:
         cmd += ["--state", str(state), "--state-interval", str(state_interval)]
     return cmd

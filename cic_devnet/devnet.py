@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHAIN_SPEC = "evm:byzantium:8996:bloxberg"
 KEYFILE, PASSWORD_FILE, META_TOKEN_FILE = "deployer.json", "deployer.pw", "meta.token"
+#: Block gas limit of the devnet chain. 10x mainnet's: seeding sends blocks of up to ~30M gas
+#: (a batch of 100-user BatchFunder transactions), and at 30M those blocks would be full,
+#: raising the EIP-1559 base fee 12.5 % a block until transactions priced a few blocks
+#: earlier can no longer be mined. At 300M such blocks stay under the target.
+BLOCK_GAS_LIMIT = 300_000_000
+#: Block states anvil keeps in memory (older ones are dropped; blocks and receipts stay).
+KEEP_STATES = 256
 
 
 @dataclass
@@ -83,16 +90,21 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
               chain_spec: str = DEFAULT_CHAIN_SPEC,
               options: DeployOptions | None = None, detach: bool = False,
               meta: bool = False, meta_db: str | None = None, custodial: bool = False,
-              custodial_options: EngineOptions | None = None) -> Devnet:
+              custodial_options: EngineOptions | None = None, ussd: bool = False,
+              ussd_db: str | None = None, ussd_schema: str | None = None) -> Devnet:
     """Start anvil and deploy (or reload) the CIC contracts; returns the running devnet.
 
     ``detach`` lets the processes outlive this one (``cic-seed devnet up``); stop them with
     :func:`devnet_down`. ``meta`` also starts the metadata server, on ``meta_db`` (a
     postgresql:// URL) or embedded (SQLite ``DIR/meta.db``); its URL and the file holding its
     write token go into devnet.json. ``custodial`` also starts the custodial engine's workers
-    (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json."""
+    (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json.
+    ``ussd`` also starts the USSD gateway (and with it the metadata server and the engine),
+    its accounts in PostgreSQL ``ussd_db`` (default: the engine's) schema ``ussd_schema``
+    (default: a fresh one per chain)."""
     from cic_devnet.anvil import dev_key, start_anvil
 
+    meta, custodial = meta or ussd, custodial or ussd
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEVNET_FILE
@@ -105,7 +117,8 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     state_path = Path(state).resolve() if state else None
     reload = bool(state_path and state_path.is_file() and previous.get("registry"))
     anvil = start_anvil(port=port, chain_id=spec.network_id, state=state_path,
-                        log_file=directory / "anvil.log", detach=detach)
+                        log_file=directory / "anvil.log", detach=detach,
+                        block_gas_limit=BLOCK_GAS_LIMIT, keep_states=KEEP_STATES)
     try:
         if not (directory / KEYFILE).is_file():
             _write_deployer(directory, dev_key(0))
@@ -131,9 +144,17 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
                 custodial_options, detach)
         elif "custodial" in info:
             info.pop("custodial")
+        if ussd:
+            info["ussd"] = _start_ussd(directory, info, previous.get("ussd") if reload else None,
+                                       ussd_db or (custodial_options.db_url
+                                                   if custodial_options else None),
+                                       ussd_schema, detach)
+        elif "ussd" in info:
+            info.pop("ussd")
         atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     except BaseException:
         anvil.stop()
+        _stop_ussd(info if "info" in locals() else {})
         _stop_meta(info if "info" in locals() else {})
         _stop_custodial(info if "info" in locals() else {})
         raise
@@ -160,6 +181,35 @@ def _start_custodial(directory: Path, client: ChainClient, info: dict[str, Any],
 
     return start_engine(directory, client, info["registry"], options, previous=previous,
                         chain_spec=info.get("chain_spec"), detach=detach)
+
+
+def _start_ussd(directory: Path, info: dict[str, Any], previous: dict[str, Any] | None,
+                db: str | None, schema: str | None, detach: bool) -> dict[str, Any]:
+    """The USSD gateway, beside the metadata server and custodial engine just started."""
+    from cic_devnet.custodial.devnet import DEFAULT_DB
+    from cic_devnet.ussd.process import GatewayOptions, start_gateway
+
+    previous = previous or {}
+    engine, meta = info["custodial"], info["meta"]
+    options = GatewayOptions(
+        db=db or DEFAULT_DB, redis=engine["broker_url"], broker=engine["broker_url"],
+        queue=engine["queue"], meta_url=meta["url"],
+        meta_token=(directory / meta["token_file"]).read_text().strip(),
+        chain_spec=info["chain_spec"],
+        schema=schema or previous.get("schema") or f"ussd_{secrets.token_hex(6)}")
+    gateway = start_gateway(options, log_file=str(directory / "ussd.log"), detach=detach)
+    return {"url": gateway.url, "pid": gateway.pid, "service_code": gateway.service_code,
+            "db": options.db, "schema": options.schema, "log": str(directory / "ussd.log")}
+
+
+def _stop_ussd(info: dict[str, Any]) -> bool:
+    from cic_devnet.ussd.process import stop_gateway_pid
+
+    ussd = info.get("ussd") or {}
+    stopped = bool(ussd.get("pid")) and stop_gateway_pid(int(ussd["pid"]))
+    if ussd:
+        ussd["pid"] = None
+    return stopped
 
 
 def _stop_custodial(info: dict[str, Any]) -> bool:
@@ -202,6 +252,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
     info = json.loads(path.read_text())
     anvil = info.get("anvil") or {}
     stopped = bool(anvil.get("pid")) and stop_pid(int(anvil["pid"]), timeout).was_running
+    stopped = _stop_ussd(info) or stopped
     stopped = _stop_meta(info) or stopped
     stopped = _stop_custodial(info) or stopped
     anvil["pid"] = None

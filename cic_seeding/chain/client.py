@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 ReadCall = tuple[str, Function, Sequence[Any]]  # (contract address, function, args)
 
+#: Seconds a gas price is reused. Short: under load (full blocks) the base fee rises 12.5 %
+#: a block, and a price older than a few blocks gets refused ("max fee per gas less than
+#: block base fee"), leaving a nonce gap behind it.
+GAS_PRICE_TTL = 0.5
+
 
 def _int(value: Any) -> int:
     return int(value, 16) if isinstance(value, str) else int(value)
@@ -126,7 +131,7 @@ class ChainClient:
         so paying a margin over it feeds back until users' gas gifts cover only a few
         transactions. Elsewhere: ``eth_gasPrice`` as it is."""
         now = time.monotonic()
-        if self._gas_price is None or now - self._gas_price[0] > 5:
+        if self._gas_price is None or now - self._gas_price[0] > GAS_PRICE_TTL:
             block = self.rpc.call("eth_getBlockByNumber", ["latest", False]) or {}
             if block.get("baseFeePerGas") is not None:
                 try:
