@@ -42,7 +42,7 @@ KEYFILE, PASSWORD_FILE, META_TOKEN_FILE = "deployer.json", "deployer.pw", "meta.
 #: earlier can no longer be mined. At 300M such blocks stay under the target.
 BLOCK_GAS_LIMIT = 300_000_000
 #: Block states anvil keeps in memory (older ones are dropped; blocks and receipts stay).
-KEEP_STATES = 256
+KEEP_STATES = 16
 
 
 @dataclass
