@@ -111,6 +111,23 @@ class Settings:
     custodial_keyfile_password_file: str | None = _key(
         None, "CIC_CUSTODIAL_KEYFILE_PASSWORD_FILE",
         "engine side: file holding the password of the engine signer's keyfile")
+    ussd_url: str | None = _key(
+        None, "CIC_USSD_URL", "USSD gateway URL (cic_ussd importer, ussd checks; default: the "
+        "devnet's)")
+    ussd_service_code: str | None = _key(
+        None, "CIC_USSD_SERVICE_CODE", "USSD service code sessions dial (default: the devnet's, "
+        "else *483*46#)")
+    ussd_max_wait: float = _key(
+        120.0, "CIC_USSD_MAX_WAIT",
+        "seconds the cic_ussd importer waits for a registration's address (then fails the "
+        "user; a rerun resumes)", kind=float)
+    ussd_concurrency: int = _key(16, "CIC_USSD_CONCURRENCY",
+                                 "USSD sessions the cic_ussd importer keeps in flight", kind=int)
+    ussd_db_url: str | None = _key(
+        None, "CIC_USSD_DB_URL", "PostgreSQL URL of the USSD gateway's accounts (gateway side, "
+        "ussd-pins/ussd-data; default: the devnet's)")
+    ussd_db_schema: str | None = _key(
+        None, "CIC_USSD_DB_SCHEMA", "PostgreSQL schema of the USSD gateway's accounts")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def source_of(self, name: str) -> str:

@@ -28,6 +28,8 @@ it is *transient* (worth retrying with backoff: the same call may succeed later)
     ├── MetadataError                 the metadata server (HTTP) and its documents
     │   ├── MetadataUnavailableError  transient: refused, timeout, 5xx, 429 (names the URL)
     │   └── MetadataRequestError      the server refused the request (4xx, its message)
+    ├── UssdError                     the USSD gateway (HTTP) and its accounts
+    │   └── UssdUnavailableError      transient: refused, timeout, 5xx (names the URL)
     └── ServiceError                  a devnet service (anvil, workers, HTTP servers)
         ├── ServiceUnavailableError   transient: the service does not answer (yet)
         └── CustodialError            the custodial engine refused or failed a request
@@ -162,6 +164,16 @@ class MetadataRequestError(MetadataError):
     def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+
+
+class UssdError(CicSeedError):
+    """Talking to the USSD gateway failed, or it answered outside the protocol."""
+
+
+class UssdUnavailableError(UssdError):
+    """The USSD gateway did not answer usefully (refused, timeout, 5xx)."""
+
+    transient = True
 
 
 class ServiceError(CicSeedError):

@@ -45,12 +45,15 @@ def devnet_group() -> None:
               "custodial_db_url / custodial_broker_url, default local ones).")
 @click.option("--custodial-workers", type=int, default=1, show_default=True,
               help="Custodial worker processes to start.")
+@click.option("--ussd", is_flag=True,
+              help="Also start the USSD gateway (with the metadata server and the custodial "
+              "engine; accounts in ussd_db_url, default the engine's PostgreSQL).")
 @deploy_flags
 @verbosity_options
 @click.pass_context
 @handles_errors
 def up_command(ctx: click.Context, directory: str, port: int, state: str | None, meta: bool,
-               meta_db: str | None, custodial: bool, custodial_workers: int,
+               meta_db: str | None, custodial: bool, custodial_workers: int, ussd: bool,
                chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
                verbose: int, quiet: bool) -> int:
     """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
@@ -61,17 +64,23 @@ def up_command(ctx: click.Context, directory: str, port: int, state: str | None,
                        options=_deploy_options(symbol, decimals, faucet_amount), detach=True,
                        meta=meta, meta_db=meta_db, custodial=custodial,
                        custodial_options=_engine_options(settings, custodial_workers)
-                       if custodial else None)
+                       if custodial or ussd else None, ussd=ussd,
+                       ussd_db=settings.ussd_db_url, ussd_schema=settings.ussd_db_schema)
     if not quiet:
         click.echo(f"devnet up: {devnet.rpc_url} (anvil pid {devnet.info['anvil']['pid']}), "
                    f"{devnet.directory}/devnet.json", err=True)
-        if meta:
+        if meta or ussd:
             click.echo(f"metadata server: {devnet.info['meta']['url']}", err=True)
-        if custodial:
+        if custodial or ussd:
             engine = devnet.info["custodial"]
             click.echo(f"custodial engine: {len(engine['workers'])} worker(s) on queue "
                        f"{engine['queue']} at {engine['broker_url']}, database "
                        f"{engine['db_url']} schema {engine['db_schema']}", err=True)
+        if ussd:
+            gateway = devnet.info["ussd"]
+            click.echo(f"USSD gateway: {gateway['url']} (service code "
+                       f"{gateway['service_code']}), accounts in schema {gateway['schema']}",
+                       err=True)
     click.echo(devnet.registry)
     return 0
 

@@ -21,7 +21,8 @@ from cic_seeding.verify import registry as check_registry
 from tests.verify.fakes import World, make_world
 
 BUILT_IN = ["accounts_index", "balance", "custodial_key", "faucet", "gas", "imported",
-            "local_key", "metadata", "metadata_custom", "metadata_phone", "metadata_preferences"]
+            "local_key", "metadata", "metadata_custom", "metadata_phone", "metadata_preferences",
+            "ussd", "ussd_pins"]
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The USSD gateway (devnet service): protocol endpoint, menus, sessions, accounts."""

@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Pay the opening balances of users registered over USSD: same as ``cic-seed sync cic_ussd``."""
+
+from cic_seeding.cli.main import run_script
+
+if __name__ == "__main__":
+    run_script(["sync", "cic_ussd"])
