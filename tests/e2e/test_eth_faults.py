@@ -31,6 +31,7 @@ from tests.e2e.ledger import (
 )
 from tests.e2e.procs import (
     clean_env,
+    db_count,
     db_rows,
     files_in,
     payments_in,
@@ -150,10 +151,14 @@ def test_seed_and_sync_at_once_with_one_signer_have_no_nonce_errors(
     sync_env = clean_env(CIC_BATCH_SIZE="10")
     # -v: a nonce conflict the payer recovers from is logged (info) and fails the test too
     with running("eth/sync.py", *seed_args(data, devnet, "--timeout", "90", "--poll", "0.05",
-                                           "-v"), cwd=tmp_path, env=sync_env) as sync, \
-            running("eth/seed.py", *seed_args(data, devnet, "--batch-size", "10", "-v"),
-                    cwd=tmp_path) as seed:
-        assert seed.wait(90) == 0, seed.report()
+                                           "-v"), cwd=tmp_path, env=sync_env) as sync:
+        # sync first, seed once sync is following the chain (its cursor is in the store):
+        # otherwise a fast seed can finish before sync has started, and nothing overlaps
+        wait_for(lambda: db_count(data, "SELECT COUNT(*) FROM cursors"), timeout=60,
+                 what="the syncer's cursor", while_alive=sync)
+        with running("eth/seed.py", *seed_args(data, devnet, "--batch-size", "10", "-v"),
+                     cwd=tmp_path) as seed:
+            assert seed.wait(90) == 0, seed.report()
         assert sync.wait(90) == 0, sync.report()
     for run in (seed, sync):
         assert "nonce" not in (run.stdout + run.stderr).lower(), run.report()
