@@ -49,6 +49,7 @@ def batch_funder_option(fn: Any) -> Any:
 
 @cli.command("import")
 @click.argument("name")
+@click.argument("directory", required=False)
 @click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
 @chain_options
 @click.option("--batch-size", type=int, help="Users per batch of transactions.")
@@ -61,13 +62,13 @@ def batch_funder_option(fn: Any) -> Any:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def import_command(ctx: click.Context, name: str, data_dir: str | None,
+def import_command(ctx: click.Context, name: str, directory: str | None, data_dir: str | None,
                    batch_size: int | None, limit: int | None, state_url: str | None,
                    keystore_kdf: str | None, batch_funder: str | None, verbose: int,
                    quiet: bool, **kw: Any) -> int:
-    """Import the users of a data directory with importer NAME (eth, cic_meta, ...)."""
-    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
-                             state_url=state_url, batch_funder=batch_funder,
+    """Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."""
+    settings = settings_from(ctx, verbose, quiet, data_dir=directory or data_dir,
+                             batch_size=batch_size, state_url=state_url, batch_funder=batch_funder,
                              keystore_kdf=keystore_kdf, **chain_flags(kw))
     cls = get_importer(name)
     with stop_on_signals() as stop:

@@ -49,7 +49,7 @@ def test_seeded_users_log_in_with_their_pins(stack: Stack, tmp_path: Path) -> No
     before = run_verify(settings, VerifyOptions(importer="cic_eth", include=("ussd",)))
     assert before.checks["ussd"].failed == USERS  # no gateway account yet
 
-    args = ("--dir", str(data_dir), "--devnet", str(stack.devnet.directory))
+    args = (str(data_dir), "--devnet", str(stack.devnet.directory))  # as the issue writes it
     out = run_cli("import", "ussd-pins", *args, env=_cli_env(stack))
     assert out.returncode == 0, out.stderr + out.stdout
     got = dict((p, (s, lang)) for p, s, lang in stack.sql(
