@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cic_devnet._pids import stop_pid_of
-from cic_devnet.meta.process import _ready_line, _wait_answering
-from cic_seeding.errors import ServiceError
+from cic_devnet._server import ServerProcess, await_ready, spawn
 from cic_seeding.ussd.client import DEFAULT_SERVICE_CODE
 
 MARKER = b"cic_devnet.ussd"
@@ -38,7 +33,7 @@ class GatewayOptions:
 
 
 @dataclass
-class GatewayProcess:
+class GatewayProcess(ServerProcess):
     """A running gateway: its URL and pid; ``stop()`` ends it by pid."""
 
     url: str
@@ -52,18 +47,6 @@ class GatewayProcess:
     def service_code(self) -> str:
         return self.options.service_codes[0]
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, wait up to ``timeout`` s, then SIGKILL. Idempotent."""
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                proc.wait(timeout)
-        self._cleanup()
-
     def kill9(self) -> None:
         """SIGKILL, as a crash would."""
         if self._proc is not None and self._proc.poll() is None:
@@ -76,25 +59,6 @@ class GatewayProcess:
         self.stop()
         return start_gateway(self.options, port=self.port, timeout=timeout)
 
-    def log(self) -> str:
-        if self._log_path and os.path.exists(self._log_path):
-            return Path(self._log_path).read_text(errors="replace")
-        return ""
-
-    def _cleanup(self) -> None:
-        if self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
-        if self._log_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._log_path)
-            self._log_path = None
-
-    def __enter__(self) -> GatewayProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
 
 def start_gateway(options: GatewayOptions, *, port: int = 0, timeout: float = 20.0,
                   log_level: str = "warning", log_file: str | None = None,
@@ -103,10 +67,6 @@ def start_gateway(options: GatewayOptions, *, port: int = 0, timeout: float = 20
 
     The metadata token reaches the child on stdin, never on its command line.
     """
-    if log_file:
-        fd, log_path = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), None
-    else:
-        fd, log_path = tempfile.mkstemp(prefix="cic-ussd-", suffix=".log")
     cmd = [sys.executable, "-m", "cic_devnet.ussd", "--port", str(port), "--db", options.db,
            "--redis", options.redis, "--broker", options.broker, "--queue", options.queue,
            "--meta-url", options.meta_url, "--meta-token-file", "-",
@@ -116,28 +76,12 @@ def start_gateway(options: GatewayOptions, *, port: int = 0, timeout: float = 20
         cmd += ["--service-code", code]
     if options.schema:
         cmd += ["--schema", options.schema]
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                start_new_session=detach)
-    assert proc.stdin is not None
-    proc.stdin.write(options.meta_token.encode() + b"\n")
-    proc.stdin.close()
+    proc, log_path = spawn(cmd, options.meta_token, log_file=log_file, detach=detach,
+                           prefix="cic-ussd-")
     server = GatewayProcess(url="", pid=proc.pid, port=port, options=options, _proc=proc,
                             _log_path=log_path)
-    deadline = time.monotonic() + timeout
-    try:
-        ready = _ready_line(proc, deadline)
-        server.url = ready["url"]
-        server.port = int(server.url.rsplit(":", 1)[1])
-        _wait_answering(server, proc, deadline)  # type: ignore[arg-type]
-    except BaseException:
-        detail = server.log().strip() or (
-            Path(log_file).read_text(errors="replace")[-2000:] if log_file else "")
-        server.stop()
-        raise ServiceError(f"the USSD gateway did not start: {detail or 'no output'}",
-                           hint=f"command: {' '.join(cmd)}") from None
-    if detach and proc.stdout is not None:
-        proc.stdout.close()
+    await_ready(server, proc, timeout=timeout, log_file=log_file, detach=detach, cmd=cmd,
+                what="USSD gateway")
     return server
 
 
