@@ -19,13 +19,14 @@ from cic_seeding.state.base import (
     REGISTER,
     Cursor,
     Payment,
+    PaymentSummary,
     StateStore,
     Status,
     UserState,
     norm,
 )
 
-__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "Payment", "REGISTER", "StateStore", "Status",
+__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "Payment", "PaymentSummary", "REGISTER", "StateStore", "Status",
            "UserState", "norm", "open_state_store", "state_location"]
 
 STATE_FILE = "state.db"

@@ -13,7 +13,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from cic_seeding.state.base import Cursor, Payment, StateStore, Status, UserState, norm
+from cic_seeding.state.base import (
+    Cursor,
+    Payment,
+    PaymentSummary,
+    StateStore,
+    Status,
+    UserState,
+    norm,
+)
 
 SCHEMA_VERSION = 1
 
@@ -75,7 +83,7 @@ SCHEMA = [
 
 _USER_COLS = "importer, address, idx, status, target, reason, attempts, created_at, updated_at"
 _PAY_COLS = ("importer, address, kind, status, amount, tx_hash, raw_tx, nonce, block_number, "
-             "reason, updated_at")
+             "reason, updated_at, seq")
 
 
 def _in(values: Sequence[Any]) -> str:
@@ -310,7 +318,7 @@ class SqlStateStore(StateStore):
     def _payment(r: Sequence[Any]) -> Payment:
         return Payment(r[0], r[1], r[2], Status(r[3]), int(r[4]), r[5], r[6],
                        None if r[7] is None else int(r[7]), None if r[8] is None else int(r[8]),
-                       r[9], float(r[10]))
+                       r[9], float(r[10]), int(r[11]))
 
     def payment(self, importer: str, address: str, kind: str) -> Payment | None:
         rows = self._query(f"SELECT {_PAY_COLS} FROM payments WHERE importer = ? AND address = ? "
@@ -318,10 +326,13 @@ class SqlStateStore(StateStore):
         return self._payment(rows[0]) if rows else None
 
     def payments(self, importer: str, statuses: Iterable[Status] | None = None,
-                 kind: str | None = None, limit: int | None = None) -> list[Payment]:
+                 kind: str | None = None, limit: int | None = None,
+                 after: int = 0) -> list[Payment]:
         where, params = self._status_filter(importer, statuses)
         if kind is not None:
             where, params = where + " AND kind = ?", (*params, kind)
+        if after:
+            where, params = where + " AND seq > ?", (*params, int(after))
         sql = f"SELECT {_PAY_COLS} FROM payments WHERE {where} ORDER BY seq"
         if limit is not None:
             sql, params = sql + " LIMIT ?", (*params, int(limit))
@@ -331,6 +342,26 @@ class SqlStateStore(StateStore):
         return {(k, Status(s)): int(n) for k, s, n in self._query(
             "SELECT kind, status, count(*) FROM payments WHERE importer = ? GROUP BY kind, status",
             (importer,))}
+
+    def payment_summary(self, importer: str) -> PaymentSummary:
+        (planned, done, failed), = self._query(
+            "SELECT count(*), "
+            "coalesce(sum(CASE WHEN unpaid = 0 AND bad = 0 THEN 1 ELSE 0 END), 0), "
+            "coalesce(sum(CASE WHEN bad > 0 THEN 1 ELSE 0 END), 0) FROM ("
+            " SELECT address, sum(CASE WHEN status <> ? THEN 1 ELSE 0 END) AS unpaid,"
+            " sum(CASE WHEN status = ? THEN 1 ELSE 0 END) AS bad"
+            " FROM payments WHERE importer = ? GROUP BY address) AS per_user",
+            (Status.CONFIRMED.value, Status.FAILED.value, importer))
+        return PaymentSummary(int(planned), int(done), int(failed))
+
+    def unplanned_targets(self, importer: str, limit: int | None = None) -> list[str]:
+        sql = ("SELECT u.target FROM users u WHERE u.importer = ? AND u.target IS NOT NULL "
+               "AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.importer = u.importer "
+               "AND p.address = u.target) ORDER BY u.idx")
+        params: tuple[Any, ...] = (importer,)
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, int(limit))
+        return [t for (t,) in self._query(sql, params)]
 
     def mark_payments_submitted(
             self, importer: str, items: Iterable[tuple[str, str, str, str, int]]) -> None:

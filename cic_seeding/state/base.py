@@ -70,6 +70,16 @@ class Payment:
     block_number: int | None
     reason: str | None
     updated_at: float
+    seq: int = 0  # position in the ledger (insertion order), for paging with ``after``
+
+
+@dataclass(frozen=True)
+class PaymentSummary:
+    """Per-user progress of an importer's ledger, counted by the store (nothing loaded)."""
+
+    planned: int  # users with at least one payment in the ledger
+    done: int  # users all of whose payments are confirmed
+    failed: int  # users with a failed payment
 
 
 @dataclass(frozen=True)
@@ -187,11 +197,21 @@ class StateStore(abc.ABC):
 
     @abc.abstractmethod
     def payments(self, importer: str, statuses: Iterable[Status] | None = None,
-                 kind: str | None = None, limit: int | None = None) -> list[Payment]:
-        """Ledger rows in insertion order, filtered by status and kind."""
+                 kind: str | None = None, limit: int | None = None,
+                 after: int = 0) -> list[Payment]:
+        """Ledger rows in insertion order, filtered by status and kind; ``after`` a
+        :attr:`Payment.seq` starts past that row (paging that survives status changes)."""
 
     @abc.abstractmethod
     def payment_counts(self, importer: str) -> dict[tuple[str, Status], int]: ...
+
+    @abc.abstractmethod
+    def payment_summary(self, importer: str) -> PaymentSummary:
+        """How many users the ledger has, has paid completely, and has failed."""
+
+    @abc.abstractmethod
+    def unplanned_targets(self, importer: str, limit: int | None = None) -> list[str]:
+        """Target addresses of users with no payment in the ledger (in index order)."""
 
     @abc.abstractmethod
     def mark_payments_submitted(

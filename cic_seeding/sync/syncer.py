@@ -29,6 +29,9 @@ from cic_seeding.sync.port import SyncChain
 
 log = logging.getLogger(__name__)
 
+#: Submitted payments checked per receipts batch.
+SETTLE_PAGE = 1000
+
 #: ``(block, address)`` registrations -> ``{address: (block, tx_hash, amount)}`` of those whose
 #: registering transaction also paid the opening balance.
 Prepaid = Callable[[Sequence[tuple[int, str]]], Mapping[str, tuple[int, str, int]]]
@@ -113,6 +116,8 @@ class Syncer:
         self.prepaid = prepaid
         self.reader = LogReader(chain.registrations)
         self.result = SyncResult(importer, users=len(self.users))
+        self._owed_nothing = sum(1 for t in self.users if not plan.for_user(t))
+        self._before: dict[str, int] | None = None  # see _registered_before
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> SyncResult:
@@ -216,7 +221,8 @@ class Syncer:
                     amount = paid[a][2]
                 items.append((a, kind, amount))
         for a, (_, _, amount) in paid.items():  # paid although the plan says nothing
-            if not any(kind == FUND for _, kind, _ in self.plan.for_user(a)):
+            kinds = {kind for _, kind, _ in self.plan.for_user(a)}
+            if kinds and FUND not in kinds:  # (a user owed nothing stays out of the ledger)
                 items.append((a, FUND, amount))
         return items, paid
 
@@ -231,21 +237,23 @@ class Syncer:
             (a, FUND, block) for a, (block, _, _) in paid.items()])
 
     def _registered_before(self, addresses: set[str]) -> list[tuple[int, str]]:
-        """The registrations of ``addresses`` below the cursor (a full scan; rare)."""
-        cursor = self.store.cursor(self.importer, self.chain.chain_key)
-        end = cursor.next_block if cursor else self.chain.head() + 1
-        found = []
-        for _, _, logs in LogReader(self.chain.registrations).read(0, end):
-            found += [(b, norm(a)) for b, a in logs if norm(a) in addresses]
-        return found
+        """The registrations of ``addresses`` below the block this run started at.
+
+        Read once per run (a full log scan, needed only with ``prepaid``): those blocks are
+        behind the cursor for good, while anything at or above it is planned by the scan.
+        """
+        if self._before is None:
+            end = self.result.first_block or 0
+            self._before = {}
+            for _, _, logs in LogReader(self.chain.registrations).read(0, end):
+                self._before.update((norm(a), b) for b, a in logs if norm(a) in self.users)
+        return [(b, a) for a in addresses if (b := self._before.get(a)) is not None]
 
     def _reconcile(self) -> None:
         """Users the importer confirmed but no log planned for (e.g. registered before the
         cursor began): plan them if the AccountsIndex has them."""
-        in_ledger = {p.address for p in self.store.payments(self.importer)}
-        confirmed = self.store.targets(self.importer)
-        missing = [t for t in confirmed if t in self.users and t not in in_ledger
-                   and self.plan.for_user(t)]
+        missing = [t for t in self.store.unplanned_targets(self.importer)
+                   if t in self.users and self.plan.for_user(t)]
         if not missing:
             return
         have = self.chain.registered(missing)
@@ -259,7 +267,8 @@ class Syncer:
             items, paid = [item for t in missing if t in have
                            for item in self.plan.for_user(t)], {}
         if items:
-            log.info("%d registered users had no payments planned; planning them", len(have))
+            log.info("%d registered users had no payments planned; planning them",
+                     len({a for a, _, _ in items}))
             with self.store.transaction():
                 self.store.plan_payments(self.importer, items)
                 self._record_prepaid(paid)
@@ -275,36 +284,34 @@ class Syncer:
         return sent
 
     def _settle(self) -> int:
-        submitted = self.store.payments(self.importer, [Status.SUBMITTED])
-        settled = 0
-        for i in range(0, len(submitted), 1000):
-            settled += self.payer.settle(submitted[i:i + 1000])
+        settled, after = 0, 0
+        while not self.stop.is_set():  # a page at a time: memory stays flat in the ledger's size
+            page = self.store.payments(self.importer, [Status.SUBMITTED], limit=SETTLE_PAGE,
+                                       after=after)
+            if not page:
+                break
+            settled += self.payer.settle(page)
+            after = page[-1].seq
         return settled
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _summarise(self) -> None:
+        """Progress from the store's counts (the ledger is never loaded: memory stays flat).
+
+        A user owed something is done when the ledger has its payments, all confirmed (they
+        are planned together); a user owed nothing is done at once and never in the ledger.
+        """
         counts: dict[str, dict[str, int]] = {}
         for (kind, status), n in self.store.payment_counts(self.importer).items():
             counts.setdefault(kind, {})[status.value] = n
         self.result.payments = counts
-        by_user: dict[str, set[str]] = {}
-        failures = []
-        for p in self.store.payments(self.importer, [Status.CONFIRMED, Status.FAILED]):
-            if p.status is Status.CONFIRMED:
-                by_user.setdefault(p.address, set()).add(p.kind)
-            else:
-                failures.append((p.address, p.kind, p.reason or "failed"))
-        planned = {p.address for p in self.store.payments(self.importer)}
-        done = waiting = 0
-        for t in self.users:
-            need = {k for _, k, _ in self.plan.for_user(t)}
-            if need and t not in planned:
-                waiting += 1
-            elif need <= by_user.get(t, set()):
-                done += 1
-        self.result.done, self.result.waiting = done, waiting
-        self.result.failures = failures[:100]
-        self.result.failed = len({a for a, _, _ in failures})
+        summary = self.store.payment_summary(self.importer)
+        owed = len(self.users) - self._owed_nothing
+        self.result.done = summary.done + self._owed_nothing
+        self.result.waiting = max(0, owed - summary.planned)
+        self.result.failed = summary.failed
+        self.result.failures = [(p.address, p.kind, p.reason or "failed") for p in
+                                self.store.payments(self.importer, [Status.FAILED], limit=100)]
 
     def _finished(self) -> bool:
         r = self.result

@@ -8,7 +8,16 @@ import time
 import pytest
 
 from cic_seeding.errors import StateError
-from cic_seeding.state import FAUCET, FUND, GAS, REGISTER, StateStore, Status, open_state_store
+from cic_seeding.state import (
+    FAUCET,
+    FUND,
+    GAS,
+    REGISTER,
+    PaymentSummary,
+    StateStore,
+    Status,
+    open_state_store,
+)
 
 A = "0x" + "Ab" * 20
 B = "0x" + "cd" * 20
@@ -100,6 +109,42 @@ def test_payments_ledger_once_per_kind(store: StateStore) -> None:
     store.reset_payments("eth", [(A, GAS)])
     gas = store.payment("eth", A, GAS)
     assert gas is not None and gas.status is Status.PENDING and gas.tx_hash is None
+
+
+def test_payment_summary_counts_users_not_rows(store: StateStore) -> None:
+    assert store.payment_summary("eth") == PaymentSummary(0, 0, 0)
+    store.plan_payments("eth", [(A, FUND, 5), (A, GAS, 1), (B, FUND, 5), (B, GAS, 1),
+                                (C, FUND, 5)])
+    store.mark_payments_confirmed("eth", [(A, FUND, 3), (A, GAS, 3), (B, FUND, 3)])
+    store.mark_payments_failed("eth", [(C, FUND, "reverted")])
+    store.plan_payments("other", [(A, FUND, 1)])
+    assert store.payment_summary("eth") == PaymentSummary(planned=3, done=1, failed=1)
+    store.mark_payments_confirmed("eth", [(B, GAS, 4)])
+    assert store.payment_summary("eth") == PaymentSummary(planned=3, done=2, failed=1)
+
+
+def test_unplanned_targets_are_users_with_a_target_and_no_payment(store: StateStore) -> None:
+    t = "0x" + "11" * 20
+    store.add_users("eth", [(0, A), (1, B), (2, C)])
+    store.mark_submitted("eth", [(B, REGISTER, "0x02", t)])
+    store.mark_confirmed("eth", [(A, None), (C, None)])
+    assert store.unplanned_targets("eth") == [A.lower(), t, C.lower()]
+    assert store.unplanned_targets("eth", limit=1) == [A.lower()]
+    store.plan_payments("eth", [(t, FUND, 1)])
+    assert store.unplanned_targets("eth") == [A.lower(), C.lower()]
+    assert store.unplanned_targets("other") == []
+
+
+def test_payments_page_after_a_seq_even_as_statuses_change(store: StateStore) -> None:
+    store.plan_payments("eth", [(addr(i), FUND, i + 1) for i in range(7)])
+    seen, after = [], 0
+    while page := store.payments("eth", [Status.PENDING], limit=3, after=after):
+        seen += [p.address for p in page]
+        after = page[-1].seq
+        # settling the page while paging must not shift the next one
+        store.mark_payments_confirmed("eth", [(page[0].address, FUND, 1)])
+    assert seen == [addr(i) for i in range(7)]
+    assert [p.seq for p in store.payments("eth")] == sorted(p.seq for p in store.payments("eth"))
 
 
 def test_reopen_payments_after_reorg(store: StateStore) -> None:

@@ -1,6 +1,7 @@
 """The local key check: the user's v3 keyfile under ``keystore/`` decrypts to its address.
 
-Decryption is scrypt, so batches are spread over a process pool (``settings.workers``).
+Decryption is scrypt (on OpenSSL, :func:`~cic_seeding.chain.keyfile.decrypt_v3`), so batches
+are spread over a process pool (``settings.workers``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
-import eth_keyfile
-
+from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.generate.keys import address_of
 from cic_seeding.importers._keyfiles import keyfile_path
 from cic_seeding.verify.base import Check, Verdict, VerifyUser
@@ -34,8 +34,8 @@ def _decrypt_one(keystore: Path, address: str, password: str) -> str | None:
     except (OSError, ValueError) as exc:
         return f"keyfile {path} cannot be read as JSON: {exc}"
     try:
-        key = eth_keyfile.decode_keyfile_json(doc, password.encode())
-    except Exception as exc:  # eth_keyfile raises ValueError/KeyError/... for bad files
+        key = decrypt_v3(doc, password)
+    except Exception as exc:  # a bad file raises ValueError/KeyError/TypeError/...
         return f"keyfile {path} does not decrypt with keystore_password: {exc}"
     found = address_of(key).lower()
     return None if found == address.lower() else f"keyfile {path} holds the key of {found}"
