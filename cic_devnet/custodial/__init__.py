@@ -1,9 +1,10 @@
 """The custodial engine: a Celery service that holds users' keys and signs for them.
 
 Rooms: :mod:`.engine` (the operations, plain functions), :mod:`.tasks` (Celery adapters),
-:mod:`.app` (the Celery app), :mod:`.storage` (PostgreSQL), :mod:`.keys` (AES-GCM at rest),
-:mod:`.txqueue` (nonces, dispatcher, tracker), :mod:`.process` and :mod:`.devnet` (process
-control, ``cic-seed devnet up --custodial``). Clients know it only by its API, documented in
+:mod:`.app` (the Celery app), :mod:`.storage` (PostgreSQL; :mod:`._sqlite` for SQLite),
+:mod:`.keys` (AES-GCM at rest), :mod:`.txqueue` (nonces, dispatcher, tracker), :mod:`.process`
+and :mod:`.devnet` (process control, ``cic-seed devnet up --custodial``), :mod:`.embedded`
+(the engine inside one process). Clients know it only by its API, documented in
 :mod:`cic_seeding.importers._custodial`.
 
 Running workers on several machines
@@ -35,6 +36,13 @@ masked: give ``CIC_CUSTODIAL_DB_URL`` then).
 
 Without any configuration ``cic-seed devnet up --custodial`` uses PostgreSQL on
 127.0.0.1:5432 (database ``cic_custodial``, created if missing, a fresh schema per devnet) and
-Redis on 127.0.0.1:6379 (db 0, a fresh queue name per devnet). There is no embedded SQLite
-mode: the engine's guarantees (row locks, SKIP LOCKED) are PostgreSQL's.
+Redis on 127.0.0.1:6379 (db 0, a fresh queue name per devnet).
+
+Embedded
+--------
+Without PostgreSQL and Redis the engine can run inside one process (:mod:`.embedded`, used by
+``cic-seed demo --custodial``): the same Celery app and tasks, a worker in a thread on kombu's
+in-memory transport (broker ``memory://``), storage in one SQLite file (``DEVNET_DIR/
+custodial.db``, :mod:`._sqlite`) whose writers are serialised by ``BEGIN IMMEDIATE`` instead of
+row locks. Clients reach it only from that process (:mod:`cic_seeding.importers._custodial_local`).
 """

@@ -4,6 +4,19 @@
 environment (and config file) of the process, which is how a worker finds its broker, queue,
 database, passphrase and signer. When a worker is ready it opens the engine (failing loudly
 on a bad configuration) and starts the queue loop (dispatcher and tracker) in a thread.
+
+**Losing the broker.** A worker outlives Redis restarts: it retries the connection forever
+(``broker_connection_max_retries=None``; the default gives up after 100 attempts), storing a
+result waits for Redis to come back (``result_backend_always_retry``), and its broker transport
+is :class:`RedisTransport`. With kombu's own, a worker holding late-acked tasks when Redis went
+away *exited* ("Unrecoverable error: AttributeError: 'NoneType' object has no attribute
+'hostname'"): the consumer drops the lost connection's transport, but the channel of those
+tasks still uses it -- to restore them when it is closed, to ack each one when it finishes
+(a thread cannot be cancelled) -- and finds no connection details. :class:`RedisChannel` turns
+that into the connection error kombu and celery handle ("Couldn't ack ..."; the channel is
+closed anyway). Such tasks are not lost: Redis keeps every delivered, unacknowledged task and
+gives it back after :data:`VISIBILITY_TIMEOUT` (a Redis restarted without persistence has
+lost them anyway: the client asks again; every task is idempotent).
 """
 
 from __future__ import annotations
@@ -11,9 +24,12 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
+import redis
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
+from kombu.transport import redis as kombu_redis
 
 from cic_seeding.config import Settings, load_settings
 from cic_seeding.importers._custodial import endpoint
@@ -71,6 +87,23 @@ class EngineRef:
                 self._engine = None
 
 
+class RedisChannel(kombu_redis.Channel):  # type: ignore[misc]  # kombu is untyped
+    """kombu's Redis channel; used after its connection was dropped, a connection error."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        if self.connection is None or self.connection.client is None:  # closed, or dropped
+            raise redis.ConnectionError("this channel's broker connection was closed after it "
+                                        "was lost; its unacknowledged tasks return from Redis")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
+        return params
+
+
+class RedisTransport(kombu_redis.Transport):  # type: ignore[misc]
+    """kombu's Redis transport with :class:`RedisChannel` (see the module documentation)."""
+
+    Channel = RedisChannel
+
+
 def create_app(settings: Settings, *, queue_loop: bool = True) -> Celery:
     """A Celery app of the engine for ``settings`` (broker, queue); tasks registered.
 
@@ -78,13 +111,19 @@ def create_app(settings: Settings, *, queue_loop: bool = True) -> Celery:
     """
     broker, queue = endpoint(settings)
     app = Celery("cic_custodial", broker=broker, backend=broker, set_as_current=False)
+    if urlsplit(broker).scheme == "redis":  # (rediss:// keeps kombu's, which sets up TLS)
+        app.conf.broker_transport = f"{__name__}:{RedisTransport.__name__}"
     app.conf.update(
         task_serializer="json", result_serializer="json", accept_content=["json"],
         task_default_queue=queue, task_acks_late=True, task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=4, result_expires=3600,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
-        # on a lost broker connection, running tasks (acked late) are redelivered, not acked
+        # a service outlives a broker outage of any length (see the module documentation)
+        broker_connection_max_retries=None, result_backend_always_retry=True,
+        # the thread pool cannot cancel a running task when the connection is lost ("Failed
+        # to cancel" in the log): it finishes, its ack fails, Redis gives the task back after
+        # the visibility timeout (tasks are idempotent); True is celery's future default
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=False, task_send_sent_event=False)
     app.cic_engine = EngineRef(settings)

@@ -46,7 +46,8 @@ def engine_config(settings: Settings) -> EngineConfig:
     if not db_url:
         raise ConfigError("no database for the custodial engine",
                           hint="set custodial_db_url (CIC_CUSTODIAL_DB_URL) to a postgresql:// "
-                          "URL, or use a devnet started with --custodial")
+                          "URL (or sqlite:///PATH for an engine in one process), or use a "
+                          "devnet started with --custodial")
     passphrase = settings.custodial_passphrase
     if passphrase is None:
         passphrase_file = (settings.custodial_passphrase_file

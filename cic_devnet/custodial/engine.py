@@ -23,7 +23,7 @@ from cic_seeding.errors import ConfigError, CustodialError, CustodialKeyError
 
 from .config import EngineConfig
 from .keys import CANARY, KeyBox, new_key
-from .storage import Storage
+from .storage import Storage, open_storage, placeholders
 from .txqueue import FAILED, TxQueue, TxRow
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,11 @@ class Engine:
     def have(self, addresses: Sequence[str]) -> dict[str, bool]:
         """Per address: does the engine hold its key?"""
         wanted = [_address(a, "address") for a in addresses]
+        if not wanted:
+            return {}
         with self.storage.transaction() as cur:
-            cur.execute("SELECT address FROM accounts WHERE address = ANY(%s)", (wanted,))
+            cur.execute(f"SELECT address FROM accounts WHERE address IN "
+                        f"({placeholders(len(wanted))})", wanted)
             held = {a for (a,) in cur.fetchall()}
         return {a: a in held for a in wanted}
 
@@ -171,10 +174,13 @@ class Engine:
                 "status": row.status, "signer": row.signer, "kind": row.kind}
 
     def tx_status(self, ids: Sequence[int]) -> list[dict[str, Any]]:
+        wanted = [int(i) for i in ids]
+        if not wanted:
+            return []
         with self.storage.transaction() as cur:
             cur.execute("SELECT id, kind, subject, signer, nonce, tx_hash, status, error_class, "
-                        "error, attempts, block_number FROM txs WHERE id = ANY(%s) ORDER BY id",
-                        ([int(i) for i in ids],))
+                        "error, attempts, block_number FROM txs WHERE id IN "
+                        f"({placeholders(len(wanted))}) ORDER BY id", wanted)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
@@ -207,11 +213,12 @@ class Engine:
 
 
 def open_engine(config: EngineConfig) -> Engine:
-    """Connect to the database (creating the schema) and the chain, and check the passphrase.
+    """Connect to the database (PostgreSQL, or SQLite for an embedded engine; creating the
+    schema) and the chain, and check the passphrase.
 
     Raises ConfigError / CustodialError / ChainError that say what to fix.
     """
-    storage = Storage(config.db_url, config.schema)
+    storage = open_storage(config.db_url, config.schema)
     try:
         import secrets
 

@@ -1,4 +1,8 @@
-"""The engine's PostgreSQL storage: sealed keys, per-signer nonces, the transaction queue.
+"""The engine's storage: sealed keys, per-signer nonces, the transaction queue.
+
+PostgreSQL for the service; a SQLite file for an engine embedded in one process
+(:func:`open_storage` picks by URL; the SQLite dialect lives in :mod:`._sqlite`). The SQL is
+written once, in PostgreSQL's words.
 
 Tables (in the configured schema, created on first use under an advisory lock, so several
 workers starting at once do not race)::
@@ -12,8 +16,9 @@ workers starting at once do not race)::
                 replaced: earlier hashes of the row signed with the same nonce
                 status: queued -> sent -> mined | failed
 
-Every thread gets its own connection; :meth:`Storage.transaction` is one PostgreSQL
-transaction (committed on success, rolled back on any exception).
+Every thread gets its own connection; :meth:`Storage.transaction` is one database
+transaction (committed on success, rolled back on any exception); one opened inside another
+on the same thread joins it.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from cic_seeding.errors import CustodialError, CustodialUnavailableError
 from cic_seeding.importers._custodial import redact
 
 log = logging.getLogger(__name__)
+
+#: URL prefix of a SQLite database: ``sqlite:///relative/path`` or ``sqlite:////absolute/path``.
+SQLITE_PREFIX = "sqlite:///"
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS engine_meta (key TEXT PRIMARY KEY, value BYTEA NOT NULL)",
@@ -89,8 +97,23 @@ def _connection_error(url: str, schema: str | None, exc: Exception) -> Custodial
                                      hint="is PostgreSQL running at that address?")
 
 
+def placeholders(count: int) -> str:
+    """``%s, %s, ...``: the parameters of an ``IN (...)`` list of ``count`` values."""
+    return ", ".join(["%s"] * count)
+
+
+def open_storage(url: str, schema: str | None = None, *, create: bool = True) -> Storage:
+    """The storage ``url`` names: ``sqlite:///PATH`` (one file, for an engine embedded in one
+    process), else PostgreSQL (tables in ``schema``)."""
+    if url.startswith(SQLITE_PREFIX):
+        from ._sqlite import SqliteStorage
+
+        return SqliteStorage(url, create=create)
+    return Storage(url, schema, create=create)
+
+
 class Storage:
-    """The engine's database; share one instance between the threads of a process."""
+    """The engine's PostgreSQL database; share one instance between the threads of a process."""
 
     def __init__(self, url: str, schema: str | None = None, *, create: bool = True) -> None:
         import psycopg2
@@ -134,9 +157,15 @@ class Storage:
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         """A cursor inside one transaction; psycopg2 errors become CustodialError (transient
-        when the connection was lost)."""
+        when the connection was lost). Inside another transaction of this thread, a cursor of
+        that one (e.g. a custodial account's key read while the queue re-signs its row)."""
         conn = self.connection()
+        if getattr(self._local, "open", False):
+            with conn.cursor() as cur:
+                yield cur
+            return
         try:
+            self._local.open = True
             with conn, conn.cursor() as cur:
                 yield cur
         except self._pg.OperationalError as exc:
@@ -150,6 +179,8 @@ class Storage:
         except self._pg.Error as exc:
             raise CustodialError(f"custodial database {self.describe()}: "
                                  f"{str(exc).strip()}") from exc
+        finally:
+            self._local.open = False
 
     def _drop(self, conn: Any) -> None:
         with contextlib.suppress(self._pg.Error):  # it is already gone

@@ -87,7 +87,9 @@ def transient(exc: BaseException) -> bool:
 
 def register(app: Celery) -> None:
     """Add the engine's tasks to ``app``."""
-    options: dict[str, Any] = {"base": EngineTask, "bind": True}
+    # not shared: each app has its own (another app of the process, e.g. an embedded engine's
+    # beside the module's ``app``, would get them twice)
+    options: dict[str, Any] = {"base": EngineTask, "bind": True, "shared": False}
 
     @app.task(name=TASK_CREATE, **options)  # type: ignore[untyped-decorator]
     def create_account(self: EngineTask, request_id: str, gas_gift: int = 0,

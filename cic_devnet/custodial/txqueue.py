@@ -1,11 +1,13 @@
-"""The engine's transaction queue: nonces from PostgreSQL, a dispatcher, a tracker.
+"""The engine's transaction queue: nonces from the database, a dispatcher, a tracker.
 
 **Nonces.** One row per (chain, signer) in ``nonces`` holds the next nonce. :meth:`TxQueue.enqueue`
 takes it with ``UPDATE ... SET next_nonce = next_nonce + 1 RETURNING``, signs, and inserts the
 signed transaction as ``queued`` *in the same database transaction*: the row lock serialises
 every worker on every machine that signs for that signer, and a worker that dies before the
 commit leaves no gap (the counter rolls back with the row). The first use of a signer starts
-the counter at the chain's pending transaction count.
+the counter at the chain's pending transaction count. (On SQLite, an embedded engine's, the
+transaction holds the whole database's write lock instead of a row lock: see
+:mod:`._sqlite`.)
 
 **Dispatcher.** :meth:`TxQueue.dispatch` claims ``queued`` rows (``FOR UPDATE SKIP LOCKED``, so
 any number of dispatchers share the queue), broadcasts them as one JSON-RPC batch and marks
@@ -33,6 +35,7 @@ them is mined counts, so re-signing never executes a transaction twice. After
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -45,6 +48,8 @@ from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import CicSeedError
+
+from .storage import placeholders
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,8 @@ _COLUMNS = ("id, signer, nonce, kind, subject, to_address, data, value, gas, gas
 def _row(values: Sequence[Any]) -> TxRow:
     (id_, signer, nonce, kind, subject, to, data, value, gas, price, raw, tx_hash, status,
      attempts, replaced) = values
+    if isinstance(replaced, str):  # SQLite keeps the array as JSON text
+        replaced = json.loads(replaced)
     return TxRow(int(id_), signer, int(nonce), kind, subject, to, bytes(data), int(value),
                  int(gas), int(price), raw, tx_hash, status, int(attempts),
                  tuple(replaced or ()))
@@ -351,8 +358,8 @@ class TxQueue:
 
     def _set_status(self, cur: Any, ids: Sequence[int], status: str) -> None:
         if ids:
-            cur.execute("UPDATE txs SET status = %s, updated_at = %s WHERE id = ANY(%s)",
-                        (status, time.time(), list(ids)))
+            cur.execute("UPDATE txs SET status = %s, updated_at = %s WHERE id IN "
+                        f"({placeholders(len(ids))})", (status, time.time(), *ids))
 
     def counts(self) -> dict[str, int]:
         with self.storage.transaction() as cur:

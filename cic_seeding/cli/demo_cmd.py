@@ -9,7 +9,7 @@ import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.import_cmd import stop_on_signals
-from cic_seeding.config import Settings
+from cic_seeding.errors import UsageError
 
 
 @cli.command("demo")
@@ -20,24 +20,34 @@ from cic_seeding.config import Settings
 @click.option("--keep", is_flag=True, help="Leave the devnet running afterwards.")
 @click.option("--meta/--no-meta", default=True, show_default=True,
               help="Also run the metadata server and write every user's documents (cic_meta).")
+@click.option("--custodial", is_flag=True,
+              help="Also seed custodial users (cic_eth) through the custodial engine: embedded "
+              "in this process (SQLite, in-memory broker) unless custodial_db_url or "
+              "custodial_broker_url is set.")
+@click.option("--custodial-users", type=int, default=30, show_default=True,
+              help="Custodial users to seed with --custodial (in DIR/data-custodial).")
 @verbosity_options
 @click.pass_context
 @handles_errors
 def demo_command(ctx: click.Context, users: int, directory: str, seed: int, keep: bool,
-                 meta: bool, verbose: int, quiet: bool) -> int:
+                 meta: bool, custodial: bool, custodial_users: int, verbose: int,
+                 quiet: bool) -> int:
     """Devnet up, generate, import (eth), sync, verify, print the report."""
     from cic_devnet.demo import run_demo
 
     settings_from(ctx, verbose, quiet)
+    if custodial and custodial_users <= 0:
+        raise UsageError(f"--custodial-users must be positive, got {custodial_users}")
     say = (lambda s: None) if quiet else (lambda s: click.echo(f"-- {s}", err=True))
     with stop_on_signals() as stop:
-        result = run_demo(directory, users, seed=seed, keep=keep, meta=meta, verify=_verifier(),
+        result = run_demo(directory, users, seed=seed, keep=keep, meta=meta,
+                          custodial=custodial_users if custodial else 0, verify=_verifier(),
                           say=say, stop=stop)
     click.echo(result.render_text())
     return 0 if result.ok else 1
 
 
-def _verifier() -> Callable[[Settings], Any]:
+def _verifier() -> Callable[..., Any]:
     """The verifier as a function of settings (imported here: the CLI stays quick to load)."""
     from cic_seeding.verify import verify_settings
 

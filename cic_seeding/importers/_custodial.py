@@ -86,6 +86,11 @@ def endpoint(settings: Settings) -> tuple[str, str]:
 def unconfigured(settings: Settings) -> str | None:
     """Why no custodial engine is configured (None: one is)."""
     if settings.custodial_broker_url or settings.custodial_queue or served(settings):
+        broker, queue = endpoint(settings)
+        if broker.startswith("memory://"):  # an engine embedded in a process: this one?
+            from cic_seeding.importers._custodial_local import unreachable
+
+            return unreachable(queue)
         return None
     return ("no custodial engine is configured (set custodial_broker_url / "
             "CIC_CUSTODIAL_BROKER_URL, or use a devnet started with --custodial)")
@@ -185,6 +190,10 @@ class CustodialClient:
     @classmethod
     def from_settings(cls, settings: Settings) -> CustodialClient:
         broker, queue = endpoint(settings)
+        if broker.startswith("memory://"):  # an engine embedded in this process
+            from cic_seeding.importers._custodial_local import LocalClient
+
+            return LocalClient(broker, queue, timeout=settings.custodial_timeout)
         return cls(broker, queue, timeout=settings.custodial_timeout)
 
     def describe(self) -> str:
@@ -295,6 +304,36 @@ class CustodialClient:
             except (redis.RedisError, OSError) as exc:  # they expire anyway
                 log.debug("results not deleted: %s", exc)
 
+    def gather(self, task: str, requests: Sequence[Mapping[str, Any]], task_ids: Sequence[str],
+               *, since: float, timeout: float, stop: threading.Event | None = None
+               ) -> tuple[list[list[str]], dict[str, Reply]]:
+        """Replies to ``requests``, sent as ``task_ids`` at ``since`` (monotonic clock), by
+        ``since + timeout`` at most; returns the task ids asked per request, and the replies.
+
+        A request without a reply (or with a transient error) after half the timeout is sent
+        once more: it was lost on the way (Redis restarted, a worker died holding it), and
+        every task of the engine answers a repeated request the same way.
+        """
+        asked = [[t] for t in task_ids]
+        replies = self.collect(task_ids, since + timeout / 2, stop)
+        silent = [i for i, t in enumerate(task_ids) if self.reply_error(t) is None and (
+            t not in replies or (not replies[t].ok and replies[t].transient))]
+        if silent:
+            log.info("no reply yet from the custodial engine to %d %s requests; asking again",
+                     len(silent), task)
+            for i, again in zip(silent, self.send(task, [requests[i] for i in silent]),
+                                strict=True):
+                asked[i].append(again)
+            replies.update(self.collect([t for i in silent for t in asked[i]],
+                                        since + timeout, stop))
+        return asked, replies
+
+    @staticmethod
+    def best(task_ids: Sequence[str], replies: Mapping[str, Reply]) -> Reply | None:
+        """The reply to one request asked as ``task_ids``: a successful one if any came."""
+        answered = [replies[t] for t in task_ids if t in replies]
+        return next((r for r in answered if r.ok), answered[-1] if answered else None)
+
     def call(self, task: str, kwargs: Mapping[str, Any], *, timeout: float | None = None,
              what: str = "") -> dict[str, Any]:
         """One request and its result; CustodialTimeoutError / CustodialError otherwise."""
@@ -315,10 +354,12 @@ class CustodialClient:
         return reply.result
 
     def timeout_error(self, task: str, task_id: str, waited: float, *, user: str = "",
-                      what: str = "") -> CustodialTimeoutError:
+                      what: str = "", others: int = 0) -> CustodialTimeoutError:
         """The error for a request (``task_id``: one id or several, comma-separated) whose
-        reply never came; it names the user or what was asked, and the task ids."""
-        about = f" for user {user}" if user else (f" about {what}" if what else "")
+        reply never came; it names the user (and how many ``others`` went unanswered too) or
+        what was asked, and the task ids."""
+        more = f" (and {others} more users)" if others else ""
+        about = f" for user {user}{more}" if user else (f" about {what}" if what else "")
         tasks = "tasks" if "," in task_id else "task"
         again = (" and the engine answers a repeated request with the same account"
                  if task == TASK_CREATE else "")
@@ -393,6 +434,20 @@ class CustodialClient:
                 continue
             if reply is not None:
                 self._replies.setdefault(task_id, reply)
+
+
+def engine_status(client: CustodialClient, accounts_index: str, *, timeout: float
+                  ) -> dict[str, Any]:
+    """The engine's status, once it is known to register accounts in ``accounts_index`` (this
+    run's network); ConfigError naming both indexes if it registers them elsewhere."""
+    status = client.call(TASK_STATUS, {}, timeout=timeout, what="its status")
+    theirs = str(status.get("accounts_index", ""))
+    if theirs.lower() != accounts_index.lower():
+        raise ConfigError(
+            f"the custodial engine on {client.describe()} registers accounts in the "
+            f"AccountsIndex {theirs or '(none)'}, but this network's is {accounts_index}",
+            hint="point the engine and this run at the same registry")
+    return status
 
 
 def _task_id_of(data: Any) -> str | None:

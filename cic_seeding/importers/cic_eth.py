@@ -7,8 +7,15 @@ confirmed and its person record goes under ``new/`` keyed by the new address, wi
 address added to the target chain's identity. A whole batch of requests goes out at once and
 the replies come back on this run's Redis callback channel, so many users are in flight.
 
-The opening balance, faucet payout and gas come from the syncer (``cic-seed sync cic_eth``),
-which pays every confirmed user's new address exactly once (its ledger), as for ``eth``.
+The same request asks the engine for the user's gas gift (``gas_gift``) and faucet payout:
+the engine queues them after the registration (the faucet pays registered accounts only),
+once per account, whatever the reruns. The faucet is asked for exactly when the syncer would
+pay a sovereign user one: when it pays the run's token (``token_symbol``, default the
+registry's DefaultToken) -- a faucet of another token is left alone, as for ``eth``.
+
+The opening balance comes from the syncer (``cic-seed sync cic_eth``, :meth:`sync_payments`)
+once the registration is seen on chain, as a transfer the engine signs, exactly once per user
+(:mod:`cic_seeding.sync.custodial`).
 
 A request without a reply after half of ``custodial_timeout`` is sent once more (same request
 id: the same account); one still without a reply at the timeout fails the user with an error
@@ -29,13 +36,16 @@ from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
-from cic_seeding.errors import ImporterError
-from cic_seeding.importers._custodial import TASK_CREATE, TASK_STATUS, CustodialClient, Reply
+from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient, Reply, engine_status
 from cic_seeding.importers._records import record_problem
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import norm
+from cic_seeding.sync.custodial import custodial_payments
+from cic_seeding.sync.payer import Payer
+from cic_seeding.sync.run import SyncSetup, faucet_payout
+from cic_seeding.sync.syncer import PaymentPlan, SyncOptions
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +67,28 @@ class CicEthImporter(Importer):
         self.chain = ChainSpec.parse(settings.chain_spec)
         self.index = self.network.accounts_index
         self.timeout = settings.custodial_timeout
+        self.gas_gift = settings.gas_gift
+        self.faucet = False  # decided in begin(): does the faucet pay the run's token?
 
     # -- primitives ----------------------------------------------------------------------
     def begin(self) -> None:
         """The engine answers and registers on this network; the syncer's cursor starts here."""
         self.client.open()
-        status = self.client.call(TASK_STATUS, {}, timeout=min(self.timeout, STATUS_TIMEOUT),
-                                  what="its status")
-        theirs = str(status.get("accounts_index", ""))
-        if norm(theirs) != norm(self.index):
-            raise ImporterError(
-                f"{self.name}: the custodial engine on {self.client.describe()} registers "
-                f"accounts in the AccountsIndex {theirs or '(none)'}, but this network's is "
-                f"{self.index}", hint="point the engine and this run at the same registry")
+        engine_status(self.client, self.index, timeout=min(self.timeout, STATUS_TIMEOUT))
+        token = self.network.token(self.settings.token_symbol)
+        self.faucet = faucet_payout(self.network, token) > 0
         self.store.init_cursor(self.name, str(self.chain), self.network.client.head())
+
+    @classmethod
+    def sync_payments(cls, setup: SyncSetup, options: SyncOptions
+                      ) -> tuple[Payer, PaymentPlan, SyncOptions]:
+        """The syncer pays the opening balance only (gas and faucet came with the account),
+        as a transfer signed by the custodial engine."""
+        return custodial_payments(setup, options)
+
+    def _request(self, user: str) -> dict[str, Any]:
+        """The create request of ``user`` (its generated address is the request id)."""
+        return {"request_id": norm(user), "gas_gift": self.gas_gift, "faucet": self.faucet}
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         return {u.address: reason for u in users if (reason := record_problem(self.data, u))}
@@ -81,7 +99,7 @@ class CicEthImporter(Importer):
         return {}
 
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
-        ids = self.client.send(TASK_CREATE, [{"request_id": norm(u.address)} for u in users])
+        ids = self.client.send(TASK_CREATE, [self._request(u.address) for u in users])
         return [Submission(u.address, task_id) for u, task_id in zip(users, ids, strict=True)]
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
@@ -112,35 +130,21 @@ class CicEthImporter(Importer):
 
     def _replies(self, submissions: Sequence[Submission]
                  ) -> tuple[float, dict[str, list[str]], dict[str, Reply]]:
-        """``(deadline, task ids asked per user, replies by task id)``.
-
-        A request still without a reply (or with a transient error) after half the timeout is
-        asked once more: lost on the way (Redis restarted, a worker died holding it), and the
-        engine answers a repeated request id with the same account.
-        """
+        """``(deadline, task ids asked per user, replies by task id)``; a request lost on the
+        way is asked once more after half the timeout (the engine answers a repeated request
+        id with the same account)."""
         start = max(self.client.sent_at(s.ref) for s in submissions)
-        deadline = start + self.timeout
-        asked = {s.address: [s.ref] for s in submissions}
-        replies = dict(self.client.collect([s.ref for s in submissions],
-                                           start + self.timeout / 2, self.stop))
-        silent = [s for s in submissions if self.client.reply_error(s.ref) is None and (
-            s.ref not in replies or (not replies[s.ref].ok and replies[s.ref].transient))]
-        if silent:
-            log.info("%s: no reply yet for %d users; asking again", self.name, len(silent))
-            again = self.client.send(TASK_CREATE, [{"request_id": norm(s.address)}
-                                                   for s in silent])
-            for s, task_id in zip(silent, again, strict=True):
-                asked[s.address].append(task_id)
-            replies.update(self.client.collect(
-                [t for s in silent for t in asked[s.address]], deadline, self.stop))
-        return deadline, asked, replies
+        asked, replies = self.client.gather(
+            TASK_CREATE, [self._request(s.address) for s in submissions],
+            [s.ref for s in submissions], since=start, timeout=self.timeout, stop=self.stop)
+        return (start + self.timeout,
+                {s.address: ids for s, ids in zip(submissions, asked, strict=True)}, replies)
 
     def _target(self, user: str, task_ids: Sequence[str], replies: Mapping[str, Reply]
                 ) -> tuple[str | None, str | None]:
         """The new address from a reply to one of ``task_ids`` (asked for ``user``), or why
         there is none."""
-        answered = [replies[t] for t in task_ids if t in replies]
-        reply = next((r for r in answered if r.ok), answered[-1] if answered else None)
+        reply = self.client.best(task_ids, replies)
         if reply is None:
             broken = next((b for t in task_ids if (b := self.client.reply_error(t))), None)
             if broken is not None:

@@ -26,8 +26,8 @@ from cic_seeding.state.base import (
     norm,
 )
 
-__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "Payment", "PaymentSummary", "REGISTER", "StateStore", "Status",
-           "UserState", "norm", "open_state_store", "state_location"]
+__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "Payment", "PaymentSummary", "REGISTER",
+           "StateStore", "Status", "UserState", "norm", "open_state_store", "state_location"]
 
 STATE_FILE = "state.db"
 

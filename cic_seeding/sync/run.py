@@ -1,5 +1,11 @@
 """Wiring the syncer for one importer's users on a CIC network: ``cic-seed sync NAME``.
 
+The importer class chooses how its users are paid: a class with a ``sync_payments(setup,
+options)`` classmethod returns its own ``(payer, plan, options)`` (``cic_eth``: the opening
+balance only, as a transfer signed by the custodial engine, see
+:mod:`cic_seeding.sync.custodial`); any other is paid by :func:`sovereign_payments`, from the
+main signer: opening balance, faucet payout and gas gift.
+
 With ``batch_funder`` set (opt-in), faucet payouts go out as ``BatchFunder.giveMany`` and gas
 gifts as ``BatchFunder.giveValue``, many users per transaction; opening balances stay one
 transfer each (those the BatchFunder paid at registration are read from the chain, never paid).
@@ -9,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
 from cic_seeding.chain import funder as batch
@@ -40,11 +47,15 @@ class Funding:
     faucet_amount: int  # smallest unit; 0 when the faucet pays nothing (or another token)
     mint: bool = False
 
+    def give(self, address: str, amount: int) -> Call:
+        """``amount`` tokens to ``address`` (a transfer from the signer, or minted)."""
+        fn = "mintTo" if self.mint else "transfer"
+        return Call(self.token.address, TOKEN.encode(fn, address, amount),
+                    gas=MINT_GAS if self.mint else TRANSFER_GAS)
+
     def build(self, payment: Payment) -> Call:
         if payment.kind == FUND:
-            fn = "mintTo" if self.mint else "transfer"
-            return Call(self.token.address, TOKEN.encode(fn, payment.address, payment.amount),
-                        gas=MINT_GAS if self.mint else TRANSFER_GAS)
+            return self.give(payment.address, payment.amount)
         if payment.kind == FAUCET_KIND:
             return Call(self.faucet, FAUCET.encode("giveTo", payment.address), gas=GIVE_GAS)
         if payment.kind == GAS:
@@ -77,9 +88,8 @@ class BatchFunding:
         return out
 
 
-def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Funding:
-    """The token (by symbol, default DefaultToken) and the faucet's payout in that token."""
-    token = network.token(symbol)
+def faucet_payout(network: CicNetwork, token: Token) -> int:
+    """What the faucet gives a user in ``token`` (0 when the faucet pays another token)."""
     faucet = network.faucet
     faucet_token, amount = network.client.call_many([
         (faucet, FAUCET.fn("token"), ()), (faucet, FAUCET.fn("tokenAmount"), ())])
@@ -88,8 +98,14 @@ def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Fund
     if norm(faucet_token) != norm(token.address):
         log.info("the faucet pays another token (%s); no faucet payouts in %s",
                  faucet_token, token.symbol)
-        amount = 0
-    return Funding(token, faucet, int(amount), mint)
+        return 0
+    return int(amount)
+
+
+def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Funding:
+    """The token (by symbol, default DefaultToken) and the faucet's payout in that token."""
+    token = network.token(symbol)
+    return Funding(token, network.faucet, faucet_payout(network, token), mint)
 
 
 def scale(amount: int, data_decimals: int, token_decimals: int) -> int:
@@ -99,13 +115,54 @@ def scale(amount: int, data_decimals: int, token_decimals: int) -> int:
     return amount // 10 ** (data_decimals - token_decimals)
 
 
-def payment_plan(data: DataDir, users: dict[str, str], fund: Funding, gas_gift: int
-                 ) -> PaymentPlan:
+def opening_balances(data: DataDir, users: dict[str, str], token: Token) -> dict[str, int]:
+    """Target address -> opening balance in ``token``'s smallest unit (0 when it has none)."""
     decimals = data.manifest().decimals
     balances = {norm(k): v for k, v in data.balances().items()}
-    by_target = {t: scale(balances.get(a, 0), decimals, fund.token.decimals)
-                 for t, a in users.items()}
-    return PaymentPlan(by_target, fund.faucet_amount, gas_gift)
+    return {t: scale(balances.get(a, 0), decimals, token.decimals) for t, a in users.items()}
+
+
+def payment_plan(data: DataDir, users: dict[str, str], fund: Funding, gas_gift: int
+                 ) -> PaymentPlan:
+    return PaymentPlan(opening_balances(data, users, fund.token), fund.faucet_amount, gas_gift)
+
+
+@dataclass(frozen=True)
+class SyncSetup:
+    """What :func:`run_sync` has resolved for one importer's run; an importer's
+    ``sync_payments`` builds its payer and plan from it."""
+
+    settings: Settings
+    importer: str
+    network: CicNetwork
+    store: StateStore
+    chain: RegistryChain
+    data: DataDir
+    users: dict[str, str]  # target address -> data directory address (0x lower)
+    fund: Funding
+    resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
+
+
+#: ``(setup, options) -> (payer, plan, options)``: an importer's ``sync_payments``.
+SyncPayments = Callable[[SyncSetup, SyncOptions], tuple[Payer, PaymentPlan, SyncOptions]]
+
+
+def sovereign_payments(setup: SyncSetup, options: SyncOptions
+                       ) -> tuple[Payer, PaymentPlan, SyncOptions]:
+    """Everything from the main signer: opening balance, faucet payout, gas gift (the
+    BatchFunder groups the last two when ``batch_funder`` is set)."""
+    settings, network, fund = setup.settings, setup.network, setup.fund
+    plan = payment_plan(setup.data, setup.users, fund, settings.gas_gift)
+    funder = batch.resolve(settings)
+    groups = None
+    if funder is not None:
+        writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
+        batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
+        groups = BatchFunding(fund, batch.Batcher(funder)).groups
+        options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
+    payer = Payer(setup.store, setup.importer, setup.chain, network.client.allocator,
+                  fund.build, groups)
+    return payer, plan, options
 
 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
@@ -115,26 +172,18 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
     cls = get_importer(importer)
     network = network or connect(settings)
     data = DataDir(settings.data_dir)
-    own_store = store is None
-    store = store or open_state_store(settings)
-    try:
+    with ExitStack() as resources:
+        if store is None:
+            store = resources.enter_context(open_state_store(settings))
         users = cls.sync_users(data, store)
         fund = funding(network, settings.token_symbol, mint)
-        plan = payment_plan(data, users, fund, settings.gas_gift)
         chain = RegistryChain(network, settings.chain_spec)
-        funder = batch.resolve(settings)
-        groups = None
+        setup = SyncSetup(settings, importer, network, store, chain, data, users, fund,
+                          resources)
         options = options or SyncOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=settings.batch_size)
-        if funder is not None:
-            writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
-            batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
-            groups = BatchFunding(fund, batch.Batcher(funder)).groups
-            options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
-        payer = Payer(store, importer, chain, network.client.allocator, fund.build, groups)
+        payments: SyncPayments = getattr(cls, "sync_payments", sovereign_payments)
+        payer, plan, options = payments(setup, options)
         return Syncer(importer, chain, store, payer, plan, users, options, stop,
                       prepaid=chain.prepaid).run()
-    finally:
-        if own_store:
-            store.close()

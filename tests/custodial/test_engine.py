@@ -14,6 +14,7 @@ import pytest
 from cic_devnet.custodial.config import engine_config
 from cic_devnet.custodial.engine import open_engine
 from cic_devnet.custodial.keys import new_key
+from cic_devnet.devnet import BLOCK_GAS_LIMIT
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN
 from cic_seeding.chain.rpc import JsonRpc
@@ -175,7 +176,7 @@ def test_a_rejected_transaction_leaves_no_nonce_gap(module_harness: Harness) -> 
         engine.queue.enqueue(cur, engine.signer, Call(me, b"", 0, 21_000), kind="test",
                              request_id="behind-it")
         row = engine.queue.load(cur, bad)  # re-signed above the block gas limit: refused
-        other = engine.signer.sign(row.call(gas=400_000_000), nonce=row.nonce,
+        other = engine.signer.sign(row.call(gas=2 * BLOCK_GAS_LIMIT), nonce=row.nonce,
                                    gas_price=row.gas_price, chain_id=engine.chain_id)
         cur.execute("UPDATE txs SET raw = %s, tx_hash = %s WHERE id = %s",
                     (other.raw, other.tx_hash, bad))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from cic_devnet.custodial.devnet import EngineOptions
@@ -23,6 +24,7 @@ from tests.custodial.world import (
     PG_URL,
     REDIS_URL,
     assert_each_paid_once,
+    assert_engine_signed_the_balances,
     make_data,
     purge_queue,
     read_custodial_ledger,
@@ -72,13 +74,18 @@ def _pipeline(devnet: Devnet, tmp_path: Path, pg_schema: str) -> None:
         assert checks[check].ok == 100, checks[check].line()
     assert checks["local_key"].skipped == 100  # no keyfiles: the engine holds the keys
 
-    # every user one account, one registration; two workers, one signer, no nonce error
+    # every user one account, one registration, gas gift, faucet payout and balance transfer
+    # (signed by the engine); two workers, one signer, no nonce error
     assert _sql(pg_schema, "SELECT count(*), count(DISTINCT request_id) FROM accounts") \
         == [(100, 100)]
+    assert_engine_signed_the_balances(settings, pg_schema)
     txs = _sql(pg_schema, "SELECT kind, status, error_class, attempts, nonce FROM txs "
                           "ORDER BY nonce")
-    assert {t[:4] for t in txs} == {("register", "mined", None, 1)}
-    assert [t[4] for t in txs] == list(range(100))  # nonces 0..99: no gap, no reuse
+    owed = sum(1 for b in DataDir(settings.data_dir).balances().values() if b > 0)
+    assert Counter(t[0] for t in txs) == {"register": 100, "gas": 100, "faucet": 100,
+                                          "transfer": owed}
+    assert {t[1:4] for t in txs} == {("mined", None, 1)}
+    assert [t[4] for t in txs] == list(range(len(txs)))  # no gap, no reuse
     workers = devnet.info["custodial"]["workers"]
     logs = [Path(w["log"]).read_text() for w in workers]
     assert all("cic_custodial.account.create" in log for log in logs), "a worker idled"

@@ -121,3 +121,29 @@ def test_engine_config_names_what_is_missing(tmp_path) -> None:  # type: ignore[
     assert config.chain.keyfile == str(tmp_path / "k.json")
     assert config.chain.keyfile_password is None  # never the main signer's password
     assert "passphrase=" not in repr(config)
+
+
+def test_a_channel_whose_broker_connection_was_dropped_fails_as_a_lost_connection() -> None:
+    """What a worker does with a task it held when Redis went away -- ack it, restore it --
+    is a connection error (logged: "Couldn't ack"), not kombu's AttributeError that ended the
+    worker process."""
+    import redis
+
+    from cic_devnet.custodial.app import RedisTransport, create_app
+
+    settings = load_settings({"custodial_broker_url": "redis://127.0.0.1:6379/0",
+                              "custodial_queue": "unit_dropped"}, config_file=None, environ={})
+    app = create_app(settings, queue_loop=False)
+    try:
+        with app.connection_for_read() as conn:
+            assert isinstance(conn.transport, RedisTransport)
+            channel = conn.default_channel
+            conn.collect()  # celery's cleanup of a lost connection: the transport is dropped
+            with pytest.raises(redis.ConnectionError, match="was closed after it was lost"):
+                channel.basic_ack("a-delivery-tag")
+    finally:
+        app.close()
+    embedded = create_app(settings.replace(custodial_broker_url="memory://localhost/"),
+                          queue_loop=False)
+    assert embedded.conf.broker_transport is None  # kombu's own, for any other broker
+    embedded.close()

@@ -27,14 +27,17 @@ from cic_seeding.chain.signer import Signer
 from cic_seeding.config import Settings, load_settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.generate.generator import GenerateOptions, generate
+from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.cic_eth import CicEthImporter
-from cic_seeding.state import norm, open_state_store
+from cic_seeding.state import FUND, norm, open_state_store
 from tests.conftest import devnet_settings
 
 PG_URL = os.environ.get("CIC_TEST_PG_URL",
                         "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
 REDIS_URL = "redis://127.0.0.1:6379/0"
+#: topic 0 of ERC20 ``Transfer(address,address,uint256)``
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 
 
 def drop_schema(name: str) -> None:
@@ -108,16 +111,7 @@ class Harness:
             **flags})
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg2
-
-        conn = psycopg2.connect(PG_URL)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f'SET search_path TO "{self.schema}"')
-                cur.execute(query, params)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return sql_in(self.schema, query, params)
 
     def count(self, query: str) -> int:
         return int(self.sql(query)[0][0])
@@ -205,10 +199,20 @@ class CustodialLedger:
     signer_tokens: int
     faucet_tokens: int
     faucet_amount: int
+    engine_tokens: int  # the engine's signer: floats in, custodial transfers out
 
     def wrong_balances(self) -> dict[str, tuple[int, int]]:
         return {t: (self.balances[t], self.expected[t]) for t in self.targets
                 if self.balances[t] != self.expected[t]}
+
+
+def engine_signer(settings: Settings) -> str:
+    """The address the custodial engine signs with (0x lower)."""
+    client = CustodialClient.from_settings(settings)
+    try:
+        return str(client.call(TASK_STATUS, {}, timeout=30)["signer"]).lower()
+    finally:
+        client.close()
 
 
 def read_custodial_ledger(settings: Settings) -> CustodialLedger:
@@ -226,9 +230,10 @@ def read_custodial_ledger(settings: Settings) -> CustodialLedger:
                              for t in order])
     used = client.call_many([(network.faucet, FAUCET.fn("nextTime"), (t,)) for t in order])
     assert client.signer is not None
-    signer_tokens, faucet_tokens = client.call_many([
+    signer_tokens, faucet_tokens, engine_tokens = client.call_many([
         (token.address, TOKEN.fn("balanceOf"), (client.signer.address,)),
-        (token.address, TOKEN.fn("balanceOf"), (network.faucet,))])
+        (token.address, TOKEN.fn("balanceOf"), (network.faucet,)),
+        (token.address, TOKEN.fn("balanceOf"), (engine_signer(settings),))])
     return CustodialLedger(
         targets=targets,
         expected={t: opening[targets[t][2:]] + amount for t in order},
@@ -237,7 +242,8 @@ def read_custodial_ledger(settings: Settings) -> CustodialLedger:
         registered=dict(zip(order, have, strict=True)),
         faucet_used={t: n != 0 for t, n in zip(order, used, strict=True)},
         index_entries=client.call(network.accounts_index, ACCOUNTS_INDEX.fn("entryCount")),
-        signer_tokens=signer_tokens, faucet_tokens=faucet_tokens, faucet_amount=amount)
+        signer_tokens=signer_tokens, faucet_tokens=faucet_tokens, faucet_amount=amount,
+        engine_tokens=engine_tokens)
 
 
 def assert_each_paid_once(settings: Settings, users: int, before: CustodialLedger) -> None:
@@ -252,7 +258,43 @@ def assert_each_paid_once(settings: Settings, users: int, before: CustodialLedge
     assert {t: n for t, n in ledger.native.items() if n != settings.gas_gift} == {}
     opening = sum(DataDir(Path(settings.data_dir)).balances().values())
     assert before.signer_tokens - ledger.signer_tokens == opening, "signer paid twice?"
+    assert ledger.engine_tokens == before.engine_tokens, "a float not passed on exactly once"
     assert before.faucet_tokens - ledger.faucet_tokens == users * ledger.faucet_amount
+
+
+def assert_engine_signed_the_balances(settings: Settings, schema: str) -> None:
+    """Every opening balance is a transfer in the engine's queue, signed by the engine's
+    signer, whose Transfer event comes from it: one per user, no other."""
+    signer = engine_signer(settings)
+    with open_state_store(settings) as store:
+        paid = {p.address: p.tx_hash for p in store.payments("cic_eth", kind=FUND)}
+        targets = store.targets("cic_eth")
+    owed = {norm(t) for t, a in targets.items()
+            if DataDir(Path(settings.data_dir)).balances().get(a[2:], 0) > 0}
+    assert set(paid) == owed
+    rows = sql_in(schema, "SELECT subject, tx_hash, signer, status FROM txs "
+                          "WHERE kind = 'transfer'")
+    assert sorted(r[0] for r in rows) == sorted(owed), "one engine transfer per user"
+    assert {(r[0], r[1]) for r in rows} == set(paid.items()), "the ledger names them"
+    assert {(r[2], r[3]) for r in rows} == {(signer, "mined")}
+    receipts = connect(settings).client.receipts([h for h in paid.values() if h])
+    senders = {"0x" + log["topics"][1][-40:] for rc in receipts.values() for log in rc.logs
+               if log["topics"][0] == TRANSFER_TOPIC}
+    assert len(receipts) == len(paid) and senders == {signer}
+
+
+def sql_in(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` in the engine's PostgreSQL schema ``schema``."""
+    import psycopg2
+
+    conn = psycopg2.connect(PG_URL)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'SET search_path TO "{schema}"')
+            cur.execute(query, params)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
