@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,12 +35,11 @@ from bench._util import machine, table  # noqa: E402
 PG_URL = os.environ.get("CIC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
 
 
-def _dataset(root: Path, users: int, seed: int) -> list[tuple[str, object]]:
+def dataset(root: Path, users: int, seed: int) -> list[tuple[str, Any]]:
     """Generate ``users`` into ``root``, 'import' them (new/ = src/ + target identity), and
     return their four documents each as (pointer, document)."""
     from cic_seeding.datadir import DataDir
     from cic_seeding.generate.generator import GenerateOptions, generate
-    from cic_seeding.meta.documents import DocumentSource
     from cic_seeding.records.chainspec import ChainSpec
     from cic_seeding.records.person import add_identity, dumps
 
@@ -47,58 +47,88 @@ def _dataset(root: Path, users: int, seed: int) -> list[tuple[str, object]]:
                              tags=("individual",)))
     data = DataDir(root)
     chain = ChainSpec.parse("evm:byzantium:5050:devnet")
-    rows = list(data.users())
-    for row in rows:
+    for row in data.users():
         record = json.loads(data.src.get(row.address))
         data.new.put(row.address, dumps(add_identity(record, chain, row.address)))
-    found, _ = DocumentSource(data).documents(rows)
+    return documents(root)
+
+
+def documents(root: Path) -> list[tuple[str, Any]]:
+    """The four documents of every imported user of ``root`` as (pointer, document)."""
+    from cic_seeding.datadir import DataDir
+    from cic_seeding.meta.documents import DocumentSource
+
+    data = DataDir(root)
+    found, _ = DocumentSource(data).documents(list(data.users()))
     return [(p, d) for docs in found.values() for _, p, d in docs.items()]
 
 
-def _run_backend(backend: str, users: int, concurrency: int, work: Path) -> list[list[str]]:
+def start_server(backend: str, work: Path) -> tuple[Any, str | None]:
+    """A fresh metadata server on ``backend`` (sqlite file in ``work``, or a new PostgreSQL
+    schema); returns it and the schema to drop after (None for sqlite)."""
     from cic_devnet.meta.process import start_meta_server
+
+    schema = f"bench_{uuid.uuid4().hex[:10]}" if backend == "postgresql" else None
+    work.mkdir(parents=True, exist_ok=True)
+    db = PG_URL if schema else str(work / "meta.db")
+    return start_meta_server(db=db, schema=schema), schema
+
+
+def put_sequential(client: Any, docs: list[tuple[str, Any]]) -> float:
+    """Seconds to PUT ``docs`` one request at a time (the baseline)."""
+    started = time.perf_counter()
+    for pointer, doc in docs:
+        client.put(pointer, doc)
+    return time.perf_counter() - started
+
+
+def import_users(server: Any, data: Path, concurrency: int) -> Any:
+    """Run the cic_meta importer over the data directory ``data`` into ``server``."""
     from cic_seeding.config import Settings
     from cic_seeding.importers.meta import MetaImporter
+
+    settings = Settings(data_dir=str(data), meta_url=server.url, meta_token=server.token,
+                        meta_concurrency=concurrency)
+    importer = MetaImporter(settings)
+    try:
+        result = importer.run()
+    finally:
+        importer.close()
+    if not result.ok:
+        raise SystemExit(result.render_text())
+    return result
+
+
+def _run_backend(backend: str, users: int, concurrency: int, work: Path) -> list[list[str]]:
     from cic_seeding.meta import MetaClient
 
-    sets = [_dataset(work / f"{backend}-{i}", users, seed=100 + i) for i in range(3)]
-    schema = f"bench_{uuid.uuid4().hex[:10]}" if backend == "postgresql" else None
-    db = PG_URL if schema else str(work / "meta.db")
-    server = start_meta_server(db=db, schema=schema)
+    sets = [dataset(work / f"{backend}-{i}", users, seed=100 + i) for i in range(3)]
+    server, schema = start_server(backend, work)
     rates: dict[str, float] = {}
     try:
         with MetaClient(server.url, server.token, pool_size=concurrency) as client:
             client.put(*sets[0][0])  # warm the connection
-            started = time.perf_counter()
-            for pointer, doc in sets[0]:
-                client.put(pointer, doc)
-            rates["sequential"] = len(sets[0]) / (time.perf_counter() - started)
+            rates["sequential"] = len(sets[0]) / put_sequential(client, sets[0])
             started = time.perf_counter()
             client.put_many(sets[1], concurrency=concurrency)
             rates["put_many"] = len(sets[1]) / (time.perf_counter() - started)
-        settings = Settings(data_dir=str(work / f"{backend}-2"), meta_url=server.url,
-                            meta_token=server.token, meta_concurrency=concurrency)
-        importer = MetaImporter(settings)
-        try:
-            result = importer.run()
-        finally:
-            importer.close()
-        assert result.ok and result.confirmed == users, result.render_text()
+        result = import_users(server, work / f"{backend}-2", concurrency)
+        assert result.confirmed == users, result.render_text()
         rates["cic_meta import"] = 4 * users / result.seconds
     finally:
         server.stop()
         if schema:
-            _drop_schema(schema)
+            drop_schema(schema)
     base = rates["sequential"]
     docs = 4 * users
     return [[backend, name, str(1 if name == "sequential" else concurrency), f"{docs:,}",
              f"{rate:,.0f}", f"{rate / base:.1f}x"] for name, rate in rates.items()]
 
 
-def _drop_schema(schema: str) -> None:
+def drop_schema(schema: str, url: str = PG_URL) -> None:
     import psycopg2
 
-    conn = psycopg2.connect(PG_URL)
+    conn = psycopg2.connect(url)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:

@@ -2,21 +2,34 @@
 """The whole pipeline's throughput, each stage beside its baseline measured in the same run.
 
     python bench/run.py [--users 2000] [--naive-sample 200] [--dir-root /dev/shm]
+                        [--stages generate,seed,batch,verify,meta,custodial,celery]
 
 Against a fresh devnet per N, each stage in its own process (so its peak RSS is its own):
 
-* generate: users/s vs the floor (the same Faker records and key derivations, no files);
-* sovereign import + sync to completion: users/s vs (a) the naive baseline -- every transaction
-  of a user (add, opening balance, faucet, gas) sent in its own round trip and its receipt
-  awaited before the next -- on a sample of users, and (b) the ceiling: the same number of
-  pre-signed raw transactions (4 per user) pushed to the same anvil in batches as fast as it
+* ``generate``: users/s vs the floor (the same Faker records and key derivations, no files);
+* ``seed``: sovereign import + sync to completion: users/s vs (a) the naive baseline -- every
+  transaction of a user (add, opening balance, faucet, gas) sent in its own round trip and its
+  receipt awaited before the next -- on a sample of users, and (b) the ceiling: the same number
+  of pre-signed raw transactions (4 per user) pushed to the same anvil in batches as fast as it
   takes them, with nothing else to do;
-* the same with the opt-in batch path (``--batch-funder``: registerAndFund, giveMany and
-  giveValue through the devnet's BatchFunder, many users per transaction), against the same
-  naive baseline and ceiling;
-* verify: user-checks/s of the verifier vs one eth_call round trip per user per check.
+* ``batch``: the same with the opt-in batch path (``--batch-funder``: registerAndFund,
+  giveMany and giveValue through the devnet's BatchFunder, many users per transaction),
+  against the same naive baseline and ceiling;
+* ``verify``: user-checks/s of the verifier (over the users of ``seed``, else ``batch``) vs one
+  eth_call round trip per user per check;
+* ``meta``: the metadata import (``cic_meta``, four documents per user, embedded SQLite
+  server) in users/s vs one PUT at a time (bench/meta.py's pieces), on a sample;
+* ``custodial``: the custodial import (``cic_eth``, through the devnet's custodial engine: one
+  worker, as ``devnet up --custodial`` starts it) in users/s vs one ``account.create`` at a
+  time, each reply awaited, on a sample (both baselines run in their stage's process, before
+  its clock starts);
+* ``celery``: the sovereign import alone with ``--executor celery`` and 1, then 2 import
+  workers (processes of this machine, a key each, as if on machines of their own) vs the
+  local executor's import alone (from ``seed``'s run, or measured here), then 2 vs 1.
 
 Ratios are what matter (these machines are noisy); absolute figures are context.
+``--stages`` picks a subset (the default is every stage), e.g. ``--stages
+generate,batch,verify`` for a 100,000-user end-to-end run.
 """
 
 from __future__ import annotations
@@ -26,6 +39,8 @@ import os
 import shutil
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._util import child_measure, machine, run_child, table  # noqa: E402
 
 TX_PER_USER = 4  # add, opening balance, faucet payout, gas gift
+STAGE_NAMES = ("generate", "seed", "batch", "verify", "meta", "custodial", "celery")
+REDIS_URL = os.environ.get("CIC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+META_CONCURRENCY = 16
 
 
 def _settings(devnet: str, data: str) -> Any:
@@ -69,15 +87,17 @@ def stage_seed(devnet: str, data: str, batch_funder: str = "") -> None:
         settings = settings.replace(batch_funder=batch_funder)
 
     def work() -> dict[str, Any]:
+        started = time.perf_counter()
         importer = EthImporter(settings)
         try:
             imported = importer.run()
         finally:
             importer.close()
+        import_seconds = time.perf_counter() - started
         synced = run_sync(settings, "eth", SyncOptions(timeout=3600, poll=0.05))
         if not (imported.ok and synced.ok):
             raise SystemExit(imported.render_text() + "\n" + synced.render_text())
-        return {"users": synced.done}
+        return {"users": synced.done, "import_seconds": import_seconds}
 
     child_measure(work)
 
@@ -181,9 +201,87 @@ def stage_verify_naive(devnet: str, data: str, sample: int) -> None:
     child_measure(work)
 
 
+def stage_meta(data: str, naive_data: str, work: str) -> None:
+    """The cic_meta importer over ``data`` (records under new/) into a fresh server; first,
+    off the clock, the baseline: ``naive_data``'s documents PUT one at a time."""
+    from bench.meta import documents, import_users, put_sequential, start_server
+    from cic_seeding.meta import MetaClient
+
+    docs = documents(Path(naive_data))
+    server, _ = start_server("sqlite", Path(work))
+    try:
+        with MetaClient(server.url, server.token, pool_size=1) as client:
+            client.put(*docs[0])  # warm the connection
+            naive = put_sequential(client, docs)
+        child_measure(lambda: {"users": import_users(server, Path(data),
+                                                     META_CONCURRENCY).confirmed,
+                               "naive_users": len(docs) // 4, "naive_seconds": naive})
+    finally:
+        server.stop()
+
+
+def stage_custodial(devnet: str, data: str, naive_data: str, broker: str, queue: str) -> None:
+    """The cic_eth importer over ``data`` through the running engine (registrations mined);
+    first, off the clock, the baseline: one ``account.create`` per user of ``naive_data`` at
+    a time, each reply awaited before the next."""
+    from cic_seeding.datadir import DataDir
+    from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient
+    from cic_seeding.importers.cic_eth import CicEthImporter
+
+    client = CustodialClient(broker, queue)
+    client.open()
+    try:
+        naive_users = [u.address.lower() for u in DataDir(naive_data).users()]
+        started = time.perf_counter()
+        for address in naive_users:
+            client.call(TASK_CREATE, {"request_id": address}, what=address)
+        naive = time.perf_counter() - started
+    finally:
+        client.close()
+    settings = _settings(devnet, data).replace(custodial_broker_url=broker,
+                                               custodial_queue=queue)
+
+    def work() -> dict[str, Any]:
+        importer = CicEthImporter(settings)
+        try:
+            result = importer.run()
+        finally:
+            importer.close()
+        if not result.ok:
+            raise SystemExit(result.render_text())
+        return {"users": result.confirmed + result.found_on_chain,
+                "naive_users": len(naive_users), "naive_seconds": naive}
+
+    child_measure(work)
+
+
+def stage_import(devnet: str, data: str, queue: str = "") -> None:
+    """The sovereign import alone (no sync): the local executor, or with a queue the celery
+    executor on the import workers consuming it."""
+    from cic_seeding.importers.eth import EthImporter
+
+    settings = _settings(devnet, data)
+    if queue:
+        settings = settings.replace(import_executor="celery", import_queue=queue,
+                                    import_broker_url=REDIS_URL)
+
+    def work() -> dict[str, Any]:
+        importer = EthImporter(settings)
+        try:
+            result = importer.run()
+        finally:
+            importer.close()
+        if not result.ok:
+            raise SystemExit(result.render_text())
+        return {"users": result.confirmed + result.found_on_chain}
+
+    child_measure(work)
+
+
 STAGES = {"generate": stage_generate, "floor": stage_floor, "seed": stage_seed,
           "naive": stage_naive, "ceiling": stage_ceiling, "verify": stage_verify,
-          "verify_naive": stage_verify_naive}
+          "verify_naive": stage_verify_naive, "meta": stage_meta,
+          "custodial": stage_custodial, "import": stage_import}
 
 
 def _child(args: list[str]) -> None:
@@ -191,53 +289,194 @@ def _child(args: list[str]) -> None:
     fn(*[int(a) if a.isdigit() else a for a in args[1:]])  # type: ignore[operator]
 
 
-def run_n(n: int, sample: int, root: str) -> list[list[str]]:
+def _row(n: int, stage: str, rate: str, baseline: str, ratio: float, ceiling: str,
+         measured: dict[str, Any]) -> list[str]:
+    return [f"{n:,}", stage, rate, baseline, f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x",
+            ceiling, f"{measured['peak_rss_mb']:.0f}", f"{measured['seconds']:.1f}"]
+
+
+def _rate(measured: dict[str, Any], units: float) -> float:
+    return units / measured["seconds"]
+
+
+def run_n(n: int, sample: int, root: str, stages: list[str],
+          service_users: int | None = None) -> list[list[str]]:
+    """The rows of every stage in ``stages`` for ``n`` users (``service_users`` for the meta,
+    custodial and celery stages; default ``n``)."""
     from cic_devnet.devnet import devnet_up
-    from cic_seeding.generate.generator import GenerateOptions, generate
 
     work = Path(tempfile.mkdtemp(prefix="cic-bench-run-", dir=root))
-    devnet = devnet_up(work / "devnet")
-    dn, data, naive_data = str(work / "devnet"), str(work / "data"), str(work / "naive")
-    batch_data = str(work / "batch")
+    chain = set(stages) - {"generate", "meta"}
+    devnet = devnet_up(work / "devnet") if chain else None
+    dn = str(work / "devnet")
+    rows: list[list[str]] = []
     try:
-        floor = run_child(__file__, "floor", str(n), str(work / "floor"))
-        gen = run_child(__file__, "generate", str(n), data)
-        generate(GenerateOptions(directory=Path(naive_data), count=sample, seed=n + 1))
-        naive = run_child(__file__, "naive", dn, naive_data, str(sample))
-        ceiling = run_child(__file__, "ceiling", dn, str(n))
-        seed = run_child(__file__, "seed", dn, data)
-        generate(GenerateOptions(directory=Path(batch_data), count=n, seed=n + 2))
-        batch = run_child(__file__, "seed", dn, batch_data, "devnet")
-        verify = run_child(__file__, "verify", dn, data, str(sample))
-        verify_naive = run_child(__file__, "verify_naive", dn, data, str(sample))
+        if "generate" in stages:
+            rows += _generate(n, work)
+        sovereign: dict[str, tuple[str, dict[str, Any]]] = {}
+        if {"seed", "batch"} & set(stages):
+            rows += _sovereign(n, sample, work, dn, stages, sovereign)
+        if "verify" in stages:
+            data = (sovereign.get("seed") or sovereign["batch"])[0]
+            rows += _verify(n, sample, dn, data)
+        m = service_users or n
+        if "meta" in stages:
+            rows += _meta(m, min(sample, m), work)
+        if "custodial" in stages:
+            assert devnet is not None
+            rows += _custodial(m, min(sample, m), work, devnet)
+        if "celery" in stages:
+            local = sovereign["seed"][1] if "seed" in sovereign and m == n else None
+            rows += _celery(m, work, dn, local)
     finally:
-        devnet.stop()
+        if devnet is not None:
+            devnet.stop()
         shutil.rmtree(work, ignore_errors=True)
+    return rows
 
-    def rate(stage: dict[str, Any], units: float) -> float:
-        return units / stage["seconds"]
 
-    gen_r, floor_r = rate(gen, n), rate(floor, n)
-    seed_r = rate(seed, n)
-    batch_r = rate(batch, n)
-    naive_r = rate(naive, sample)
-    ceiling_r = rate(ceiling, n)  # users/s the ceiling's transactions stand for
-    ver_r = rate(verify, verify["extra"]["user_checks"])
-    ver_naive_r = rate(verify_naive, verify_naive["extra"]["user_checks"])
+def _data(work: Path, name: str, count: int, seed: int) -> str:
+    from cic_seeding.generate.generator import GenerateOptions, generate
+
+    generate(GenerateOptions(directory=work / name, count=count, seed=seed))
+    return str(work / name)
+
+
+def _generate(n: int, work: Path) -> list[list[str]]:
+    floor = run_child(__file__, "floor", str(n), str(work / "floor"))
+    gen = run_child(__file__, "generate", str(n), str(work / "generated"))
+    gen_r, floor_r = _rate(gen, n), _rate(floor, n)
+    return [_row(n, "generate", f"{gen_r:,.0f} users/s", f"floor {floor_r:,.0f}",
+                 gen_r / floor_r, "", gen)]
+
+
+def _sovereign(n: int, sample: int, work: Path, dn: str, stages: list[str],
+               out: dict[str, tuple[str, dict[str, Any]]]) -> list[list[str]]:
+    naive_data = _data(work, "naive", sample, n + 1)
+    naive = run_child(__file__, "naive", dn, naive_data, str(sample))
+    ceiling = run_child(__file__, "ceiling", dn, str(n))
+    naive_r = _rate(naive, sample)
+    ceiling_r = _rate(ceiling, n)  # users/s the ceiling's transactions stand for
+    rows = []
+    for stage, label, funder, seed in (("seed", "import+sync (eth)", "", n),
+                                       ("batch", "import+sync (eth, --batch-funder)",
+                                        "devnet", n + 2)):
+        if stage not in stages:
+            continue
+        data = _data(work, stage, n, seed)
+        measured = run_child(__file__, "seed", dn, data, *([funder] if funder else []))
+        out[stage] = (data, measured)
+        r = _rate(measured, n)
+        rows.append(_row(n, label, f"{r:,.0f} users/s", f"naive {naive_r:,.0f}", r / naive_r,
+                         f"{r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}", measured))
+    return rows
+
+
+def _verify(n: int, sample: int, dn: str, data: str) -> list[list[str]]:
+    verify = run_child(__file__, "verify", dn, data, str(sample))
+    naive = run_child(__file__, "verify_naive", dn, data, str(sample))
+    r = _rate(verify, verify["extra"]["user_checks"])
+    naive_r = _rate(naive, naive["extra"]["user_checks"])
+    return [_row(n, "verify (4 chain checks)", f"{r:,.0f} user-checks/s",
+                 f"one call per check {naive_r:,.0f}", r / naive_r, "", verify)]
+
+
+def _meta(n: int, sample: int, work: Path) -> list[list[str]]:
+    from bench.meta import dataset
+
+    dataset(work / "meta", n, seed=n + 3)
+    dataset(work / "meta-naive", sample, seed=n + 4)
+    imported = run_child(__file__, "meta", str(work / "meta"), str(work / "meta-naive"),
+                         str(work / "meta-server"))
+    naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
+    r = _rate(imported, n)
+    return [_row(n, "metadata import (cic_meta, 4 docs/user)", f"{r:,.0f} users/s",
+                 f"one PUT at a time {naive_r:,.0f}", r / naive_r, "", imported)]
+
+
+def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
+    from bench.meta import drop_schema
+    from cic_devnet.anvil import dev_key
+    from cic_devnet.custodial.devnet import DEFAULT_DB, EngineOptions, start_engine, stop_engine
+    from cic_seeding.chain.client import ChainClient
+    from cic_seeding.chain.rpc import JsonRpc
+    from cic_seeding.chain.signer import Signer
+
+    tag = uuid.uuid4().hex[:10]
+    schema, queue = f"bench_{tag}", f"bench_custodial_{tag}"
+    deployer = ChainClient(JsonRpc(devnet.rpc_url), signer=Signer.from_key(dev_key(0)),
+                           explicit_mining=True)
+    naive_data = _data(work, "custodial-naive", sample, n + 5)
+    data = _data(work, "custodial", n, n + 6)
+    info = start_engine(devnet.directory, deployer, devnet.registry,
+                        EngineOptions(broker_url=REDIS_URL, schema=schema, queue=queue),
+                        chain_spec=devnet.info["chain_spec"])
+    try:
+        imported = run_child(__file__, "custodial", str(devnet.directory), data, naive_data,
+                             REDIS_URL, queue)
+    finally:
+        stop_engine(info)
+        drop_schema(schema, DEFAULT_DB)
+    naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
+    r = _rate(imported, n)
+    return [_row(n, "custodial import (cic_eth, 1 engine worker)", f"{r:,.0f} users/s",
+                 f"one create at a time {naive_r:,.0f}", r / naive_r, "", imported)]
+
+
+def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[list[str]]:
+    """1 worker on one queue, then 2 on another; all three booted together beforehand."""
+    from cic_seeding.config import load_settings
+    from cic_seeding.importers._celery_worker import spawn_worker, wait_workers
+
+    if local is None:
+        local = run_child(__file__, "import", dn, _data(work, "local", n, n + 7))
+        local_s = local["seconds"]
+    else:
+        local_s = local["extra"]["import_seconds"]
+    tag = uuid.uuid4().hex[:10]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIC_")}
+    env.update({"CIC_DEVNET_DIR": dn, "CIC_IMPORT_BROKER_URL": REDIS_URL})
+    settings = load_settings({}, config_file=None, environ={k: v for k, v in env.items()
+                                                            if k.startswith("CIC_")})
+    fleets = {1: [f"bench-{tag}-a"], 2: [f"bench-{tag}-b", f"bench-{tag}-c"]}
+    procs = []
+    runs = []
+    try:
+        for size, names in fleets.items():
+            for name in names:  # a key directory each: as if on machines of their own
+                procs.append(spawn_worker(
+                    {**env, "CIC_IMPORT_QUEUE": f"bench_import_{tag}_{size}",
+                     "CIC_IMPORT_WORKER_DIR": str(work / name)},
+                    name=name, log_file=work / f"{name}.log"))
+        wait_workers(settings, [n for names in fleets.values() for n in names], procs)
+        for size in fleets:
+            runs.append(run_child(__file__, "import", dn,
+                                  _data(work, f"celery{size}", n, n + 8 + size),
+                                  f"bench_import_{tag}_{size}"))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(30)
+    local_r, one_r, two_r = n / local_s, _rate(runs[0], n), _rate(runs[1], n)
     return [
-        [f"{n:,}", "generate", f"{gen_r:,.0f} users/s", f"floor {floor_r:,.0f}",
-         f"{gen_r / floor_r:.2f}x", "", f"{gen['peak_rss_mb']:.0f}", f"{gen['seconds']:.1f}"],
-        [f"{n:,}", "import+sync (eth)", f"{seed_r:,.0f} users/s", f"naive {naive_r:,.0f}",
-         f"{seed_r / naive_r:.1f}x", f"{seed_r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}",
-         f"{seed['peak_rss_mb']:.0f}", f"{seed['seconds']:.1f}"],
-        [f"{n:,}", "import+sync (eth, --batch-funder)", f"{batch_r:,.0f} users/s",
-         f"naive {naive_r:,.0f}", f"{batch_r / naive_r:.1f}x",
-         f"{batch_r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}",
-         f"{batch['peak_rss_mb']:.0f}", f"{batch['seconds']:.1f}"],
-        [f"{n:,}", "verify (4 chain checks)", f"{ver_r:,.0f} user-checks/s",
-         f"one call per check {ver_naive_r:,.0f}", f"{ver_r / ver_naive_r:.1f}x", "",
-         f"{verify['peak_rss_mb']:.0f}", f"{verify['seconds']:.1f}"],
+        _row(n, "import (eth, --executor celery, 1 worker)", f"{one_r:,.0f} users/s",
+             f"local executor {local_r:,.0f}", one_r / local_r, "", runs[0]),
+        _row(n, "import (eth, --executor celery, 2 workers)", f"{two_r:,.0f} users/s",
+             f"1 worker {one_r:,.0f}", two_r / one_r, "", runs[1]),
     ]
+
+
+def parse_stages(text: str) -> list[str]:
+    stages = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGE_NAMES]
+    if unknown or not stages:
+        raise SystemExit(f"error: unknown stage {', '.join(unknown) or '(none given)'}; "
+                         f"valid stages: {', '.join(STAGE_NAMES)}")
+    if "verify" in stages and not {"seed", "batch"} & set(stages):
+        raise SystemExit("error: stage verify checks the users of stage seed or batch: "
+                         "add one of them to --stages")
+    return stages
 
 
 def main() -> None:
@@ -250,10 +489,16 @@ def main() -> None:
                         help="users the naive baselines run on (their rate is per user)")
     default_root = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     parser.add_argument("--dir-root", default=default_root)
+    parser.add_argument("--stages", type=parse_stages, default=list(STAGE_NAMES),
+                        help=f"comma-separated subset of: {','.join(STAGE_NAMES)} (default: all)")
+    parser.add_argument("--service-users", type=int, default=None,
+                        help="users of the meta, custodial and celery stages (default: N; "
+                             "their rates barely depend on N, and CI keeps them small)")
     args = parser.parse_args()
     rows: list[list[str]] = []
     for n in args.users:
-        rows += run_n(n, min(args.naive_sample, n), args.dir_root)
+        rows += run_n(n, min(args.naive_sample, n), args.dir_root, args.stages,
+                      args.service_users)
     print(f"pipeline benchmark on {machine()}, data under {args.dir_root}")
     print(table(["users", "stage", "rate", "baseline", "vs baseline", "vs ceiling",
                  "peak RSS MB", "seconds"], rows))

@@ -25,33 +25,36 @@ from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.datadir.store import atomic_write
-from cic_seeding.errors import ServiceError
+from cic_seeding.errors import ServiceError, UsageError
 from cic_seeding.records.chainspec import ChainSpec
 
 if TYPE_CHECKING:
     from cic_devnet.anvil import AnvilProcess
     from cic_devnet.custodial.devnet import EngineOptions
+    from cic_devnet.custodial.embedded import EmbeddedEngine
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CHAIN_SPEC = "evm:byzantium:8996:bloxberg"
 KEYFILE, PASSWORD_FILE, META_TOKEN_FILE = "deployer.json", "deployer.pw", "meta.token"
-#: Block gas limit of the devnet chain. 10x mainnet's: seeding sends blocks of up to ~30M gas
-#: (a batch of 100-user BatchFunder transactions), and at 30M those blocks would be full,
-#: raising the EIP-1559 base fee 12.5 % a block until transactions priced a few blocks
-#: earlier can no longer be mined. At 300M such blocks stay under the target.
-BLOCK_GAS_LIMIT = 300_000_000
+#: Block gas limit of the devnet chain. Seeding packs blocks on purpose (on anvil a block costs
+#: time in proportion to the whole state, so few full blocks are fastest): the batch path sends
+#: ~260M gas a block. Those must stay under the EIP-1559 target (half the limit), or the base
+#: fee rises 12.5 % a block until transactions priced a few blocks earlier cannot be mined.
+BLOCK_GAS_LIMIT = 1_000_000_000
 #: Block states anvil keeps in memory (older ones are dropped; blocks and receipts stay).
 KEEP_STATES = 16
 
 
 @dataclass
 class Devnet:
-    """A running devnet; ``info`` is the content of devnet.json."""
+    """A running devnet; ``info`` is the content of devnet.json. ``engine``: the custodial
+    engine when it runs embedded in this process."""
 
     directory: Path
     info: dict[str, Any]
     anvil: AnvilProcess | None = field(default=None, repr=False)
+    engine: EmbeddedEngine | None = field(default=None, repr=False)
 
     @property
     def rpc_url(self) -> str:
@@ -61,7 +64,14 @@ class Devnet:
     def registry(self) -> str:
         return str(self.info["registry"])
 
+    def close(self) -> None:
+        """Stop what runs in this process (an embedded custodial engine); the rest stays."""
+        if self.engine is not None:
+            self.engine.stop()
+            self.engine = None
+
     def stop(self) -> None:
+        self.close()
         if self.anvil is not None:
             self.anvil.stop()
         devnet_down(self.directory)
@@ -98,13 +108,22 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     :func:`devnet_down`. ``meta`` also starts the metadata server, on ``meta_db`` (a
     postgresql:// URL) or embedded (SQLite ``DIR/meta.db``); its URL and the file holding its
     write token go into devnet.json. ``custodial`` also starts the custodial engine's workers
-    (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json.
+    (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json. With
+    ``custodial_options.embedded`` the engine runs in this process instead (SQLite, in-memory
+    broker; ``detach`` does not apply to it): :meth:`Devnet.close` or :meth:`Devnet.stop` ends
+    it.
     ``ussd`` also starts the USSD gateway (and with it the metadata server and the engine),
     its accounts in PostgreSQL ``ussd_db`` (default: the engine's) schema ``ussd_schema``
     (default: a fresh one per chain)."""
     from cic_devnet.anvil import dev_key, start_anvil
 
     meta, custodial = meta or ussd, custodial or ussd
+    embedded = bool(custodial and custodial_options and custodial_options.embedded)
+    if ussd and embedded:
+        raise UsageError("the USSD gateway cannot use an embedded custodial engine: it is a "
+                           "process of its own, and an embedded engine answers only in the "
+                           "process that runs it", hint="configure PostgreSQL and Redis for "
+                           "the engine (custodial_db_url, custodial_broker_url)")
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEVNET_FILE
@@ -119,6 +138,7 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     anvil = start_anvil(port=port, chain_id=spec.network_id, state=state_path,
                         log_file=directory / "anvil.log", detach=detach,
                         block_gas_limit=BLOCK_GAS_LIMIT, keep_states=KEEP_STATES)
+    engine: EmbeddedEngine | None = None
     try:
         if not (directory / KEYFILE).is_file():
             _write_deployer(directory, dev_key(0))
@@ -138,7 +158,14 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
                       "log": str(directory / "anvil.log")}})
         if meta:
             info["meta"] = _start_meta(directory, meta_db, detach)
-        if custodial:
+        if embedded:
+            from cic_devnet.custodial.devnet import start_embedded
+
+            engine = start_embedded(directory, client, info["registry"], custodial_options,
+                                    previous=previous.get("custodial") if reload else None,
+                                    chain_spec=info.get("chain_spec"))
+            info["custodial"] = engine.info
+        elif custodial:
             info["custodial"] = _start_custodial(
                 directory, client, info, previous.get("custodial") if reload else None,
                 custodial_options, detach)
@@ -153,13 +180,15 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
             info.pop("ussd")
         atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     except BaseException:
+        if engine is not None:
+            engine.stop()
         anvil.stop()
         _stop_ussd(info if "info" in locals() else {})
         _stop_meta(info if "info" in locals() else {})
         _stop_custodial(info if "info" in locals() else {})
         raise
     log.info("devnet up: %s, registry %s", anvil.url, info["registry"])
-    return Devnet(directory, info, anvil)
+    return Devnet(directory, info, anvil, engine)
 
 
 def _start_meta(directory: Path, db: str | None, detach: bool) -> dict[str, Any]:

@@ -34,8 +34,12 @@ CHUNK = 100
 #: new account) with headroom, plus a base per transaction. A node packs blocks by gas *limit*,
 #: so generous limits would leave blocks half empty.
 REGISTER_GAS, GIVE_GAS, VALUE_GAS, BASE_GAS = 100_000, 65_000, 45_000, 60_000
-#: Payments the syncer sends per round on the batch path (a few transactions).
-ROUND = 6 * CHUNK
+#: Payments the syncer sends per round, and users the importer registers per batch, on the
+#: batch path: each is one block, and a devnet's block costs time in proportion to the whole
+#: state (anvil hashes it all again: ~0.2 s per block at 100,000 users, measured), so few,
+#: full blocks (~40 transactions of CHUNK accounts: ~260M gas of the devnet's 1G limit).
+ROUND = 40 * CHUNK
+IMPORT_BATCH = 20 * CHUNK
 
 _REGISTER_FNS = {BATCH_FUNDER.fn(n).selector: BATCH_FUNDER.fn(n)
                  for n in ("registerAndFund", "registerAndMint")}

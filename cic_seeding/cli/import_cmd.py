@@ -59,17 +59,21 @@ def batch_funder_option(fn: Any) -> Any:
               help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
                    "production n=2^18.")
 @batch_funder_option
+@click.option("--executor", "import_executor", type=click.Choice(["local", "celery"]),
+              help="Where the batches run (eth): local, in this process [default], or celery, "
+                   "on import workers (`cic-seed import-worker`) on any number of machines.")
 @verbosity_options
 @click.pass_context
 @handles_errors
 def import_command(ctx: click.Context, name: str, directory: str | None, data_dir: str | None,
                    batch_size: int | None, limit: int | None, state_url: str | None,
-                   keystore_kdf: str | None, batch_funder: str | None, verbose: int,
-                   quiet: bool, **kw: Any) -> int:
+                   keystore_kdf: str | None, batch_funder: str | None,
+                   import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."""
     settings = settings_from(ctx, verbose, quiet, data_dir=directory or data_dir,
                              batch_size=batch_size, state_url=state_url, batch_funder=batch_funder,
-                             keystore_kdf=keystore_kdf, **chain_flags(kw))
+                             keystore_kdf=keystore_kdf, import_executor=import_executor,
+                             **chain_flags(kw))
     cls = get_importer(name)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
@@ -87,6 +91,34 @@ def import_command(ctx: click.Context, name: str, directory: str | None, data_di
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1
+
+
+@cli.command("import-worker")
+@click.option("--devnet", "devnet_dir", help="Devnet directory (its devnet.json).")
+@click.option("-p", "--rpc", "rpc_url", help="JSON-RPC URL of the node.")
+@click.option("-r", "--registry", "registry_address", help="CIC registry address.")
+@click.option("--broker", "import_broker_url", help="Redis URL (setting import_broker_url).")
+@click.option("--queue", "import_queue", help="Celery queue (setting import_queue).")
+@click.option("--key-dir", "import_worker_dir",
+              help="Directory of this worker's own signing key (setting import_worker_dir).")
+@click.option("--concurrency", type=int, default=2, show_default=True,
+              help="Batches this worker runs at once (threads; keyfiles use every core).")
+@click.option("--name", help="Worker node name, NAME@HOST (default: import-PID@HOST).")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def import_worker_command(ctx: click.Context, concurrency: int, name: str | None, verbose: int,
+                          quiet: bool, **flags: Any) -> int:
+    """Run an import worker for `cic-seed import eth --executor celery` (until stopped).
+
+    It signs with its own key (made in --key-dir on first start; the dispatcher makes it a
+    writer of the AccountsIndex and gives it gas) and needs no data directory or database."""
+    from cic_seeding.importers._celery_worker import run_worker
+
+    settings = settings_from(ctx, verbose, quiet, **flags)
+    level = "WARNING" if quiet else ("DEBUG" if verbose >= 2 else "INFO")
+    return run_worker(settings, concurrency=concurrency, name=name, loglevel=level,
+                      announce=lambda line: click.echo(line, err=True))
 
 
 @cli.command("sync")

@@ -2,7 +2,9 @@
 
 A user's key is derived again from the manifest seed and index (never read from disk). Files are
 ``keystore/<address lower-case, no 0x>.json``, mode 0600, written atomically; an existing file
-is kept, so a rerun only makes the missing ones.
+is kept, so a rerun only makes the missing ones. :meth:`KeyfileWriter.make` returns the
+documents instead of writing them (an import worker on another machine sends them back to the
+dispatcher, which owns the data directory).
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import json
 import os
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from cic_seeding.chain.keyfile import encrypt_v3
 from cic_seeding.datadir.store import atomic_write
@@ -35,6 +38,16 @@ def keyfile_path(keystore: Path, address: str) -> Path:
     return keystore / f"{address.lower().removeprefix('0x')}.json"
 
 
+def keyfile_doc(seed: int, index: int, address: str, password: str, n: int
+                ) -> dict[str, Any] | str:
+    """User ``index``'s v3 keyfile document, or why its key does not match ``address``."""
+    key = derive_private_key(seed, index)
+    if address_of(key).lower() != address.lower():
+        return (f"users.csv says index {index} is {address}, but the manifest seed "
+                f"derives {address_of(key)}: the data directory is inconsistent")
+    return encrypt_v3(key, password, n=n, address=address)
+
+
 def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], password: str,
                  n: int) -> dict[str, str]:
     """Write missing keyfiles; ``{address: reason}`` for users whose key does not match."""
@@ -43,14 +56,25 @@ def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], pas
         path = keyfile_path(Path(keystore), address)
         if path.exists():
             continue
-        key = derive_private_key(seed, index)
-        if address_of(key).lower() != address.lower():
-            bad[address] = (f"users.csv says index {index} is {address}, but the manifest seed "
-                            f"derives {address_of(key)}: the data directory is inconsistent")
+        doc = keyfile_doc(seed, index, address, password, n)
+        if isinstance(doc, str):
+            bad[address] = doc
             continue
-        doc = encrypt_v3(key, password, n=n, address=address)
         atomic_write(path, json.dumps(doc).encode(), 0o600)
     return bad
+
+
+def _make_chunk(seed: int, users: Sequence[tuple[int, str]], password: str, n: int
+                ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    docs: dict[str, dict[str, Any]] = {}
+    bad: dict[str, str] = {}
+    for index, address in users:
+        doc = keyfile_doc(seed, index, address, password, n)
+        if isinstance(doc, str):
+            bad[address] = doc
+        else:
+            docs[address] = doc
+    return docs, bad
 
 
 def _exit_with_parent() -> None:
@@ -76,21 +100,44 @@ class KeyfileWriter:
         self.n = scrypt_n(kdf)
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()  # an import worker makes two batches at once
 
     def write(self, users: Sequence[tuple[int, str]]) -> dict[str, str]:
+        """Write the missing keyfiles of ``users``; ``{address: reason}`` of those refused."""
         self.keystore.mkdir(parents=True, exist_ok=True, mode=0o700)
         if len(users) < 8 or self.workers == 1:
             return _write_chunk(str(self.keystore), self.seed, users, self.password, self.n)
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, initializer=_exit_with_parent)
-        step = max(1, -(-len(users) // self.workers))
-        futures = [self._pool.submit(_write_chunk, str(self.keystore), self.seed,
-                                     list(users[i:i + step]), self.password, self.n)
-                   for i in range(0, len(users), step)]
         bad: dict[str, str] = {}
-        for f in futures:
+        for f in self._spread(_write_chunk, (str(self.keystore), self.seed), users, self.n):
             bad.update(f.result())
         return bad
+
+    def make(self, users: Sequence[tuple[int, str]], *, seed: int | None = None,
+             kdf: str | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+        """The keyfile documents of ``users`` (nothing written), and ``{address: reason}`` of
+        those refused. ``seed`` and ``kdf`` override the writer's (a worker serves many runs)."""
+        seed = self.seed if seed is None else seed
+        n = self.n if kdf is None else scrypt_n(kdf)
+        if len(users) < 8 or self.workers == 1:
+            return _make_chunk(seed, users, self.password, n)
+        docs: dict[str, dict[str, Any]] = {}
+        bad: dict[str, str] = {}
+        for f in self._spread(_make_chunk, (seed,), users, n):
+            made, refused = f.result()
+            docs.update(made)
+            bad.update(refused)
+        return docs, bad
+
+    def _spread(self, fn: Callable[..., Any], head: tuple[Any, ...],
+                users: Sequence[tuple[int, str]], n: int) -> list[Future[Any]]:
+        """``fn(*head, chunk, password, n)`` on the pool, one chunk of users per process."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(self.workers, initializer=_exit_with_parent)
+            pool = self._pool
+        step = max(1, -(-len(users) // self.workers))
+        return [pool.submit(fn, *head, list(users[i:i + step]), self.password, n)
+                for i in range(0, len(users), step)]
 
     def close(self) -> None:
         if self._pool is not None:

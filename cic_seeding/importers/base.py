@@ -12,11 +12,19 @@ A subclass implements a few primitives on *batches* of users:
 store, batches, overlaps preparing the next batch with sending the current one, keeps several
 batches in flight, retries transient errors with backoff, records every state transition and
 reports progress.
+
+Where the batches run is the importer's :meth:`Importer.executor`: by default here, in this
+process; an importer may offer another executor (``import_executor``: the sovereign importer's
+``celery`` executor, :mod:`cic_seeding.importers._celery_exec`, runs batches on Celery
+workers). Any executor records what happened through :meth:`Importer.record_found`,
+:meth:`Importer.record_submitted`, :meth:`Importer.record_confirmed` and
+:meth:`Importer.record_failed`, so state, traces and progress stay the base's.
 """
 
 from __future__ import annotations
 
 import abc
+import errno
 import logging
 import threading
 import time
@@ -24,12 +32,14 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.errors import DataDirError, UsageError
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
 
+from ._records import user_problems
 from ._retry import with_retries
 
 log = logging.getLogger(__name__)
@@ -87,6 +97,21 @@ class ImportResult:
         return "\n".join(lines)
 
 
+class BatchExecutor(Protocol):
+    """Runs an importer's batches somewhere else than in its own process."""
+
+    def run_batches(self, todo: Sequence[UserRow], result: ImportResult) -> None:
+        """Import ``todo`` (users not yet confirmed), recording through the importer."""
+
+
+def data_dir_error(exc: OSError, data: DataDir) -> DataDirError:
+    """One line for a file the data directory could not give or take (full, read-only ...)."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    fix = "free space" if full else "make the data directory writable"
+    return DataDirError(f"data directory {data.root}: {exc.strerror}: {exc.filename}",
+                        hint=f"{fix}, then rerun: the import resumes where it stopped")
+
+
 class Importer(abc.ABC):
     """Base of every importer. Construct with settings; ``run()`` does the work."""
 
@@ -96,6 +121,8 @@ class Importer(abc.ABC):
     in_flight: ClassVar[int] = 3
     #: First backoff delay in seconds when a transient error is retried.
     retry_base: float = 0.2
+    #: Values of ``import_executor`` this importer runs with ("local": :meth:`executor` None).
+    executors: ClassVar[tuple[str, ...]] = ("local",)
 
     def __init__(self, settings: Settings, *, store: StateStore | None = None,
                  data: DataDir | None = None, progress: Progress | None = None,
@@ -107,6 +134,12 @@ class Importer(abc.ABC):
         self.progress = progress or (lambda n: None)
         self.stop = stop or threading.Event()
         self.batch_size = max(1, settings.batch_size)
+        if settings.import_executor not in self.executors:
+            raise UsageError(
+                f"importer {self.name!r} runs with executor {', '.join(self.executors)} only, "
+                f"not {settings.import_executor!r}",
+                hint="--executor celery runs the sovereign importer (eth) on Celery workers; "
+                "drop --executor / CIC_IMPORT_EXECUTOR for this importer")
 
     # -- primitives ------------------------------------------------------------------------
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
@@ -134,6 +167,10 @@ class Importer(abc.ABC):
         """Called once before the first submission of a run (e.g. to place the sync cursor)."""
         return None
 
+    def executor(self) -> BatchExecutor | None:
+        """Where this run's batches go (None: here, :meth:`prepare` to :meth:`outcomes`)."""
+        return None
+
     @classmethod
     def sync_users(cls, data: DataDir, store: StateStore) -> dict[str, str]:
         """Target address -> data-directory address of the users the syncer pays (0x lower).
@@ -159,9 +196,23 @@ class Importer(abc.ABC):
         result.done_before = len(rows) - len(todo)
         if limit is not None and limit < len(todo):
             result.left, todo = len(todo) - limit, todo[:limit]
+        refused = {norm(a): why for a, why in user_problems(rows).items()}
+        if refused:  # before anything is prepared or sent for them
+            self._fail([(r.address, refused[norm(r.address)]) for r in todo
+                        if norm(r.address) in refused], result)
+            todo = [r for r in todo if norm(r.address) not in refused]
         if todo:
-            self.begin()
-            self._run_batches(todo, result)
+            try:
+                self.begin()
+                executor = self.executor()
+                if executor is None:
+                    self._run_batches(todo, result)
+                else:
+                    executor.run_batches(todo, result)
+            except OSError as exc:
+                if exc.filename is None:  # not a file: a socket, a pipe ...
+                    raise
+                raise data_dir_error(exc, self.data) from exc
         result.seconds = time.monotonic() - started
         return result
 
@@ -204,18 +255,12 @@ class Importer(abc.ABC):
             return []
         found = self._retry(lambda: self.done_on_chain(ready), "checking the chain")
         found = {norm(a): t for a, t in found.items()}
-        if found:  # traces first: a crash in between leaves the user to be found again
-            self.finish([(r, found[norm(r.address)] or r.address) for r in ready
-                         if norm(r.address) in found])
-            self.store.mark_confirmed(self.name, list(found.items()))
-            result.found_on_chain += len(found)
-            self.progress(len(found))
+        self.record_found(ready, found, result)
         rest = [r for r in ready if norm(r.address) not in found]
         if not rest:
             return []
         subs = self._retry(lambda: self.submit(rest), "submitting registrations")
-        self.store.mark_submitted(self.name, [(s.address, s.kind, s.ref, s.target) for s in subs])
-        result.submitted += len(subs)
+        self.record_submitted(subs, result)
         return subs
 
     def _settle(self, subs: list[Submission], by_address: Mapping[str, UserRow],
@@ -223,13 +268,40 @@ class Importer(abc.ABC):
         if not subs:
             return
         outs = self._retry(lambda: self.outcomes(subs), "waiting for confirmations")
-        good = [o for o in outs if o.ok]
-        if good:  # traces first, then the record a rerun trusts
-            self.finish([(by_address[norm(o.address)], o.target or o.address) for o in good])
-            self.store.mark_confirmed(self.name, [(o.address, o.target) for o in good])
-            result.confirmed += len(good)
-            self.progress(len(good))
+        self.record_confirmed([(by_address[norm(o.address)], o.target) for o in outs if o.ok],
+                              result)
         self._fail([(o.address, o.reason or "failed") for o in outs if not o.ok], result)
+
+    # -- bookkeeping (every executor records through these) ---------------------------------
+    def record_found(self, users: Sequence[UserRow], found: Mapping[str, str | None],
+                     result: ImportResult) -> None:
+        """Users of ``users`` the target already had (``found``: lower address -> target)."""
+        if not found:
+            return
+        # traces first: a crash in between leaves the user to be found again
+        self.finish([(r, found[norm(r.address)] or r.address) for r in users
+                     if norm(r.address) in found])
+        self.store.mark_confirmed(self.name, list(found.items()))
+        result.found_on_chain += len(found)
+        self.progress(len(found))
+
+    def record_submitted(self, subs: Sequence[Submission], result: ImportResult) -> None:
+        self.store.mark_submitted(self.name, [(s.address, s.kind, s.ref, s.target) for s in subs])
+        result.submitted += len(subs)
+
+    def record_confirmed(self, done: Sequence[tuple[UserRow, str | None]],
+                         result: ImportResult) -> None:
+        """``(user, target or None)`` confirmed: traces first, then the record a rerun trusts."""
+        if not done:
+            return
+        self.finish([(user, target or user.address) for user, target in done])
+        self.store.mark_confirmed(self.name, [(user.address, target) for user, target in done])
+        result.confirmed += len(done)
+        self.progress(len(done))
+
+    def record_failed(self, failures: list[tuple[str, str]], result: ImportResult) -> None:
+        """``(address, reason)`` of users this run could not import (a rerun tries again)."""
+        self._fail(failures, result)
 
     def _fail(self, failures: list[tuple[str, str]], result: ImportResult) -> None:
         if not failures:

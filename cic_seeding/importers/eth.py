@@ -15,6 +15,10 @@ registers the users *and* pays their opening balances from the signer (allowance
 transaction; the AccountsIndex still emits one ``AddressAdded`` per user. The contract skips an
 account already registered (and does not fund it), so a resent batch cannot fund twice; the
 syncer learns from that transaction itself that the balance is paid.
+
+Executors: ``local`` (default) runs the batches in this process; ``celery`` sends them as
+tasks to import workers on any number of machines, each signing with its own key
+(:mod:`cic_seeding.importers._celery_exec`).
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from cic_seeding.chain.signer import SignedTx
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers._records import record_problem
-from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import StateStore, Status, norm
@@ -49,6 +54,7 @@ class EthImporter(Importer):
     """Registers every generated address in the registry's AccountsIndex."""
 
     name = "eth"
+    executors = ("local", "celery")
     #: Seconds to wait for a batch's receipts before leaving it to a rerun.
     confirm_timeout: float = 120.0
 
@@ -65,6 +71,12 @@ class EthImporter(Importer):
                                   settings.workers)
         self._send_errors: dict[str, str] = {}
         self.funder = batch.resolve(settings)
+        if self.funder is not None and settings.import_executor == "celery":
+            raise UsageError("--executor celery does not combine with --batch-funder",
+                             hint="the batch path registers 100 users per transaction from one "
+                             "signer already: drop one of the two")
+        if self.funder is not None:  # one block per batch: see funder.IMPORT_BATCH
+            self.batch_size = max(self.batch_size, batch.IMPORT_BATCH)
         self._opening: dict[str, int] = {}
         self._token = ""
 
@@ -76,9 +88,35 @@ class EthImporter(Importer):
     def begin(self) -> None:
         """The syncer's cursor starts where this import began (never block 0); on the batch
         path, the BatchFunder's rights and allowance are in place."""
+        self._preflight()
         self.store.init_cursor(self.name, str(self.chain), self.client.head())
         if self.funder is not None:
             self._begin_batch(self.funder)
+
+    def executor(self) -> BatchExecutor | None:
+        if self.settings.import_executor != "celery":
+            return None
+        from cic_seeding.importers._celery_exec import CeleryExecutor
+
+        return CeleryExecutor(self)
+
+    def _preflight(self) -> None:
+        """Refuse, before anything is written or sent, what would fail every user: another
+        chain than the chain spec names, a signer without gas or (one transaction per user)
+        without the right to add to the AccountsIndex."""
+        url = self.client.rpc.url
+        self.network.check_chain_id(self.chain)
+        if self.settings.import_executor != "local":
+            return  # the workers sign, each with its own key
+        me = self.client.signer.address if self.client.signer else ""
+        (wei,) = self.client.native_balances([me])
+        if wei == 0:
+            raise SignerError(f"the signer {me} has no gas (native balance 0) on {url}",
+                              hint="send it some native coin, then rerun")
+        if self.funder is None and not self.network.is_writer(self.index, me):
+            raise SignerError(f"the signer {me} is not a writer of the AccountsIndex "
+                              f"{self.index}", hint=f"ask its owner to call addWriter({me}), "
+                              "or sign with a writer (-y KEYFILE)")
 
     def _begin_batch(self, funder: str) -> None:
         from cic_seeding.sync.run import scale
