@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cic_seeding.breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD
 from cic_seeding.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("config") / "cic-seed.toml"
@@ -27,6 +28,10 @@ SOURCE_FLAG = "flag"
 def _key(default: Any, env: str, help: str, *, kind: type = str, secret: bool = False) -> Any:
     return field(default=default,
                  metadata={"env": env, "help": help, "kind": kind, "secret": secret})
+
+
+#: Default of ``batch_size`` (the batch path registers more per batch unless it is set).
+DEFAULT_BATCH_SIZE = 250
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,22 @@ class Settings:
     keystore_kdf: str = _key(
         "light", "CIC_KEYSTORE_KDF",
         "user keyfile KDF: light (scrypt n=2^8) or production (n=2^18)")
-    batch_size: int = _key(250, "CIC_BATCH_SIZE", "transactions sent per JSON-RPC batch", kind=int)
+    batch_size: int = _key(DEFAULT_BATCH_SIZE, "CIC_BATCH_SIZE",
+                           "transactions sent per JSON-RPC batch", kind=int)
     workers: int = _key(0, "CIC_WORKERS", "worker processes for CPU work (0: one per core)",
                         kind=int)
     rpc_timeout: float = _key(30.0, "CIC_RPC_TIMEOUT", "seconds before one RPC request times out",
                               kind=float)
     rpc_retries: int = _key(5, "CIC_RPC_RETRIES", "retries of a transient RPC failure", kind=int)
+    breaker_threshold: int = _key(
+        DEFAULT_THRESHOLD, "CIC_BREAKER_THRESHOLD",
+        "requests to one service (RPC node, metadata server, USSD gateway) that may fail in a "
+        "row, each after its retries, before its circuit breaker opens and further calls fail "
+        "at once (0: no breaker)", kind=int)
+    breaker_cooldown: float = _key(
+        DEFAULT_COOLDOWN, "CIC_BREAKER_COOLDOWN",
+        "seconds an open circuit breaker fails calls at once before one probe request tries "
+        "the service again", kind=float)
     confirmations: int = _key(0, "CIC_CONFIRMATIONS", "blocks the syncer stays behind the head",
                               kind=int)
     gas_gift: int = _key(10**16, "CIC_GAS_GIFT", "wei sent to each new user for gas (0: none)",
@@ -74,6 +89,27 @@ class Settings:
         None, "CIC_STATE_URL",
         "per-user import state store: sqlite path or postgresql:// URL "
         "(default: DATA_DIR/state.db)")
+    import_executor: str = _key(
+        "local", "CIC_IMPORT_EXECUTOR",
+        "where the eth importer's batches run: local (this process) or celery (import workers "
+        "on any number of machines, `cic-seed import-worker`)")
+    import_broker_url: str = _key(
+        "redis://127.0.0.1:6379/0", "CIC_IMPORT_BROKER_URL",
+        "Redis URL of the celery executor: broker of the batch tasks and their replies")
+    import_queue: str = _key("cic_seeding_import", "CIC_IMPORT_QUEUE",
+                             "Celery queue the import workers consume (celery executor)")
+    import_in_flight: int = _key(
+        8, "CIC_IMPORT_IN_FLIGHT",
+        "batches the celery executor keeps queued or running at once (about 2 per worker "
+        "thread)", kind=int)
+    import_task_timeout: float = _key(
+        300.0, "CIC_IMPORT_TASK_TIMEOUT",
+        "seconds one batch task may take: the dispatcher then sends it again, a worker's "
+        "broker gives an unacknowledged task to another worker (celery executor)", kind=float)
+    import_worker_dir: str | None = _key(
+        None, "CIC_IMPORT_WORKER_DIR",
+        "worker side: directory of the import worker's own signing key, made on first start "
+        "(default: $XDG_STATE_HOME/cic-seeding/import-worker)")
     meta_url: str | None = _key(None, "CIC_META_URL", "metadata server URL (cic_meta importer)")
     meta_token: str | None = _key(
         None, "CIC_META_TOKEN", "bearer token for metadata server writes", secret=True)
@@ -86,7 +122,8 @@ class Settings:
     custodial_broker_url: str | None = _key(
         None, "CIC_CUSTODIAL_BROKER_URL",
         "Redis URL of the custodial engine: Celery broker, results and callbacks (default: "
-        "the devnet's, else redis://127.0.0.1:6379/0)")
+        "the devnet's, else redis://127.0.0.1:6379/0; memory://: an engine embedded in this "
+        "process, as `cic-seed demo --custodial` runs it)")
     custodial_queue: str | None = _key(
         None, "CIC_CUSTODIAL_QUEUE",
         "Celery queue the custodial engine's workers consume (default: the devnet's, else "
@@ -96,7 +133,8 @@ class Settings:
         "seconds to wait for the custodial engine's reply to one request", kind=float)
     custodial_db_url: str | None = _key(
         None, "CIC_CUSTODIAL_DB_URL",
-        "engine side: PostgreSQL URL of the custodial engine's keys and transaction queue")
+        "engine side: PostgreSQL URL of the custodial engine's keys and transaction queue "
+        "(sqlite:///PATH: one file, for an engine embedded in one process)")
     custodial_db_schema: str | None = _key(
         None, "CIC_CUSTODIAL_DB_SCHEMA", "engine side: PostgreSQL schema of the custodial engine")
     custodial_passphrase: str | None = _key(

@@ -159,11 +159,16 @@ class MetadataUnavailableError(MetadataError):
 
 
 class MetadataRequestError(MetadataError):
-    """The metadata server refused a request (4xx); ``status`` is its HTTP status."""
+    """The metadata server refused a request (4xx); ``status`` is its HTTP status.
 
-    def __init__(self, message: str, *, status: int, hint: str | None = None) -> None:
+    ``fatal``: no request to this server can succeed (a wrong token, not a metadata server):
+    the run stops instead of failing user after user."""
+
+    def __init__(self, message: str, *, status: int, hint: str | None = None,
+                 fatal: bool = False) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+        self.fatal = fatal or status in (401, 403)
 
 
 class UssdError(CicSeedError):

@@ -34,3 +34,20 @@ def run_script(script: str, *args: str, cwd: Path | None = None,
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd,
                           env={**os.environ, **(env or {})}, capture_output=True, text=True,
                           timeout=300)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (it was free a moment ago)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def the_error_line(stderr: str) -> str:
+    """The one ``error: ...`` line a failed command printed (no traceback, no second one)."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr
+    return errors[0]

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cic_devnet.meta.storage import CONFLICT, CREATED, Storage
+from cic_seeding.records import jsonsafe
 
 MAX_BODY = 64 * 1024
 POINTER = re.compile(r"[0-9a-f]{64}")
@@ -134,9 +135,21 @@ class MetaApp:
                 raise _Refused(413, f"body exceeds the limit of {self.max_body} bytes")
             chunks.append(chunk)
         try:
-            return json.loads(b"".join(chunks).decode("utf-8"))
+            doc = jsonsafe.loads(b"".join(chunks).decode("utf-8"), parse_constant=_no_constant)
+            canonical(doc).encode("utf-8")  # what will be stored must be UTF-8 text
+        except UnicodeEncodeError:
+            raise _Refused(400, "body is not valid JSON: it holds an unpaired surrogate "
+                                "(\\ud800-\\udfff)") from None
         except (UnicodeDecodeError, ValueError) as exc:
             raise _Refused(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise _Refused(400, "body is not valid JSON: it nests too deeply") from None
+        return doc
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and Infinity: Python's json reads them, JSON does not have them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 async def _refused(request: Request, exc: Exception) -> Response:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.reader import NetworkReader
 from cic_seeding.chain.registry import CicNetwork
@@ -99,7 +100,8 @@ def mines_on_request(rpc: JsonRpc) -> bool:
 def connect(settings: Settings, *, signer: bool = True) -> CicNetwork:
     """A client and network for the settings; with ``signer`` the keyfile is decrypted."""
     ep = endpoint(settings)
-    rpc = JsonRpc(ep.rpc_url, timeout=settings.rpc_timeout, retries=settings.rpc_retries)
+    rpc = JsonRpc(ep.rpc_url, timeout=settings.rpc_timeout, retries=settings.rpc_retries,
+                  breaker=BreakerPolicy.from_settings(settings))
     key: Signer | None = None
     if signer:
         if not ep.keyfile:

@@ -11,11 +11,12 @@ import difflib
 from dataclasses import dataclass
 from functools import cached_property
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils import is_address, is_checksum_address, to_checksum_address
 
 from cic_seeding.chain.abi import artifact
 from cic_seeding.chain.client import ChainClient
-from cic_seeding.errors import ContractError, RegistryLookupError, UsageError
+from cic_seeding.errors import ConfigError, ContractError, RegistryLookupError, UsageError
+from cic_seeding.records.chainspec import ChainSpec
 
 ZERO = "0x" + "00" * 20
 
@@ -44,8 +45,15 @@ def name_of(key: bytes) -> str:
 
 
 def checksum(address: str, what: str) -> str:
+    """``address`` checksummed; UsageError if it is not one, or if its mixed case breaks its
+    EIP-55 checksum (a mistyped character)."""
     if not is_address(address):
         raise UsageError(f"{what} {address!r} is not an address (0x and 40 hex characters)")
+    hex_part = address[2:]
+    if hex_part not in (hex_part.lower(), hex_part.upper()) and not is_checksum_address(address):
+        raise UsageError(f"{what} {address} fails its EIP-55 checksum: a character may be "
+                         "mistyped", hint="copy the address again (all lower case skips the "
+                         "check)")
     return str(to_checksum_address(address))
 
 
@@ -71,6 +79,17 @@ class CicNetwork:
                 f"no contract at registry address {self.registry} on {self.client.rpc.url}",
                 hint="check -r / CIC_REGISTRY_ADDRESS (or the devnet's devnet.json)")
 
+    def check_chain_id(self, spec: ChainSpec) -> None:
+        """ConfigError if the node is another chain than ``spec`` names (an importer would
+        otherwise write identities of the wrong chain)."""
+        chain_id = self.client.chain_id
+        if chain_id != spec.network_id:
+            raise ConfigError(
+                f"the node at {self.client.rpc.url} has chain id {chain_id}, but the chain spec "
+                f"{spec} says {spec.network_id}",
+                hint="point --devnet / -p at the chain the spec names, or fix CIC_CHAIN_SPEC "
+                "(chain_spec in the config file)")
+
     def holdings(self) -> dict[str, str]:
         """Identifier -> address of everything the registry declares (zero if unset)."""
         count = self.client.call(self.registry, REGISTRY.fn("identifierCount"))
@@ -85,7 +104,14 @@ class CicNetwork:
     def resolve(self, identifier: str) -> str:
         """The address registered under ``identifier``; RegistryLookupError if none."""
         self.check_registry()
-        address = self.client.call(self.registry, REGISTRY.fn("addressOf"), key32(identifier))
+        try:
+            address = self.client.call(self.registry, REGISTRY.fn("addressOf"),
+                                       key32(identifier))
+        except ContractError as exc:
+            raise ContractError(
+                f"the contract at registry address {self.registry} does not answer "
+                f"addressOf({identifier!r}) ({exc.message}): it is not a CIC registry",
+                hint="check -r / CIC_REGISTRY_ADDRESS (or the devnet's devnet.json)") from exc
         if int(address, 16) == 0:
             held = ", ".join(f"{n}={a}" for n, a in self.holdings().items() if int(a, 16)) \
                 or "nothing"

@@ -57,13 +57,18 @@ def handles_errors(fn: F) -> F:
             verbosity = (ctx.find_root().obj or {}).get("verbosity", kwargs.get("verbose", 0))
             if verbosity and verbosity >= 2:
                 traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             click.get_current_context().exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a library's multi-line text (psycopg2, ...) joined by spaces."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 def stderr_is_terminal() -> bool:

@@ -144,7 +144,8 @@ def sync_command(ctx: click.Context, name: str, data_dir: str | None, follow: bo
     """Give every registered user of importer NAME its opening balance, faucet payout and gas.
 
     For cic_eth the engine pays gas and faucet when it creates the account, and the opening
-    balance is a custodial transfer from the engine's signer. Exits 0 when every user of the data directory is done; 1 on timeout or failures."""
+    balance is a custodial transfer from the engine's signer. Exits 0 when every user of the
+    data directory is done; 1 on timeout or failures."""
     from cic_seeding.sync.run import run_sync
     from cic_seeding.sync.syncer import SyncOptions
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,34 +43,62 @@ class DataDir:
 
     def users(self) -> Iterator[UserRow]:
         """Every user in index order, from users.csv (``index,address,phone``)."""
-        with self.users_csv.open(newline="", encoding="utf-8") as fh:
-            for lineno, row in enumerate(csv.reader(fh), 1):
-                try:
-                    yield UserRow(int(row[0]), row[1], row[2])
-                except (IndexError, ValueError):
-                    raise RecordError(f"{self.users_csv}:{lineno}: expected index,address,phone",
-                                      path=str(self.users_csv)) from None
+        for lineno, row in self._rows(self.users_csv):
+            if len(row) < 3 or not _DIGITS.fullmatch(row[0]):
+                raise RecordError(f"{self.users_csv}:{lineno}: expected index,address,phone",
+                                  path=str(self.users_csv))
+            yield UserRow(int(row[0]), row[1], row[2])
 
     def balances(self) -> dict[str, int]:
         """Opening balance per lower-case address without 0x (smallest unit)."""
         out = {}
-        for key, values in self._address_rows(self.balances_csv).items():
-            if len(values) != 1 or not values[0].isdigit():
+        for key, values in self.balance_rows().items():
+            amount = parse_balance(values)
+            if amount is None:
                 raise RecordError(
                     f"{self.balances_csv}: balance of {key} is {','.join(values)!r}, not a "
-                    "non-negative integer", path=str(self.balances_csv),
+                    "non-negative integer below 2**256", path=str(self.balances_csv),
                     hint="fix the row or regenerate; `cic-seed validate DIR` lists every bad row")
-            out[key] = int(values[0])
+            out[key] = amount
         return out
+
+    def balance_rows(self) -> dict[str, list[str]]:
+        """balances.csv as read, unchecked: the values per lower-case address without 0x."""
+        return self._address_rows(self.balances_csv)
 
     def tags(self) -> dict[str, list[str]]:
         return self._address_rows(self.tags_csv)
 
     def _address_rows(self, path: Path) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        with path.open(newline="", encoding="utf-8") as fh:
-            for lineno, row in enumerate(csv.reader(fh), 1):
-                if len(row) < 2:
-                    raise RecordError(f"{path}:{lineno}: expected address,value", path=str(path))
-                out[row[0]] = row[1:]
+        for lineno, row in self._rows(path):
+            if len(row) < 2:
+                raise RecordError(f"{path}:{lineno}: expected address,value", path=str(path))
+            out[row[0]] = row[1:]
         return out
+
+    def _rows(self, path: Path) -> Iterator[tuple[int, list[str]]]:
+        """(line number, fields) of a csv file; RecordError if it is missing or not text."""
+        try:
+            with path.open(newline="", encoding="utf-8") as fh:
+                yield from enumerate(csv.reader(fh), 1)
+        except FileNotFoundError:
+            raise RecordError(f"{path} is missing: {self.root} is not a complete data directory",
+                              path=str(path), hint="regenerate it with `cic-seed generate --dir "
+                              "DIR COUNT`") from None
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise RecordError(f"{path} is not a UTF-8 csv file: {exc}", path=str(path),
+                              hint="fix it or regenerate; `cic-seed validate DIR` lists every "
+                              "bad row") from None
+
+
+_DIGITS = re.compile(r"[0-9]+")
+UINT256_LIMIT = 2**256
+
+
+def parse_balance(values: list[str]) -> int | None:
+    """The amount of one balances.csv row's values (None: not one integer in [0, 2**256))."""
+    if len(values) != 1 or not _DIGITS.fullmatch(values[0]) or len(values[0]) > 80:
+        return None
+    amount = int(values[0])
+    return amount if amount < UINT256_LIMIT else None

@@ -12,9 +12,11 @@ def normalise_key(key: str) -> str:
     return key.upper()
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes, mode: int | None = None, *,
+                 parent_exists: bool = False) -> None:
     """Write ``data`` so a reader (or a crash) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not parent_exists:
+        path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     fd = os.open(tmp, flags, 0o600 if mode is None else mode)
@@ -24,6 +26,11 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None:  # a failed write or close names no file: name it
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -35,14 +42,20 @@ class KeyedStore:
     def __init__(self, root: Path, file_mode: int = 0o644) -> None:
         self.root = root
         self.file_mode = file_mode
+        self._prefix = str(root)
+        self._shards: set[str] = set()  # shard directories known to exist (saves a mkdir each)
 
     def path(self, key: str) -> Path:
         k = normalise_key(key)
-        return self.root / k[0:2] / k[2:4] / k
+        return Path(f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}")  # one Path, not three joins
 
     def put(self, key: str, data: bytes) -> Path:
         path = self.path(key)
-        atomic_write(path, data, self.file_mode)
+        shard = str(path.parent)
+        if shard not in self._shards:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._shards.add(shard)
+        atomic_write(path, data, self.file_mode, parent_exists=True)
         return path
 
     def get(self, key: str) -> bytes:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
-import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eth_utils import is_checksum_address
+
 from cic_seeding.datadir import DataDir, Manifest
 from cic_seeding.errors import ManifestError, UsageError
+from cic_seeding.records import jsonsafe
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import identity_addresses, person_errors, phone_of
 from cic_seeding.records.pointers import phone_pointer
@@ -70,11 +73,18 @@ class ValidationResult:
         return "\n".join(lines)
 
 
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     if not path.exists():
         return
     with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        yield from enumerate(csv.reader(fh), 1)
+        reader = csv.reader(fh)
+        try:
+            yield from enumerate(reader, 1)
+        except csv.Error:  # a field past the csv module's limit: that row is malformed
+            yield reader.line_num, []
 
 
 def validate(directory: str | Path) -> ValidationResult:
@@ -97,11 +107,11 @@ def validate(directory: str | Path) -> ValidationResult:
     for key in data.src:
         path = data.src.path(key)
         try:
-            doc = json.loads(path.read_bytes())
+            doc = jsonsafe.loads(path.read_bytes())
         except OSError as exc:
             rules["record_schema"].check(False, str(path), f"unreadable: {exc.strerror or exc}")
             continue
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             rules["record_schema"].check(False, str(path), f"not JSON: {exc}")
             continue
         errors = person_errors(doc)
@@ -149,10 +159,14 @@ def _check_users(data: DataDir, rule: RuleResult, records: dict[str, str]) -> No
     seen: set[str] = set()
     for lineno, row in _csv_rows(data.users_csv):
         where = f"{data.users_csv}:{lineno}"
-        if len(row) != 3 or not row[0].isdigit() or lineno - 1 != int(row[0]):
+        if len(row) != 3 or not _DIGITS.fullmatch(row[0]) or lineno - 1 != int(row[0]):
             rule.check(False, where, "expected index,address,phone with consecutive indices")
             continue
-        key = row[1][2:].lower()
+        hex_part = row[1][2:]
+        if hex_part not in (hex_part.lower(), hex_part.upper()) \
+                and not is_checksum_address(row[1]):
+            rule.check(False, where, f"{row[1]} fails its EIP-55 checksum (a mistyped character?)")
+        key = hex_part.lower()
         if key not in records:
             rule.check(False, where, f"{row[1]} has no record in src/")
         elif key in seen:
@@ -175,7 +189,7 @@ def _check_rows(path: Path, rule: RuleResult, records: dict[str, str], limit: in
             continue
         if limit is not None:
             value = row[1]
-            ok = len(row) == 2 and value.isdigit() and int(value) <= limit
+            ok = len(row) == 2 and bool(_DIGITS.fullmatch(value)) and int(value) <= limit
             rule.check(ok, where, f"balance {value!r} is not an integer in [0, {limit}]")
             seen[row[0]] = int(value) if ok else 0
         else:

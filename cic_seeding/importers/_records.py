@@ -1,21 +1,94 @@
-"""Checks of a data directory's person records shared by the importers."""
+"""Checks of a data directory's users shared by the importers: one user's person record and
+opening balance (:func:`record_problem`), and what only the whole user list shows
+(:func:`user_problems`: a phone two users share, an address with a bad checksum)."""
 
 from __future__ import annotations
 
-import json
+import threading
+from collections.abc import Iterable
+
+from eth_utils import is_checksum_address
 
 from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.datadir.layout import parse_balance
+from cic_seeding.records import jsonsafe
 from cic_seeding.records.person import person_errors
+
+_balances_lock = threading.Lock()
+#: balances.csv rows by (path, mtime_ns, size): parsed once per file version, not per user.
+_balances_cache: dict[tuple[str, int, int], dict[str, list[str]]] = {}
 
 
 def record_problem(data: DataDir, user: UserRow) -> str | None:
-    """Why ``user``'s person record cannot be imported (None: it can)."""
+    """Why ``user``'s person record or opening balance cannot be imported (None: they can).
+
+    Raises RecordError when balances.csv as a whole is missing or unreadable."""
     path = data.src.path(user.address)
     try:
-        doc = json.loads(path.read_bytes())
+        doc = jsonsafe.loads(path.read_bytes())
     except FileNotFoundError:
         return f"no person record at {path}"
-    except (OSError, ValueError) as exc:
-        return f"person record {path} is not valid JSON ({exc}); regenerate or fix it"
+    except (OSError, ValueError, RecursionError) as exc:
+        return f"person record {path} is not valid JSON ({_short(exc)}); regenerate or fix it"
     errors = person_errors(doc)
-    return f"person record {path} fails the schema: {errors[0]}" if errors else None
+    if errors:
+        return f"person record {path} fails the schema: {_short(errors[0])}"
+    return balance_problem(data, user)
+
+
+def _short(what: object, limit: int = 200) -> str:
+    """``what`` as text of at most ``limit`` characters (a schema error quotes the value)."""
+    text = str(what)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def balance_problem(data: DataDir, user: UserRow) -> str | None:
+    """Why ``user`` has no usable opening balance in balances.csv (None: it has one)."""
+    key = user.address.lower().removeprefix("0x")
+    values = _balance_rows(data).get(key)
+    if values is None:
+        return (f"no opening balance for {user.address} in {data.balances_csv}; add its row "
+                "or regenerate (`cic-seed validate DIR` lists every gap)")
+    if parse_balance(values) is None:
+        return (f"opening balance {','.join(values)!r} of {user.address} in {data.balances_csv} "
+                "is not an integer in [0, 2**256); fix the row or regenerate")
+    return None
+
+
+def _balance_rows(data: DataDir) -> dict[str, list[str]]:
+    path = data.balances_csv
+    try:
+        st = path.stat()
+    except OSError:
+        return data.balance_rows()  # raises the RecordError that names the file
+    version = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    with _balances_lock:
+        rows = _balances_cache.get(version)
+        if rows is None:
+            rows = data.balance_rows()
+            _balances_cache.clear()
+            _balances_cache[version] = rows
+        return rows
+
+
+def user_problems(rows: Iterable[UserRow]) -> dict[str, str]:
+    """``{address: reason}`` of users the data directory's user list makes unimportable: an
+    address whose mixed case breaks its EIP-55 checksum (a mistyped character?), and every
+    user after the first with the same phone (a phone is one user's identity)."""
+    problems: dict[str, str] = {}
+    first: dict[str, UserRow] = {}
+    for row in rows:
+        hex_part = row.address.removeprefix("0x")
+        if hex_part != hex_part.lower() and hex_part != hex_part.upper() \
+                and not is_checksum_address(row.address):
+            problems[row.address] = (
+                f"address {row.address} (users.csv index {row.index}) fails its EIP-55 "
+                "checksum: a character may be mistyped; fix users.csv or regenerate")
+            continue
+        owner = first.setdefault(row.phone, row)
+        if owner is not row:
+            problems[row.address] = (
+                f"phone {row.phone} of {row.address} (users.csv index {row.index}) is already "
+                f"the phone of {owner.address} (index {owner.index}); phones must be unique: "
+                "fix the data directory (`cic-seed validate DIR`)")
+    return problems

@@ -73,6 +73,7 @@ class CicEthImporter(Importer):
     # -- primitives ----------------------------------------------------------------------
     def begin(self) -> None:
         """The engine answers and registers on this network; the syncer's cursor starts here."""
+        self.network.check_chain_id(self.chain)
         self.client.open()
         engine_status(self.client, self.index, timeout=min(self.timeout, STATUS_TIMEOUT))
         token = self.network.token(self.settings.token_symbol)

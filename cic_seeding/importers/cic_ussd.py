@@ -40,14 +40,29 @@ from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.records.pointers import phone_pointer
 from cic_seeding.records.vcard import decode_vcard
 from cic_seeding.state import norm
-from cic_seeding.ussd.client import UssdClient
+from cic_seeding.ussd.client import Screen, UssdClient
 from cic_seeding.ussd.pins import seeded_language, seeded_pin
-from cic_seeding.ussd.texts import text
+from cic_seeding.ussd.texts import LANGUAGES, text
 
 log = logging.getLogger(__name__)
 
 GENDER_CHOICE = {"male": "1", "female": "2", "other": "3"}
 LANGUAGE_CHOICE = {"en": "1", "sw": "2"}
+#: Screens a session of an already registered phone opens with, in every language.
+REGISTERED_SCREENS = frozenset(text(key, lang) for key in ("pending", "locked", "new_pin", "main")
+                               for lang in LANGUAGES)
+#: The prompts of the registration menus after each input but the last, in order.
+REGISTRATION_PROMPTS = ("given_name", "family_name", "gender", "location", "new_pin",
+                        "confirm_pin")
+
+
+def registration_screens(language: str) -> list[frozenset[Screen]]:
+    """The screens a registration in ``language`` may show after each input, in order."""
+    steps = [frozenset({Screen(False, text(p, language))}) for p in REGISTRATION_PROMPTS]
+    return [*steps, frozenset({Screen(True, text("registered", language)),
+                               Screen(True, text("pending", language))})]
+
+
 #: Backoff of the phone-pointer polling: first delay and the largest one, in seconds.
 POLL_FIRST, POLL_MAX = 0.1, 2.0
 
@@ -90,6 +105,7 @@ class CicUssdImporter(Importer):
             raise ImporterError(f"{self.name}: the USSD gateway {self.client.url} does not "
                                 "answer", hint="start one with `cic-seed devnet up --ussd` or "
                                 "set ussd_url (CIC_USSD_URL)")
+        self.network.check_chain_id(self.chain)
         self.store.init_cursor(self.name, str(self.chain), self.network.client.head())
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
@@ -157,20 +173,24 @@ class CicUssdImporter(Importer):
             doc = json.loads(self.data.src.get(user.address))
             inputs = registration_inputs(doc, self.seed, user.index)
             opening = self.client.request(session, user.phone, "")
-            if opening.end or opening.text != text("choose_language"):
+            if opening != Screen(False, text("choose_language")):
+                if opening.text not in REGISTERED_SCREENS:
+                    self._problems[user.address] = (
+                        f"the USSD gateway {self.client.url} opened the session of "
+                        f"{user.phone} with an unexpected screen {str(opening)[:200]!r}; "
+                        "expected the language menu (a new user) or the PIN prompt, main menu "
+                        "or 'still being created' (a registered one): is CIC_USSD_URL a CIC "
+                        "USSD gateway?")
                 return ref  # registered before (pending or active): the pointer will tell
-            screens = [opening]
-            for i in range(len(inputs)):
-                screens.append(self.client.request(session, user.phone,
-                                                   "*".join(inputs[:i + 1])))
-                if screens[-1].end:
+            expected = registration_screens(seeded_language(self.seed, user.index))
+            for i, wanted in enumerate(expected):
+                screen = self.client.request(session, user.phone, "*".join(inputs[:i + 1]))
+                if screen not in wanted:  # stop: more input would answer another question
+                    self._problems[user.address] = (
+                        f"the registration session of {user.phone} went off the expected path "
+                        f"after {i + 1} of {len(inputs)} inputs: the gateway showed "
+                        f"{str(screen)[:200]!r}, expected {str(min(wanted, key=str))[:80]!r}")
                     break
-            last = screens[-1]
-            if not last.end or len(screens) != len(inputs) + 1:
-                self._problems[user.address] = (
-                    f"the registration session of {user.phone} went off the expected path "
-                    f"after {len(screens) - 1} of {len(inputs)} inputs; the gateway said: "
-                    f"{str(last)[:200]!r}")
         except CicSeedError as exc:
             self._problems[user.address] = f"USSD session of {user.phone}: {exc}"
         return ref

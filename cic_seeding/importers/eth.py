@@ -34,7 +34,7 @@ from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.chain.signer import SignedTx
 from cic_seeding.chain.tx import Call
-from cic_seeding.config import Settings
+from cic_seeding.config import DEFAULT_BATCH_SIZE, Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
@@ -75,8 +75,8 @@ class EthImporter(Importer):
             raise UsageError("--executor celery does not combine with --batch-funder",
                              hint="the batch path registers 100 users per transaction from one "
                              "signer already: drop one of the two")
-        if self.funder is not None:  # one block per batch: see funder.IMPORT_BATCH
-            self.batch_size = max(self.batch_size, batch.IMPORT_BATCH)
+        if self.funder is not None and settings.batch_size == DEFAULT_BATCH_SIZE:
+            self.batch_size = batch.IMPORT_BATCH  # one full block per batch (unless set)
         self._opening: dict[str, int] = {}
         self._token = ""
 

@@ -15,6 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.errors import (
@@ -54,6 +55,7 @@ def meta_client(settings: Settings, **kw: Any) -> MetaClient:
     kw.setdefault("timeout", settings.rpc_timeout)
     kw.setdefault("retries", settings.meta_retries)
     kw.setdefault("pool_size", max(settings.meta_concurrency, 1))
+    kw.setdefault("breaker", BreakerPolicy.from_settings(settings))
     return MetaClient(url, token, **kw)
 
 
@@ -156,8 +158,8 @@ class MetaImporter(Importer):
             writes = self._writes[sub.address]
             for i, (_, pointer, doc) in enumerate(docs.items()):
                 exc = writes[i].exception()
-                if isinstance(exc, MetadataRequestError) and exc.status in (401, 403):
-                    raise exc  # a wrong token: no user can succeed, stop and say so
+                if isinstance(exc, MetadataRequestError) and exc.fatal:
+                    raise exc  # a wrong token, not a metadata server: stop and say so
                 if isinstance(exc, MetadataUnavailableError):
                     transient = transient or exc
                     writes[i] = self._write(pointer, doc)

@@ -1,8 +1,11 @@
 """HTTP client of a CIC metadata server: read, write, and write many with bounded concurrency.
 
-Transient failures (connection refused, timeout, 5xx, 429) are retried with exponential backoff
-and jitter; when the budget is spent a :class:`MetadataUnavailableError` names the URL. A 4xx
-answer is terminal: :class:`MetadataRequestError` carries the server's message.
+Transient failures (connection refused, an answer cut off, timeout, 5xx, 429) are retried with
+exponential backoff and jitter; when the budget is spent a :class:`MetadataUnavailableError`
+names the URL. A 4xx answer is terminal: :class:`MetadataRequestError` carries the server's
+message. A
+:class:`~cic_seeding.breaker.CircuitBreaker` shared by the client's threads counts writes and
+reads that failed even after their retries; once it opens, calls fail at once saying so.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.errors import MetadataRequestError, MetadataUnavailableError
 
 log = logging.getLogger(__name__)
@@ -46,8 +50,10 @@ class MetaClient:
 
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 10.0,
                  retries: int = 5, backoff: float = 0.1, max_backoff: float = 5.0,
-                 pool_size: int = 32, on_retry: RetryHook | None = None) -> None:
+                 pool_size: int = 32, on_retry: RetryHook | None = None,
+                 breaker: BreakerPolicy | None = None) -> None:
         self.url = url.rstrip("/")
+        self.breaker = (breaker or BreakerPolicy()).breaker(f"the metadata server at {self.url}")
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -74,14 +80,30 @@ class MetaClient:
         response = self._request("GET", pointer)
         if response.status_code == 404:
             return None
-        return response.json()  # type: ignore[no-any-return]
+        return self._json("GET", pointer, response)
 
     def put(self, pointer: str, doc: Document) -> PutResult:
         """Create or replace the document under ``pointer``; the same document is a no-op."""
         body = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         response = self._request("PUT", pointer, body.encode("utf-8"))
-        data = response.json()
+        data = self._json("PUT", pointer, response)
+        if not isinstance(data, dict):
+            raise self._not_ours("PUT", pointer, response, "a body that is not a JSON object")
         return PutResult(pointer, str(data.get("etag", "")), str(data.get("result", "")))
+
+    def _json(self, method: str, pointer: str, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._not_ours(method, pointer, response, "a body that is not JSON") from None
+
+    def _not_ours(self, method: str, pointer: str, response: requests.Response,
+                  what: str) -> MetadataRequestError:
+        return MetadataRequestError(
+            f"metadata server {self.url} answered {method} /{pointer} with "
+            f"{response.status_code} and {what}: {response.text[:80]!r}",
+            status=response.status_code, fatal=True,
+            hint="is CIC_META_URL a CIC metadata server?")
 
     def put_many(self, items: Iterable[tuple[str, Document]], *, concurrency: int = 16,
                  on_done: Callable[[PutResult], None] | None = None) -> list[PutResult]:
@@ -129,23 +151,33 @@ class MetaClient:
                 headers["Authorization"] = f"Bearer {self._token}"
         attempt = 0
         while True:
+            refusal = self.breaker.refusal()
+            if refusal is not None:
+                raise _exhausted(MetadataUnavailableError(refusal, hint=_BREAKER_HINT))
             error: Exception
             retry_after: float | None = None
             try:
                 response = self._session.request(method, url, data=body, headers=headers,
                                                  timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:  # or cut off mid-answer
                 error = exc
             else:
                 status = response.status_code
                 if status not in _TRANSIENT_STATUS:
+                    self.breaker.answered()
                     if status < 400 or (status == 404 and method == "GET"):
                         return response
                     raise _refused(method, url, response)
                 error = MetadataUnavailableError(
                     f"{method} {url} answered {response.status_code}: {_message(response)}")
                 retry_after = _retry_after(response)
+            self.breaker.attempt_failed(_short(error))
             if attempt >= self.retries:
+                line = self.breaker.call_failed(_short(error))
+                if line is not None:
+                    raise _exhausted(MetadataUnavailableError(line, hint=_BREAKER_HINT)
+                                     ) from error
                 raise _exhausted(MetadataUnavailableError(
                     f"metadata server {self.url} did not answer usefully after "
                     f"{attempt + 1} attempts ({method} /{pointer}): {_short(error)}",
@@ -205,6 +237,8 @@ def _short(error: Exception) -> str:
         return "connection refused or reset"
     if isinstance(error, requests.Timeout):
         return "timed out"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return "answer cut off"
     return str(error)
 
 
@@ -222,6 +256,10 @@ def _refused(method: str, url: str, response: requests.Response) -> MetadataRequ
              413: "the document is larger than the server accepts"}
     return MetadataRequestError(f"{method} {url} was refused with {status}: {_message(response)}",
                                 status=status, hint=hints.get(status))
+
+
+_BREAKER_HINT = ("check that the server runs (CIC_META_URL; `cic-seed doctor` checks it), then "
+                 "rerun: the import resumes where it stopped")
 
 
 def _exhausted(exc: MetadataUnavailableError) -> MetadataUnavailableError:

@@ -18,7 +18,6 @@ by construction.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from eth_utils import to_checksum_address
 
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.meta.client import Document
+from cic_seeding.records import jsonsafe
 from cic_seeding.records.person import phone_of
 from cic_seeding.records.pointers import (
     custom_pointer,
@@ -88,13 +88,13 @@ class DocumentSource:
                 found[user.address] = self._one(user)
             except LookupError as exc:
                 missing[user.address] = str(exc.args[0])
-            except (OSError, ValueError, KeyError) as exc:
+            except (OSError, ValueError, KeyError, RecursionError) as exc:
                 missing[user.address] = f"its new/ record cannot be read: {exc}"
         return found, missing
 
     def _one(self, user: UserRow) -> UserDocuments:
         target = self._target(user)
-        person = json.loads(self.data.new.get(target))
+        person = jsonsafe.loads(self.data.new.get(target))
         phone = phone_of(person)
         tags = self._tag_map().get(user.address[2:].lower(), [])
         return UserDocuments(user.address, to_checksum_address(target), phone, person,
@@ -117,8 +117,8 @@ class DocumentSource:
         keys = self.data.new.keys()  # a KeyedStore, not a dict
         for key in keys:
             try:
-                yield phone_of(json.loads(self.data.new.get(key))), "0x" + key
-            except (OSError, ValueError, KeyError):
+                yield phone_of(jsonsafe.loads(self.data.new.get(key))), "0x" + key
+            except (OSError, ValueError, KeyError, RecursionError):
                 continue  # reported when (if) the user is looked up directly
 
     def _tag_map(self) -> dict[str, list[str]]:

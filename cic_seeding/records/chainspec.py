@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from cic_seeding.errors import UsageError
 
-_PART = re.compile(r"^[A-Za-z0-9_.-]+$")
+_PART = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class ChainSpec:
     @classmethod
     def parse(cls, text: str) -> ChainSpec:
         parts = text.split(":")
-        if len(parts) != 4 or not all(_PART.match(p) for p in parts) or not parts[2].isdigit():
+        if len(parts) != 4 or not all(_PART.fullmatch(p) for p in parts) or not parts[2].isdigit():
             raise UsageError(
                 f"malformed chain spec {text!r}: expected engine:fork:network_id:common_name "
                 "with an integer network id, e.g. evm:byzantium:8996:bloxberg")

@@ -176,6 +176,10 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         if store is None:
             store = resources.enter_context(open_state_store(settings))
         users = cls.sync_users(data, store)
+        rows = data.balance_rows()
+        unbalanced = sorted(t for t, a in users.items() if a.removeprefix("0x") not in rows)
+        for t in unbalanced:  # paid nothing, reported failed: a rerun after the fix pays them
+            del users[t]
         fund = funding(network, settings.token_symbol, mint)
         chain = RegistryChain(network, settings.chain_spec)
         setup = SyncSetup(settings, importer, network, store, chain, data, users, fund,
@@ -185,5 +189,14 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
             options = replace(options, batch_size=settings.batch_size)
         payments: SyncPayments = getattr(cls, "sync_payments", sovereign_payments)
         payer, plan, options = payments(setup, options)
-        return Syncer(importer, chain, store, payer, plan, users, options, stop,
-                      prepaid=chain.prepaid).run()
+        result = Syncer(importer, chain, store, payer, plan, users, options, stop,
+                        prepaid=chain.prepaid).run()
+        if unbalanced:
+            log.error("%d users have no row in %s; nothing was paid to them",
+                      len(unbalanced), data.balances_csv)
+            result.users += len(unbalanced)
+            result.failed += len(unbalanced)
+            result.failures = [(t, FUND, f"no opening balance for {t} in {data.balances_csv}; "
+                                "add its row (or regenerate), then rerun")
+                               for t in unbalanced] + result.failures
+        return result

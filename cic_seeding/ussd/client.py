@@ -4,7 +4,9 @@
 the inputs so far joined by ``*``. Connection errors and 5xx answers are retried with bounded
 exponential backoff (a gateway that restarts mid-session finds the session in Redis and
 answers the same request again); when the budget is spent :class:`UssdUnavailableError`
-names the URL.
+names the URL. A :class:`~cic_seeding.breaker.CircuitBreaker` shared by the client's threads
+counts requests that failed even after their retries; once it opens, requests fail at once
+saying so, instead of every remaining session trying a gateway that is gone.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.config import Settings
 from cic_seeding.errors import ConfigError, UssdError, UssdUnavailableError
 
@@ -70,8 +74,10 @@ class UssdClient:
 
     def __init__(self, url: str, service_code: str = DEFAULT_SERVICE_CODE, *,
                  timeout: float = 30.0, retries: int = 6, backoff: float = 0.1,
-                 max_backoff: float = 2.0, pool_size: int = 32) -> None:
+                 max_backoff: float = 2.0, pool_size: int = 32,
+                 breaker: BreakerPolicy | None = None) -> None:
         self.url = url.rstrip("/")
+        self.breaker = (breaker or BreakerPolicy()).breaker(f"the USSD gateway at {self.url}")
         self.service_code = service_code
         self.timeout = timeout
         self.retries = retries
@@ -83,12 +89,13 @@ class UssdClient:
         self._http.mount("https://", adapter)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kw: float) -> UssdClient:
+    def from_settings(cls, settings: Settings, **kw: Any) -> UssdClient:
         endpoint = ussd_endpoint(settings)
         if endpoint is None:
             raise ConfigError(str(ussd_unconfigured(settings)))
         kw.setdefault("timeout", settings.rpc_timeout)
-        return cls(endpoint.url, endpoint.service_code, **kw)  # type: ignore[arg-type]
+        kw.setdefault("breaker", BreakerPolicy.from_settings(settings))
+        return cls(endpoint.url, endpoint.service_code, **kw)
 
     def close(self) -> None:
         self._http.close()
@@ -112,6 +119,9 @@ class UssdClient:
                 "phoneNumber": phone, "text": text}
         delay, attempt = self.backoff, 0
         while True:
+            refusal = self.breaker.refusal()
+            if refusal is not None:
+                raise _exhausted(UssdUnavailableError(refusal, hint=_BREAKER_HINT))
             try:
                 response = self._http.post(self.url, data=form, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout,
@@ -119,13 +129,18 @@ class UssdClient:
                 problem = f"no answer: {type(exc).__name__}"
             else:
                 if response.status_code < 500:
+                    self.breaker.answered()
                     return _screen(response, phone)
                 problem = f"answered {response.status_code}: {response.text[:200]}"
+            self.breaker.attempt_failed(problem)
             if attempt >= self.retries:
-                raise UssdUnavailableError(
+                line = self.breaker.call_failed(problem)
+                if line is not None:
+                    raise _exhausted(UssdUnavailableError(line, hint=_BREAKER_HINT))
+                raise _exhausted(UssdUnavailableError(
                     f"the USSD gateway {self.url} {problem} (phone {phone}, {attempt + 1} "
                     "attempts)", hint="is it running? (`cic-seed devnet up --ussd`); a rerun "
-                    "resumes")
+                    "resumes"))
             attempt += 1
             time.sleep(delay)  # bounded backoff before asking again
             delay = min(delay * 2, self.max_backoff)
@@ -141,6 +156,15 @@ class UssdClient:
                 break
             screens.append(self.request(sid, phone, "*".join(inputs[:i + 1])))
         return screens
+
+
+_BREAKER_HINT = ("check that it runs (`cic-seed doctor` checks it), then rerun: the import "
+                 "resumes where it stopped")
+
+
+def _exhausted(exc: UssdUnavailableError) -> UssdUnavailableError:
+    exc.exhausted = True  # retried here already: outer loops must not retry it again
+    return exc
 
 
 def _screen(response: requests.Response, phone: str) -> Screen:

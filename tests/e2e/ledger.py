@@ -65,6 +65,13 @@ def assert_paid_exactly_once(settings: Settings, before: Holdings | None = None)
     assert files_in(data / "keystore") == users
 
 
+def planned_payments(data: Path, users: int) -> int:
+    """Payments of the first ``users`` users: faucet, gas, and fund where the balance > 0."""
+    balances = DataDir(data).balances()
+    rows = list(DataDir(data).users())[:users]
+    return 2 * users + sum(1 for r in rows if balances[r.address.lower()[2:]] > 0)
+
+
 def deploy_accounts_index(network: CicNetwork) -> str:
     """A fresh AccountsIndex (the signer is its writer), not in any registry."""
     receipt = network.client.transact(Call(None, artifact("AccountsIndex").deploy_data(),
@@ -76,3 +83,17 @@ def deploy_accounts_index(network: CicNetwork) -> str:
 def index_add(network: CicNetwork, index: str, address: str) -> None:
     network.client.transact(Call(index, ACCOUNTS_INDEX.encode("add", address), gas=120_000),
                             f"add({address}) on {index}")
+
+
+def lost_and_doubled(settings: Settings) -> tuple[int, int]:
+    """(users lost, double payments) read from the chain, for the fault report: a user is lost
+    when it is not registered, lacks tokens, gas or its faucet payout; a double payment is an
+    extra AccountsIndex entry or a user holding more tokens or gas than paid once."""
+    ledger = read_ledger(settings)
+    lost = sum(1 for u in ledger.users
+               if not ledger.registered[u] or not ledger.faucet_used[u]
+               or ledger.balances[u] < ledger.expected[u] or ledger.native[u] < settings.gas_gift)
+    doubled = max(0, ledger.index_entries - len(ledger.users)) + sum(
+        1 for u in ledger.users
+        if ledger.balances[u] > ledger.expected[u] or ledger.native[u] > settings.gas_gift)
+    return lost, doubled

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -157,3 +158,12 @@ def files_in(directory: Path) -> int:
     if not directory.is_dir():
         return 0
     return sum(1 for _, _, files in os.walk(directory) for f in files if not f.startswith("."))
+
+
+def kill_points(rng: random.Random, total: int, count: int, gap: int) -> list[int]:
+    """``count`` increasing thresholds in ``[gap, total - 2 gap)``, at least ``gap`` apart
+    (the last run killed still has work left when the kill lands)."""
+    while True:
+        points = sorted(rng.sample(range(gap, total - 2 * gap), count))
+        if all(b - a >= gap for a, b in zip(points, points[1:], strict=False)):
+            return points

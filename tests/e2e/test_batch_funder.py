@@ -18,17 +18,17 @@ from cic_seeding.state import FAUCET, FUND, GAS, Status, open_state_store
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
 from tests.e2e.chain_check import read_ledger
-from tests.e2e.ledger import Holdings, assert_paid_exactly_once, make_data
+from tests.e2e.ledger import Holdings, assert_paid_exactly_once, make_data, planned_payments
 from tests.e2e.procs import (
     clean_env,
     files_in,
+    kill_points,
     payments_in,
     running,
     seed_args,
     users_in,
     wait_for,
 )
-from tests.e2e.test_eth_faults import kill_points, planned_payments
 from tests.e2e.test_eth_pipeline import seed_users
 
 FAULT_SEED = int(os.environ.get("CIC_TEST_FAULT_SEED", "4"))

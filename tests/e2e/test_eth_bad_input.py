@@ -4,7 +4,6 @@ the other users proceed (or resume on a rerun)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from cic_devnet import anvil
@@ -23,6 +22,7 @@ from tests.conftest import devnet_settings
 from tests.e2e.chain_check import read_ledger
 from tests.e2e.ledger import Holdings, assert_paid_exactly_once, index_add, make_data
 from tests.e2e.procs import clean_env, running, seed_args, users_in, wait_for
+from tests.helpers import free_port
 
 
 def lines(text: str, prefix: str) -> list[str]:
@@ -128,12 +128,6 @@ def test_a_signer_without_tokens_fails_the_opening_balances_clearly(devnet: Devn
     assert_paid_exactly_once(settings)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_an_rpc_that_goes_away_mid_run_is_one_clear_error_and_a_rerun_resumes(
         tmp_path: Path) -> None:
     directory, state = tmp_path / "devnet", tmp_path / "chain-state.json"
@@ -167,7 +161,7 @@ def test_an_rpc_that_goes_away_mid_run_is_one_clear_error_and_a_rerun_resumes(
 def test_an_rpc_that_is_not_there_is_one_clear_error(module_devnet: Devnet,
                                                      tmp_path: Path) -> None:
     settings = make_data(module_devnet, tmp_path, 5, seed=55)
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     env = clean_env(CIC_RPC_RETRIES="0")
     for script in ("eth/seed.py", "eth/sync.py"):
         with running(script, *seed_args(Path(settings.data_dir), module_devnet, "-p", url),

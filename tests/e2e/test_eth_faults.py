@@ -1,15 +1,13 @@
-"""Issue 4's fault acceptance on a real devnet: kill -9, two senders on one key, reorgs, and a
+"""Issue 4's fault acceptance on a real devnet: two senders on one key, reorgs, and a
 registration on an AccountsIndex that is not the registry's.
 
-The seed/sync scripts run as subprocesses (``eth/seed.py``, ``eth/sync.py``) and are killed
-with SIGKILL at points read from the state store and the data directory; every rerun must end
-with each user registered once and paid exactly once (exact on-chain balances).
+The kill -9 sweeps of ``eth/seed.py`` and ``eth/sync.py`` (seeded kill points, rerun after each)
+live in ``tests/faults/test_kill9.py``; every run must end with each user registered once and
+paid exactly once (exact on-chain balances).
 """
 
 from __future__ import annotations
 
-import os
-import random
 from pathlib import Path
 
 from cic_devnet import anvil
@@ -33,27 +31,12 @@ from tests.e2e.procs import (
     clean_env,
     db_count,
     db_rows,
-    files_in,
-    payments_in,
     running,
     seed_args,
-    users_in,
     wait_for,
 )
 
-#: Reproduces the kill points; override with CIC_TEST_FAULT_SEED to explore others.
-FAULT_SEED = int(os.environ.get("CIC_TEST_FAULT_SEED", "4"))
 USERS = 150
-SIGKILLED = -9
-
-
-def kill_points(rng: random.Random, total: int, count: int, gap: int) -> list[int]:
-    """``count`` increasing thresholds in ``[gap, total - 2 gap)``, at least ``gap`` apart
-    (the last run killed still has work left when the kill lands)."""
-    while True:
-        points = sorted(rng.sample(range(gap, total - 2 * gap), count))
-        if all(b - a >= gap for a, b in zip(points, points[1:], strict=False)):
-            return points
 
 
 def import_in_process(settings: Settings, limit: int | None = None) -> None:
@@ -63,83 +46,6 @@ def import_in_process(settings: Settings, limit: int | None = None) -> None:
     finally:
         importer.close()
     assert result.ok, result.render_text()
-
-
-def planned_payments(data: Path, users: int) -> int:
-    """Payments of the first ``users`` users: faucet, gas, and fund where the balance > 0."""
-    balances = DataDir(data).balances()
-    rows = list(DataDir(data).users())[:users]
-    return 2 * users + sum(1 for r in rows if balances[r.address.lower()[2:]] > 0)
-
-
-def test_kill9_of_seed_at_several_points_then_rerun_registers_each_user_once(
-        devnet: Devnet, tmp_path: Path) -> None:
-    settings = make_data(devnet, tmp_path, USERS, seed=41)
-    data = Path(settings.data_dir)
-    rng = random.Random(FAULT_SEED)
-    first, second, third = kill_points(rng, USERS, 3, gap=20)
-    # each run is killed at a different kind of point: right after transactions were broadcast
-    # (tx/ written, possibly not yet recorded), once registrations were recorded as submitted,
-    # and once they were confirmed
-    points = [("tx/ files", first, lambda: files_in(data / "tx")),
-              ("users submitted", second, lambda: users_in(data, "submitted", "confirmed")),
-              ("users confirmed", third, lambda: users_in(data, "confirmed"))]
-    args = seed_args(data, devnet, "--batch-size", "10")
-    for what, k, count in points:
-        with running("eth/seed.py", *args, cwd=tmp_path) as seed:
-            wait_for(lambda c=count, k=k: c() >= k, timeout=60,  # type: ignore[misc]
-                     what=f"{k} {what} (fault seed {FAULT_SEED})", while_alive=seed)
-            assert seed.kill9() == SIGKILLED, f"seed finished before the kill at {k} {what}"
-        assert users_in(data, "confirmed") < USERS
-    with running("eth/seed.py", *args, cwd=tmp_path) as seed:
-        assert seed.wait(90) == 0, seed.report()
-    assert users_in(data, "confirmed") == USERS
-
-    network = connect(settings)
-    assert network.client.call(network.accounts_index, ACCOUNTS_INDEX.fn("entryCount")) == USERS
-    before = Holdings.read(network)
-    result = run_sync(settings, "eth", SyncOptions(timeout=60, poll=0.05))
-    assert result.ok and result.done == USERS, result.render_text()
-    assert_paid_exactly_once(settings, before)
-
-
-def test_kill9_of_sync_at_several_points_then_rerun_pays_exactly_once(
-        devnet: Devnet, tmp_path: Path) -> None:
-    settings = make_data(devnet, tmp_path, USERS, seed=42)
-    data = Path(settings.data_dir)
-    network = connect(settings)
-    before = Holdings.read(network)
-    env = clean_env(CIC_BATCH_SIZE="10")
-    args = seed_args(data, devnet, "--timeout", "60", "--poll", "0.05")
-
-    # half the users registered: the sync pays them, confirms, then waits for the rest and is
-    # killed there, with payments recorded as confirmed
-    half = USERS // 2
-    import_in_process(settings, limit=half)
-    with running("eth/sync.py", *args, cwd=tmp_path, env=env) as sync:
-        paid = planned_payments(data, half)
-        wait_for(lambda: payments_in(data, "confirmed") >= paid, timeout=60,
-                 what=f"{paid} payments confirmed", while_alive=sync)
-        assert sync.kill9() == SIGKILLED
-    import_in_process(settings)
-
-    # one round plans the other half's payments, sends them all (10 per batch: signed,
-    # recorded as submitted, then broadcast and mined) and only then confirms them in one
-    # step: each kill lands in the sending loop, the latest batch recorded, perhaps not sent
-    planned = planned_payments(data, USERS)
-    rng = random.Random(FAULT_SEED + 1)
-    points = [paid + k for k in kill_points(rng, planned - paid, 3, gap=25)]
-    for k in points:
-        with running("eth/sync.py", *args, cwd=tmp_path, env=env) as sync:
-            sent = lambda k=k: payments_in(data, "submitted", "confirmed") >= k  # noqa: E731
-            wait_for(sent, timeout=60, while_alive=sync,
-                     what=f"{k} payments recorded as submitted (fault seed {FAULT_SEED})")
-            assert sync.kill9() == SIGKILLED, f"sync finished before the kill at {k}"
-        assert payments_in(data, "confirmed") < planned
-    with running("eth/sync.py", *args, cwd=tmp_path, env=env) as sync:
-        assert sync.wait(90) == 0, sync.report()
-    assert payments_in(data, "confirmed") == planned
-    assert_paid_exactly_once(settings, before)
 
 
 def test_seed_and_sync_at_once_with_one_signer_have_no_nonce_errors(

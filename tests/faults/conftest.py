@@ -1,0 +1,5 @@
+"""Fixtures of the fault folder: ``cli`` runs cic-seed in this process (bad-input and fuzz
+tests); ``fault_report`` collects the kill -9 and restart counts (tests/faults/report.py)."""
+
+from tests.faults.report import fault_report  # noqa: F401  (fixture: the fault report)
+from tests.generate._incli import cli  # noqa: F401  (fixture)
