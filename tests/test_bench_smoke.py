@@ -47,3 +47,13 @@ def test_unknown_or_unsatisfiable_stages_are_one_line() -> None:
     alone = bench("--stages", "verify")
     assert alone.returncode != 0
     assert "stage verify checks the users of stage seed or batch" in alone.stderr
+
+
+def test_end_to_end_benchmark_prints_each_stage_and_the_targets() -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "e2e.py"), "--users", "300"],
+                            capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")}
+    assert set(rows) == {"generate", "import", "sync", "verify", "end to end"}, result.stdout
+    assert "targets: under 300s (" in result.stdout and "peak RSS under 500 MB (" in result.stdout

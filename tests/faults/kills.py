@@ -116,6 +116,14 @@ def state_count(data: Path, importer: str, *statuses: str) -> int:
                           f"AND status IN ({marks})")
 
 
+def payment_count(data: Path, importer: str, *statuses: str, kind: str | None = None) -> int:
+    """Payments of ``importer`` (of ``kind``, or any) in ``statuses`` in the state store."""
+    marks = ", ".join(f"'{s}'" for s in statuses)
+    of_kind = f" AND kind = '{kind}'" if kind is not None else ""
+    return db_count(data, f"SELECT count(*) FROM payments WHERE importer = '{importer}' "
+                          f"AND status IN ({marks}){of_kind}")
+
+
 def versions(server: MetaServerProcess) -> dict[str, int]:
     """pointer -> version of every document a metadata server holds (its SQLite store)."""
     conn = sqlite3.connect(server.db, timeout=5)

@@ -6,8 +6,8 @@ Each importer runs as a user runs it (``eth/seed.py``, ``eth/sync.py``, ``cic_me
 ``cic_ussd/seed.py``, subprocesses in their own process group) against real services: anvil,
 the metadata server, the USSD gateway with its custodial engine (Celery workers, PostgreSQL,
 Redis). A kill point is a seeded threshold on what the run makes observable (state store rows,
-files, documents, accounts); see :mod:`tests.faults.kills`. (cic_eth is killed in
-``tests/custodial``.)
+files, documents, accounts); see :mod:`tests.faults.kills`. (cic_eth and its syncer are
+killed in ``tests/faults/test_kill9_custodial.py``.)
 
 CI runs a short seeded sample, 3 kill points per importer (about 40 s on 2 cores)::
 
