@@ -44,3 +44,15 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
             for r in rows]
     return "\n".join([line, sep, *body])
+
+
+def import_all(importer: Any) -> Any:
+    """Run an importer to the end and close it; a run that is not ok ends the benchmark with
+    its report (a benchmark of a failed run measures nothing)."""
+    try:
+        result = importer.run()
+    finally:
+        importer.close()
+    if not result.ok:
+        raise SystemExit(result.render_text())
+    return result

@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, machine, run_child, table  # noqa: E402
+from bench._util import child_measure, import_all, machine, run_child, table  # noqa: E402
 
 TARGET_SECONDS, TARGET_RSS_MB = 300, 500
 
@@ -51,13 +51,7 @@ def stage_import(devnet: str, data: str, batch: str) -> None:
     from cic_seeding.importers.eth import EthImporter
 
     def work() -> dict[str, Any]:
-        importer = EthImporter(_settings(devnet, data, batch == "batch"))
-        try:
-            result = importer.run()
-        finally:
-            importer.close()
-        if not result.ok:
-            raise SystemExit(result.render_text())
+        result = import_all(EthImporter(_settings(devnet, data, batch == "batch")))
         return {"users": result.confirmed}
 
     child_measure(work)

@@ -30,7 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import machine, table  # noqa: E402
+from bench._util import import_all, machine, table  # noqa: E402
 
 PG_URL = os.environ.get("CIC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
 
@@ -89,14 +89,7 @@ def import_users(server: Any, data: Path, concurrency: int) -> Any:
 
     settings = Settings(data_dir=str(data), meta_url=server.url, meta_token=server.token,
                         meta_concurrency=concurrency)
-    importer = MetaImporter(settings)
-    try:
-        result = importer.run()
-    finally:
-        importer.close()
-    if not result.ok:
-        raise SystemExit(result.render_text())
-    return result
+    return import_all(MetaImporter(settings))
 
 
 def _run_backend(backend: str, users: int, concurrency: int, work: Path) -> list[list[str]]:

@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, machine, run_child, table  # noqa: E402
+from bench._util import child_measure, import_all, machine, run_child, table  # noqa: E402
 
 TX_PER_USER = 4  # add, opening balance, faucet payout, gas gift
 STAGE_NAMES = ("generate", "seed", "batch", "verify", "meta", "custodial", "celery")
@@ -242,13 +242,7 @@ def stage_custodial(devnet: str, data: str, naive_data: str, broker: str, queue:
                                                custodial_queue=queue)
 
     def work() -> dict[str, Any]:
-        importer = CicEthImporter(settings)
-        try:
-            result = importer.run()
-        finally:
-            importer.close()
-        if not result.ok:
-            raise SystemExit(result.render_text())
+        result = import_all(CicEthImporter(settings))
         return {"users": result.confirmed + result.found_on_chain,
                 "naive_users": len(naive_users), "naive_seconds": naive}
 
@@ -266,13 +260,7 @@ def stage_import(devnet: str, data: str, queue: str = "") -> None:
                                     import_broker_url=REDIS_URL)
 
     def work() -> dict[str, Any]:
-        importer = EthImporter(settings)
-        try:
-            result = importer.run()
-        finally:
-            importer.close()
-        if not result.ok:
-            raise SystemExit(result.render_text())
+        result = import_all(EthImporter(settings))
         return {"users": result.confirmed + result.found_on_chain}
 
     child_measure(work)

@@ -424,16 +424,20 @@ class CustodialClient:
             log.debug("result backend unreachable: %s", exc)
             return
         for task_id, raw in zip(task_ids, raws, strict=True):
-            if raw is None:
-                continue
-            try:
-                reply = _from_result_meta(task_id, raw)
-            except (CustodialReplyError, ValueError) as exc:
-                self._broken[task_id] = CustodialReplyError(
-                    f"task {task_id}: unreadable result: {exc}")
-                continue
-            if reply is not None:
-                self._replies.setdefault(task_id, reply)
+            self._take_result(task_id, raw)
+
+    def _take_result(self, task_id: str, raw: bytes | None) -> None:
+        """Keep the reply in a result-backend entry (None: no result yet)."""
+        if raw is None:
+            return
+        try:
+            reply = _from_result_meta(task_id, raw)
+        except (CustodialReplyError, ValueError) as exc:
+            self._broken[task_id] = CustodialReplyError(
+                f"task {task_id}: unreadable result: {exc}")
+            return
+        if reply is not None:
+            self._replies.setdefault(task_id, reply)
 
 
 def engine_status(client: CustodialClient, accounts_index: str, *, timeout: float

@@ -23,7 +23,6 @@ from queue import Empty, SimpleQueue
 from cic_seeding.errors import CustodialReplyError, CustodialUnavailableError
 from cic_seeding.importers._custodial import (
     CustodialClient,
-    _from_result_meta,
     _task_id_of,
     parse_reply,
 )
@@ -151,14 +150,4 @@ class LocalClient(CustodialClient):
         self._last_poll = time.monotonic()
         backend = self._app.backend
         for task_id in task_ids:
-            raw = backend.get(backend.get_key_for_task(task_id))
-            if raw is None:
-                continue
-            try:
-                reply = _from_result_meta(task_id, raw)
-            except (CustodialReplyError, ValueError) as exc:
-                self._broken[task_id] = CustodialReplyError(
-                    f"task {task_id}: unreadable result: {exc}")
-                continue
-            if reply is not None:
-                self._replies.setdefault(task_id, reply)
+            self._take_result(task_id, backend.get(backend.get_key_for_task(task_id)))
