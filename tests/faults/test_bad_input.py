@@ -92,7 +92,7 @@ from eth_utils import to_checksum_address
 
 from cic_devnet import anvil
 from cic_devnet.devnet import Devnet
-from cic_devnet.meta.process import MetaServerProcess, start_meta_server
+from cic_devnet.meta.process import MetaServerProcess
 from cic_seeding.chain.keyfile import encrypt_v3
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET
 from cic_seeding.chain.signer import Signer
@@ -637,15 +637,6 @@ def test_a_full_disk_is_one_line_and_a_rerun_completes(cli: InCli, module_devnet
 # -- services that answer wrongly or not at all ---------------------------------------------
 def meta_env(url: str, token: str) -> dict[str, str]:
     return {"CIC_META_URL": url, "CIC_META_TOKEN": token, "CIC_META_RETRIES": "1"}
-
-
-@pytest.fixture(scope="module")
-def meta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetaServerProcess]:
-    server = start_meta_server(db=str(tmp_path_factory.mktemp("meta") / "meta.db"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextmanager

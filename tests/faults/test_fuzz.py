@@ -17,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import string
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from hypothesis import strategies as st
 
 from cic_devnet.devnet import Devnet
 from cic_devnet.meta.app import MAX_BODY, canonical
-from cic_devnet.meta.process import MetaServerProcess, start_meta_server
+from cic_devnet.meta.process import MetaServerProcess
 from cic_seeding.datadir import DataDir, Manifest, UserRow
 from cic_seeding.errors import ManifestError, RecordError, UsageError
 from cic_seeding.generate.generator import GenerateOptions, generate
@@ -278,15 +277,6 @@ def test_fuzzed_records_fail_alone_in_a_real_import(
 
 
 # -- the metadata server: never a 5xx, never a partial document ------------------------------
-@pytest.fixture(scope="module")
-def meta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetaServerProcess]:
-    server = start_meta_server(db=str(tmp_path_factory.mktemp("meta") / "meta.db"))
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 _POINTERS = [f"{i:064x}" for i in range(1, 5)]
 _BODIES = st.one_of(
     _JSON.map(lambda d: json.dumps(d).encode()),
