@@ -72,13 +72,15 @@ class Tally:
     users: int = 0
     users_lost: int = 0
     double_payments: int = 0
+    #: kills whose point the count had passed before the rerun began: they land in start-up
+    at_startup: int = 0
     points: list[str] = field(default_factory=list)
 
     def row(self) -> dict[str, Any]:
         return {"importer": self.importer, "fault": self.fault, "faults": self.faults,
                 "runs": self.runs, "users": self.users, "users_lost": self.users_lost,
-                "double_payments": self.double_payments, "seed": FAULT_SEED,
-                "points": self.points}
+                "double_payments": self.double_payments, "at_startup": self.at_startup,
+                "seed": FAULT_SEED, "points": self.points}
 
 
 def kill_at(script: str, args: Sequence[str], points: Sequence[KillPoint], *, cwd: Path,
@@ -86,6 +88,7 @@ def kill_at(script: str, args: Sequence[str], points: Sequence[KillPoint], *, cw
     """Run ``script`` once per point and SIGKILL it there; each next run is the rerun of the
     one killed before it."""
     for point in points:
+        passed = point.probe.count() >= point.at  # then the kill lands while it starts up
         with running(script, *args, cwd=cwd, env=env) as run:
             tally.runs += 1
             wait_for(lambda p=point: p.probe.count() >= p.at,  # type: ignore[misc]
@@ -93,7 +96,8 @@ def kill_at(script: str, args: Sequence[str], points: Sequence[KillPoint], *, cw
                      what=f"{point} (fault seed {FAULT_SEED}, {script})")
             assert run.kill9() == SIGKILLED, f"{script} finished before the kill at {point}"
         tally.faults += 1
-        tally.points.append(str(point))
+        tally.at_startup += passed
+        tally.points.append(f"{point} (start-up)" if passed else str(point))
 
 
 def run_to_end(script: str, args: Sequence[str], *, cwd: Path, env: dict[str, str],
