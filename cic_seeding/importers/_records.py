@@ -1,6 +1,7 @@
 """Checks of a data directory's users shared by the importers: one user's person record and
 opening balance (:func:`record_problem`), and what only the whole user list shows
-(:func:`user_problems`: a phone two users share, an address with a bad checksum)."""
+(:func:`user_problems`: a phone two users share, an address with a bad checksum); and the
+``new/`` record of an imported user (:func:`write_new_records`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from eth_utils import is_checksum_address
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.datadir.layout import parse_balance
 from cic_seeding.records import jsonsafe
-from cic_seeding.records.person import person_errors
+from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.records.person import add_identity, dumps, person_errors
 
 _balances_lock = threading.Lock()
 #: balances.csv rows by (path, mtime_ns, size): parsed once per file version, not per user.
@@ -92,3 +94,14 @@ def user_problems(rows: Iterable[UserRow]) -> dict[str, str]:
                 f"the phone of {owner.address} (index {owner.index}); phones must be unique: "
                 "fix the data directory (`cic-seed validate DIR`)")
     return problems
+
+
+def write_new_records(data: DataDir, chain: ChainSpec,
+                      done: Iterable[tuple[str, str]]) -> None:
+    """``(user address, identity)`` pairs: the user's ``src/`` record with ``identity`` (its
+    address on ``chain``) added goes under ``new/`` -- once: an existing one is kept."""
+    for address, identity in done:
+        if data.new.has(identity):
+            continue
+        doc = jsonsafe.loads(data.src.get(address))
+        data.new.put(identity, dumps(add_identity(doc, chain, identity)))

@@ -37,10 +37,9 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient, Reply, engine_status
-from cic_seeding.importers._records import record_problem
+from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import norm
 from cic_seeding.sync.custodial import custodial_payments
 from cic_seeding.sync.payer import Payer
@@ -181,12 +180,8 @@ class CicEthImporter(Importer):
             delay = min(0.5, delay * 1.5)
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
-        for user, target in done:
-            if self.data.new.has(target):
-                continue
-            doc = json.loads(self.data.src.get(user.address))
-            self.data.new.put(target, dumps(add_identity(doc, self.chain,
-                                                         to_checksum_address(target))))
+        write_new_records(self.data, self.chain,
+                          ((u.address, to_checksum_address(t)) for u, t in done))
 
     def close(self) -> None:
         self.client.close()

@@ -32,11 +32,10 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.errors import CicSeedError, ImporterError
-from cic_seeding.importers._records import record_problem
+from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.records.pointers import phone_pointer
 from cic_seeding.records.vcard import decode_vcard
 from cic_seeding.state import norm
@@ -151,12 +150,8 @@ class CicUssdImporter(Importer):
         return out
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
-        for user, target in done:
-            if self.data.new.has(target):
-                continue
-            doc = json.loads(self.data.src.get(user.address))
-            self.data.new.put(target, dumps(add_identity(doc, self.chain,
-                                                         to_checksum_address(target))))
+        write_new_records(self.data, self.chain,
+                          ((u.address, to_checksum_address(t)) for u, t in done))
 
     def close(self) -> None:
         self.client.close()

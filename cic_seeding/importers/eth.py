@@ -23,7 +23,6 @@ tasks to import workers on any number of machines, each signing with its own key
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -38,10 +37,9 @@ from cic_seeding.config import DEFAULT_BATCH_SIZE, Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
-from cic_seeding.importers._records import record_problem
+from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
-from cic_seeding.records.person import add_identity, dumps
 from cic_seeding.state import StateStore, Status, norm
 
 log = logging.getLogger(__name__)
@@ -224,11 +222,7 @@ class EthImporter(Importer):
                "a rerun sends it again"
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
-        for user, target in done:
-            if self.data.new.has(target):
-                continue
-            doc = json.loads(self.data.src.get(user.address))
-            self.data.new.put(target, dumps(add_identity(doc, self.chain, target)))
+        write_new_records(self.data, self.chain, ((u.address, t) for u, t in done))
 
     def close(self) -> None:
         self.keys.close()

@@ -256,7 +256,7 @@ def custodial_payments(setup: SyncSetup, options: SyncOptions
     setup.resources.callback(client.close)
     status = engine_status(client, setup.network.accounts_index,
                            timeout=min(settings.custodial_timeout, STATUS_TIMEOUT))
-    plan = PaymentPlan(opening_balances(setup.data, setup.users, setup.fund.token))
+    plan = PaymentPlan(opening_balances(setup))
     payer = CustodialPayer(setup.store, setup.importer, setup.chain,
                            setup.network.client.allocator, setup.fund, client,
                            str(status["signer"]), token_symbol=settings.token_symbol,

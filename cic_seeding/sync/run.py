@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
@@ -115,16 +115,15 @@ def scale(amount: int, data_decimals: int, token_decimals: int) -> int:
     return amount // 10 ** (data_decimals - token_decimals)
 
 
-def opening_balances(data: DataDir, users: dict[str, str], token: Token) -> dict[str, int]:
-    """Target address -> opening balance in ``token``'s smallest unit (0 when it has none)."""
-    decimals = data.manifest().decimals
-    balances = {norm(k): v for k, v in data.balances().items()}
-    return {t: scale(balances.get(a, 0), decimals, token.decimals) for t, a in users.items()}
+def opening_balances(setup: SyncSetup) -> dict[str, int]:
+    """Target address -> opening balance in the token's smallest unit."""
+    decimals, token = setup.data.manifest().decimals, setup.fund.token
+    return {t: scale(setup.balances[a], decimals, token.decimals)
+            for t, a in setup.users.items()}
 
 
-def payment_plan(data: DataDir, users: dict[str, str], fund: Funding, gas_gift: int
-                 ) -> PaymentPlan:
-    return PaymentPlan(opening_balances(data, users, fund.token), fund.faucet_amount, gas_gift)
+def payment_plan(setup: SyncSetup, gas_gift: int) -> PaymentPlan:
+    return PaymentPlan(opening_balances(setup), setup.fund.faucet_amount, gas_gift)
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,7 @@ class SyncSetup:
     chain: RegistryChain
     data: DataDir
     users: dict[str, str]  # target address -> data directory address (0x lower)
+    balances: Mapping[str, int]  # data directory address (0x lower) -> amount, dataset units
     fund: Funding
     resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
 
@@ -152,7 +152,7 @@ def sovereign_payments(setup: SyncSetup, options: SyncOptions
     """Everything from the main signer: opening balance, faucet payout, gas gift (the
     BatchFunder groups the last two when ``batch_funder`` is set)."""
     settings, network, fund = setup.settings, setup.network, setup.fund
-    plan = payment_plan(setup.data, setup.users, fund, settings.gas_gift)
+    plan = payment_plan(setup, settings.gas_gift)
     funder = batch.resolve(settings)
     groups = None
     if funder is not None:
@@ -176,14 +176,14 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         if store is None:
             store = resources.enter_context(open_state_store(settings))
         users = cls.sync_users(data, store)
-        rows = data.balance_rows()
-        unbalanced = sorted(t for t, a in users.items() if a.removeprefix("0x") not in rows)
+        balances = {norm(k): v for k, v in data.balances().items()}  # read once, checked
+        unbalanced = sorted(t for t, a in users.items() if a not in balances)
         for t in unbalanced:  # paid nothing, reported failed: a rerun after the fix pays them
             del users[t]
         fund = funding(network, settings.token_symbol, mint)
         chain = RegistryChain(network, settings.chain_spec)
-        setup = SyncSetup(settings, importer, network, store, chain, data, users, fund,
-                          resources)
+        setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
+                          fund, resources)
         options = options or SyncOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=settings.batch_size)
