@@ -224,8 +224,8 @@ def stage_custodial(devnet: str, data: str, naive_data: str, broker: str, queue:
     """The cic_eth importer over ``data`` through the running engine (registrations mined);
     first, off the clock, the baseline: one ``account.create`` per user of ``naive_data`` at
     a time, each reply awaited before the next."""
+    from cic_seeding.custodial import TASK_CREATE, CustodialClient
     from cic_seeding.datadir import DataDir
-    from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient
     from cic_seeding.importers.cic_eth import CicEthImporter
 
     client = CustodialClient(broker, queue)
@@ -414,7 +414,7 @@ def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
 def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[list[str]]:
     """1 worker on one queue, then 2 on another; all three booted together beforehand."""
     from cic_seeding.config import load_settings
-    from cic_seeding.importers._celery_worker import spawn_worker, wait_workers
+    from cic_seeding.importers.celery_worker import spawn_worker, wait_workers
 
     if local is None:
         local = run_child(__file__, "import", dn, _data(work, "local", n, n + 7))

@@ -25,7 +25,7 @@ from cic_seeding.datadir import DataDir
 from cic_seeding.errors import DataDirError
 from cic_seeding.generate.keys import derive_private_key
 from cic_seeding.state import Payment, StateStore, Status, norm, open_state_store
-from cic_seeding.sync.run import scale
+from cic_seeding.units import dataset_to_token
 
 LEDGER = "traffic"
 TRANSFER_GAS = 90_000
@@ -89,7 +89,7 @@ class _Replay:
                     raise DataDirError(f"{path}:{n}: sender or recipient is not a user of "
                                        f"{self.data.root}")
                 rows.append((sender, recipient,
-                             scale(amount, self.manifest.decimals, self.token.decimals)))
+                             dataset_to_token(amount, self.manifest.decimals, self.token.decimals)))
         return rows
 
     def signer(self, address: str) -> Signer:

@@ -5,7 +5,7 @@ Rooms: :mod:`.engine` (the operations, plain functions), :mod:`.tasks` (Celery a
 :mod:`.keys` (AES-GCM at rest), :mod:`.txqueue` (nonces, dispatcher, tracker), :mod:`.process`
 and :mod:`.devnet` (process control, ``cic-seed devnet up --custodial``), :mod:`.embedded`
 (the engine inside one process). Clients know it only by its API, documented in
-:mod:`cic_seeding.importers._custodial`.
+:mod:`cic_seeding.custodial`.
 
 Running workers on several machines
 -----------------------------------
@@ -44,5 +44,5 @@ Without PostgreSQL and Redis the engine can run inside one process (:mod:`.embed
 ``cic-seed demo --custodial``): the same Celery app and tasks, a worker in a thread on kombu's
 in-memory transport (broker ``memory://``), storage in one SQLite file (``DEVNET_DIR/
 custodial.db``, :mod:`._sqlite`) whose writers are serialised by ``BEGIN IMMEDIATE`` instead of
-row locks. Clients reach it only from that process (:mod:`cic_seeding.importers._custodial_local`).
+row locks. Clients reach it only from that process (:mod:`cic_seeding.custodial.local`).
 """

@@ -32,7 +32,7 @@ from celery.signals import worker_ready, worker_shutdown
 from kombu.transport import redis as kombu_redis
 
 from cic_seeding.config import Settings, load_settings
-from cic_seeding.importers._custodial import endpoint
+from cic_seeding.custodial import endpoint
 
 from .config import engine_config
 from .engine import Engine, open_engine

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from cic_seeding.chain.signer import read_password
 from cic_seeding.config import Settings
+from cic_seeding.custodial import endpoint, served
 from cic_seeding.errors import ConfigError
-from cic_seeding.importers._custodial import endpoint, served
 
 
 @dataclass(frozen=True)

@@ -31,13 +31,14 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, CicNetwork
 from cic_seeding.chain.signer import Signer, read_password
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
+from cic_seeding.custodial import DEFAULT_BROKER, redact
+from cic_seeding.custodial.local import EMBEDDED_BROKER, is_embedded
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import UsageError
-from cic_seeding.importers._custodial import DEFAULT_BROKER, redact
-from cic_seeding.importers._custodial_local import EMBEDDED_BROKER, is_embedded
 
 from .process import WorkerProcess, start_workers, stop_worker_pid, wait_ready, worker_env
-from .storage import SQLITE_PREFIX, ensure_database, open_storage
+from .storage import SQLITE_PREFIX, ensure_database
+from .stores import open_storage
 
 if TYPE_CHECKING:
     from .embedded import EmbeddedEngine

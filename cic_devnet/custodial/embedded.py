@@ -9,9 +9,9 @@ embedded engine is to be the same service, reached the same way. So it is the en
 Celery application (:func:`~.app.create_app`, the tasks of :mod:`.tasks` with their transient
 retries and callbacks) and a Celery ``WorkController`` on the thread pool, run in a thread;
 the importer, the syncer and the verifier send it tasks by name with request ids through
-:class:`~cic_seeding.importers._custodial.CustodialClient` and read the replies from the callback
+:class:`~cic_seeding.custodial.CustodialClient` and read the replies from the callback
 channel, falling back to the result backend, exactly as with the service. Only the wires
-change (see :mod:`cic_seeding.importers._custodial_local`): kombu's in-memory transport for
+change (see :mod:`cic_seeding.custodial.local`): kombu's in-memory transport for
 the broker, Celery's in-memory cache for the results, the process's reply bus for callbacks.
 Calling the engine directly would have been simpler and a little faster, but then the demo
 would not exercise the client/engine protocol at all. One process, so SQLite serialises the
@@ -35,8 +35,8 @@ from celery.worker import WorkController
 from kombu.transport import memory
 
 from cic_seeding.config import Settings, load_settings
+from cic_seeding.custodial.local import BUS, RESULT_BACKEND, ReplyBus
 from cic_seeding.errors import ServiceError
-from cic_seeding.importers._custodial_local import BUS, RESULT_BACKEND, ReplyBus
 
 from .app import EngineRef, create_app
 

@@ -23,7 +23,8 @@ from cic_seeding.errors import ConfigError, CustodialError, CustodialKeyError
 
 from .config import EngineConfig
 from .keys import CANARY, KeyBox, new_key
-from .storage import Storage, open_storage, placeholders
+from .storage import Storage, placeholders
+from .stores import open_storage
 from .txqueue import FAILED, TxQueue, TxRow
 
 log = logging.getLogger(__name__)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cic_devnet._pids import runs, stop_pid_of
+from cic_seeding.custodial import TASK_STATUS, CustodialClient
 from cic_seeding.errors import ServiceError
-from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient
 
 MARKER = b"cic_devnet.custodial"
 

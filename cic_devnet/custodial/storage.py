@@ -1,7 +1,7 @@
 """The engine's storage: sealed keys, per-signer nonces, the transaction queue.
 
 PostgreSQL for the service; a SQLite file for an engine embedded in one process
-(:func:`open_storage` picks by URL; the SQLite dialect lives in :mod:`._sqlite`). The SQL is
+(:func:`.stores.open_storage` picks by URL; the SQLite dialect lives in :mod:`._sqlite`). The SQL is
 written once, in PostgreSQL's words.
 
 Tables (in the configured schema, created on first use under an advisory lock, so several
@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from cic_seeding.custodial import redact
 from cic_seeding.errors import CustodialError, CustodialUnavailableError
-from cic_seeding.importers._custodial import redact
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +100,6 @@ def _connection_error(url: str, schema: str | None, exc: Exception) -> Custodial
 def placeholders(count: int) -> str:
     """``%s, %s, ...``: the parameters of an ``IN (...)`` list of ``count`` values."""
     return ", ".join(["%s"] * count)
-
-
-def open_storage(url: str, schema: str | None = None, *, create: bool = True) -> Storage:
-    """The storage ``url`` names: ``sqlite:///PATH`` (one file, for an engine embedded in one
-    process), else PostgreSQL (tables in ``schema``)."""
-    if url.startswith(SQLITE_PREFIX):
-        from ._sqlite import SqliteStorage
-
-        return SqliteStorage(url, create=create)
-    return Storage(url, schema, create=create)
 
 
 class Storage:

@@ -1,7 +1,7 @@
 """The engine's Celery tasks: thin adapters over :class:`~.engine.Engine`, one per API call.
 
 Names are namespaced (``cic_custodial.<area>.<verb>``, see
-:mod:`cic_seeding.importers._custodial` for arguments and replies). Every task takes ids and
+:mod:`cic_seeding.custodial` for arguments and replies). Every task takes ids and
 plain values, returns a JSON object, never waits for another task, retries only transient
 errors (:attr:`CicSeedError.transient`) with backoff, and -- given ``callback``, a Redis
 channel name -- publishes its outcome there as well as in the Celery result backend.
@@ -15,8 +15,7 @@ from typing import Any
 
 from celery import Celery, Task
 
-from cic_seeding.errors import CicSeedError
-from cic_seeding.importers._custodial import (
+from cic_seeding.custodial import (
     TASK_BALANCE,
     TASK_CREATE,
     TASK_HAVE,
@@ -24,6 +23,7 @@ from cic_seeding.importers._custodial import (
     TASK_TRANSFER,
     TASK_TX_STATUS,
 )
+from cic_seeding.errors import CicSeedError
 
 from .engine import Engine
 

@@ -17,13 +17,13 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from cic_seeding.errors import CicSeedError
-from cic_seeding.importers._custodial import (
+from cic_seeding.custodial import (
     TASK_BALANCE,
     TASK_CREATE,
     TASK_TRANSFER,
     CustodialClient,
 )
+from cic_seeding.errors import CicSeedError
 from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import build_person

@@ -8,6 +8,7 @@ bytes); tokens by symbol in the TokenRegistry. A zero answer is a
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -17,6 +18,8 @@ from cic_seeding.chain.abi import artifact
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.errors import ConfigError, ContractError, RegistryLookupError, UsageError
 from cic_seeding.records.chainspec import ChainSpec
+
+log = logging.getLogger(__name__)
 
 ZERO = "0x" + "00" * 20
 
@@ -155,6 +158,19 @@ class CicNetwork:
                                     f"{value}")
         return Token(str(to_checksum_address(address)), symbol_, decimals,
                      name if isinstance(name, str) else "")
+
+    def faucet_payout(self, token: Token) -> int:
+        """What the faucet gives a user in ``token`` (0 when the faucet pays another token)."""
+        faucet_token, amount = self.client.call_many([
+            (self.faucet, FAUCET.fn("token"), ()), (self.faucet, FAUCET.fn("tokenAmount"), ())])
+        if isinstance(faucet_token, Exception) or isinstance(amount, Exception):
+            raise ConfigError(f"the faucet at {self.faucet} does not answer "
+                              "token()/tokenAmount()")
+        if faucet_token.lower() != token.address.lower():
+            log.info("the faucet pays another token (%s); no faucet payouts in %s",
+                     faucet_token, token.symbol)
+            return 0
+        return int(amount)
 
     def token_symbols(self) -> list[str]:
         count = self.client.call(self.token_index, TOKEN_INDEX.fn("entryCount"))

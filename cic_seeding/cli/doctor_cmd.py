@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from cic_seeding.chain.doctor import doctor
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.doctor import doctor
 
 
 @cli.command("doctor")

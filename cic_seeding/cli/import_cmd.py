@@ -113,7 +113,7 @@ def import_worker_command(ctx: click.Context, concurrency: int, name: str | None
 
     It signs with its own key (made in --key-dir on first start; the dispatcher makes it a
     writer of the AccountsIndex and gives it gas) and needs no data directory or database."""
-    from cic_seeding.importers._celery_worker import run_worker
+    from cic_seeding.importers.celery_worker import run_worker
 
     settings = settings_from(ctx, verbose, quiet, **flags)
     level = "WARNING" if quiet else ("DEBUG" if verbose >= 2 else "INFO")

@@ -1,6 +1,6 @@
 """Reading and writing the data directory: sharded keyed stores, manifest, csv files."""
 
-from cic_seeding.datadir.layout import DataDir, UserRow
+from cic_seeding.datadir.layout import DataDir, UserRow, keyfile_path
 from cic_seeding.datadir.manifest import SCHEMA_VERSION, Manifest
 
-__all__ = ["DataDir", "Manifest", "SCHEMA_VERSION", "UserRow"]
+__all__ = ["DataDir", "Manifest", "SCHEMA_VERSION", "UserRow", "keyfile_path"]

@@ -102,3 +102,8 @@ def parse_balance(values: list[str]) -> int | None:
         return None
     amount = int(values[0])
     return amount if amount < UINT256_LIMIT else None
+
+
+def keyfile_path(keystore: Path, address: str) -> Path:
+    """A sovereign user's v3 keyfile in ``keystore``: ``<address lower, no 0x>.json``."""
+    return keystore / f"{address.lower().removeprefix('0x')}.json"

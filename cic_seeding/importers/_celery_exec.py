@@ -10,7 +10,7 @@ sends one ``cic_seeding.import.eth.batch`` task per batch (``import_in_flight`` 
 and records every reply: keyfiles under ``keystore/``, raw transactions under ``tx/``, person
 records under ``new/`` and the per-user state. It is the only writer of the state store, so
 the default SQLite file does; no database is shared between machines. An *import worker*
-(``cic-seed import-worker``, :mod:`cic_seeding.importers._celery_worker`) needs no data
+(``cic-seed import-worker``, :mod:`cic_seeding.importers.celery_worker`) needs no data
 directory and no database: per batch it derives the users' keys from the manifest seed (in
 the task), makes their keyfiles in a process pool (with its own ``keystore_password``), asks
 the AccountsIndex which users it already holds, sends ``add(address)`` for the others signed
@@ -44,29 +44,54 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.registry import ACCOUNTS_INDEX
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
-from cic_seeding.datadir import UserRow
+from cic_seeding.datadir import UserRow, keyfile_path
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ImporterError, ServiceUnavailableError, SignerError
-from cic_seeding.importers._keyfiles import keyfile_path
 from cic_seeding.importers._records import record_problem
-from cic_seeding.importers._retry import with_retries
 from cic_seeding.importers.base import ImportResult, Submission
+from cic_seeding.remote import with_retries
 from cic_seeding.state import norm
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from cic_seeding.importers.eth import EthImporter
+    from cic_seeding.chain.client import ChainClient
+    from cic_seeding.chain.registry import CicNetwork
+    from cic_seeding.datadir import DataDir, Manifest
+
+
+class Registrar(Protocol):
+    """What the executor needs of the importer whose batches it runs (``eth``)."""
+
+    settings: Settings
+    network: CicNetwork
+    client: ChainClient
+    index: str
+    manifest: Manifest
+    data: DataDir
+    batch_size: int
+    stop: threading.Event
+
+    def record_found(self, users: Sequence[UserRow], found: Mapping[str, str | None],
+                     result: ImportResult) -> None: ...
+
+    def record_submitted(self, subs: Sequence[Submission], result: ImportResult) -> None: ...
+
+    def record_confirmed(self, done: Sequence[tuple[UserRow, str | None]],
+                         result: ImportResult) -> None: ...
+
+    def record_failed(self, failures: list[tuple[str, str]], result: ImportResult) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +172,9 @@ class _Flight:
 
 
 class CeleryExecutor:
-    """Runs an :class:`~cic_seeding.importers.eth.EthImporter`'s batches on import workers."""
+    """Runs an importer's (``eth``'s) batches on import workers."""
 
-    def __init__(self, importer: EthImporter) -> None:
+    def __init__(self, importer: Registrar) -> None:
         self.importer = importer
         settings = importer.settings
         self.broker = settings.import_broker_url

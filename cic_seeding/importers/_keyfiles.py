@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cic_seeding.chain.keyfile import encrypt_v3
+from cic_seeding.datadir.layout import keyfile_path
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ConfigError
 from cic_seeding.generate.keys import address_of, derive_private_key
@@ -32,10 +33,6 @@ def scrypt_n(kdf: str) -> int:
     except KeyError:
         raise ConfigError(f"keystore_kdf must be one of {', '.join(KDF_N)}, got {kdf!r}"
                           ) from None
-
-
-def keyfile_path(keystore: Path, address: str) -> Path:
-    return keystore / f"{address.lower().removeprefix('0x')}.json"
 
 
 def keyfile_doc(seed: int, index: int, address: str, password: str, n: int

@@ -37,10 +37,10 @@ from typing import Any, ClassVar, Protocol
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import DataDirError, UsageError
+from cic_seeding.remote import with_retries
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
 
 from ._records import user_problems
-from ._retry import with_retries
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,14 @@ class Importer(abc.ABC):
         in advance (sovereign: the generated address itself) returns them all.
         """
         return dict(store.targets(cls.name))
+
+    @classmethod
+    def payment_scheme(cls) -> str:
+        """How the syncer pays this importer's registered users: ``"sovereign"`` (opening
+        balance, faucet payout and gas gift from the main signer) or ``"custodial"`` (the
+        opening balance as a transfer the custodial engine signs; faucet and gas came with the
+        account)."""
+        return "sovereign"
 
     def close(self) -> None:
         if self._owns_store:

@@ -13,7 +13,7 @@ once per account, whatever the reruns. The faucet is asked for exactly when the 
 pay a sovereign user one: when it pays the run's token (``token_symbol``, default the
 registry's DefaultToken) -- a faucet of another token is left alone, as for ``eth``.
 
-The opening balance comes from the syncer (``cic-seed sync cic_eth``, :meth:`sync_payments`)
+The opening balance comes from the syncer (``cic-seed sync cic_eth``, :meth:`payment_scheme`)
 once the registration is seen on chain, as a transfer the engine signs, exactly once per user
 (:mod:`cic_seeding.sync.custodial`).
 
@@ -35,16 +35,12 @@ from eth_utils import is_address, to_checksum_address
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
+from cic_seeding.custodial import TASK_CREATE, CustodialClient, Reply, engine_client, engine_status
 from cic_seeding.datadir import UserRow
-from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient, Reply, engine_status
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.state import norm
-from cic_seeding.sync.custodial import custodial_payments
-from cic_seeding.sync.payer import Payer
-from cic_seeding.sync.run import SyncSetup, faucet_payout
-from cic_seeding.sync.syncer import PaymentPlan, SyncOptions
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +58,7 @@ class CicEthImporter(Importer):
                  client: CustodialClient | None = None, **kw: Any) -> None:
         super().__init__(settings, **kw)
         self.network = network or connect(settings, signer=False)
-        self.client = client or CustodialClient.from_settings(settings)
+        self.client = client or engine_client(settings)
         self.chain = ChainSpec.parse(settings.chain_spec)
         self.index = self.network.accounts_index
         self.timeout = settings.custodial_timeout
@@ -76,15 +72,14 @@ class CicEthImporter(Importer):
         self.client.open()
         engine_status(self.client, self.index, timeout=min(self.timeout, STATUS_TIMEOUT))
         token = self.network.token(self.settings.token_symbol)
-        self.faucet = faucet_payout(self.network, token) > 0
+        self.faucet = self.network.faucet_payout(token) > 0
         self.store.init_cursor(self.name, str(self.chain), self.network.client.head())
 
     @classmethod
-    def sync_payments(cls, setup: SyncSetup, options: SyncOptions
-                      ) -> tuple[Payer, PaymentPlan, SyncOptions]:
+    def payment_scheme(cls) -> str:
         """The syncer pays the opening balance only (gas and faucet came with the account),
         as a transfer signed by the custodial engine."""
-        return custodial_payments(setup, options)
+        return "custodial"
 
     def _request(self, user: str) -> dict[str, Any]:
         """The create request of ``user`` (its generated address is the request id)."""

@@ -41,6 +41,7 @@ from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.state import StateStore, Status, norm
+from cic_seeding.units import dataset_to_token
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,10 @@ class EthImporter(Importer):
                               "or sign with a writer (-y KEYFILE)")
 
     def _begin_batch(self, funder: str) -> None:
-        from cic_seeding.sync.run import scale
-
         token = self.network.token(self.settings.token_symbol)
         decimals = self.manifest.decimals
         self._token = token.address
-        self._opening = {norm(a): scale(v, decimals, token.decimals)
+        self._opening = {norm(a): dataset_to_token(v, decimals, token.decimals)
                          for a, v in self.data.balances().items()}
         batch.grant(self.network, funder, [("AccountsIndex", self.index)],
                     devnet=bool(self.settings.devnet_dir))

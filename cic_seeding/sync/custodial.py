@@ -44,18 +44,19 @@ from typing import Any
 from eth_utils import is_hex
 
 from cic_seeding.chain.nonce import NonceAllocator
-from cic_seeding.errors import CustodialTimeoutError
-from cic_seeding.importers._custodial import (
+from cic_seeding.custodial import (
     TASK_TRANSFER,
     TASK_TX_STATUS,
     CustodialClient,
     Reply,
+    engine_client,
     engine_status,
 )
+from cic_seeding.errors import CustodialTimeoutError
 from cic_seeding.state import FUND, Payment, StateStore, norm
+from cic_seeding.sync.funding import Funding, SyncSetup, opening_balances
 from cic_seeding.sync.payer import Payer
 from cic_seeding.sync.port import Call, SyncChain
-from cic_seeding.sync.run import Funding, SyncSetup, opening_balances
 from cic_seeding.sync.syncer import PaymentPlan, SyncOptions
 
 log = logging.getLogger(__name__)
@@ -246,13 +247,13 @@ def _failure(payment: Payment, row: Mapping[str, Any], engine_signer: str) -> st
 
 def custodial_payments(setup: SyncSetup, options: SyncOptions
                        ) -> tuple[Payer, PaymentPlan, SyncOptions]:
-    """The opening balance of each user, through the engine (``cic_eth``'s ``sync_payments``).
+    """The opening balance of each user, through the engine (the ``custodial`` scheme).
 
     Asks the engine first (it must register accounts in this network's AccountsIndex): a
     misconfigured engine fails the run before anything is floated.
     """
     settings = setup.settings
-    client = CustodialClient.from_settings(settings)
+    client = engine_client(settings)
     setup.resources.callback(client.close)
     status = engine_status(client, setup.network.accounts_index,
                            timeout=min(settings.custodial_timeout, STATUS_TIMEOUT))

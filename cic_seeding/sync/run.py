@@ -1,168 +1,45 @@
 """Wiring the syncer for one importer's users on a CIC network: ``cic-seed sync NAME``.
 
-The importer class chooses how its users are paid: a class with a ``sync_payments(setup,
-options)`` classmethod returns its own ``(payer, plan, options)`` (``cic_eth``: the opening
-balance only, as a transfer signed by the custodial engine, see
-:mod:`cic_seeding.sync.custodial`); any other is paid by :func:`sovereign_payments`, from the
-main signer: opening balance, faucet payout and gas gift.
-
-With ``batch_funder`` set (opt-in), faucet payouts go out as ``BatchFunder.giveMany`` and gas
-gifts as ``BatchFunder.giveValue``, many users per transaction; opening balances stay one
-transfer each (those the BatchFunder paid at registration are read from the chain, never paid).
+The importer class names how its users are paid (:meth:`Importer.payment_scheme
+<cic_seeding.importers.base.Importer.payment_scheme>`): ``sovereign`` (the default: opening
+balance, faucet payout and gas gift from the main signer, :mod:`cic_seeding.sync.funding`) or
+``custodial`` (the opening balance only, as a transfer the custodial engine signs,
+:mod:`cic_seeding.sync.custodial`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from cic_seeding.chain import funder as batch
 from cic_seeding.chain.connect import connect
-from cic_seeding.chain.registry import FAUCET, TOKEN, CicNetwork, Token
-from cic_seeding.chain.tx import Call
+from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
-from cic_seeding.errors import ConfigError
+from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
-from cic_seeding.state import FAUCET as FAUCET_KIND
-from cic_seeding.state import FUND, GAS, Payment, StateStore, norm, open_state_store
+from cic_seeding.state import FUND, StateStore, norm, open_state_store
 from cic_seeding.sync.chain import RegistryChain
-from cic_seeding.sync.payer import Payer
-from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions, SyncResult
+from cic_seeding.sync.custodial import custodial_payments
+from cic_seeding.sync.funding import SyncPayments, SyncSetup, funding, sovereign_payments
+from cic_seeding.sync.syncer import Syncer, SyncOptions, SyncResult
 
 log = logging.getLogger(__name__)
 
-TRANSFER_GAS, MINT_GAS, GIVE_GAS, VALUE_GAS = 90_000, 120_000, 200_000, 21_000
+#: The payment schemes an importer may name (``Importer.payment_scheme``).
+SCHEMES: dict[str, SyncPayments] = {"sovereign": sovereign_payments,
+                                    "custodial": custodial_payments}
 
 
-@dataclass(frozen=True)
-class Funding:
-    """What the syncer pays with: the token, the faucet and whether it mints."""
-
-    token: Token
-    faucet: str
-    faucet_amount: int  # smallest unit; 0 when the faucet pays nothing (or another token)
-    mint: bool = False
-
-    def give(self, address: str, amount: int) -> Call:
-        """``amount`` tokens to ``address`` (a transfer from the signer, or minted)."""
-        fn = "mintTo" if self.mint else "transfer"
-        return Call(self.token.address, TOKEN.encode(fn, address, amount),
-                    gas=MINT_GAS if self.mint else TRANSFER_GAS)
-
-    def build(self, payment: Payment) -> Call:
-        if payment.kind == FUND:
-            return self.give(payment.address, payment.amount)
-        if payment.kind == FAUCET_KIND:
-            return Call(self.faucet, FAUCET.encode("giveTo", payment.address), gas=GIVE_GAS)
-        if payment.kind == GAS:
-            return Call(payment.address, b"", value=payment.amount, gas=VALUE_GAS)
-        raise ValueError(f"unknown payment kind {payment.kind!r}")
-
-
-@dataclass(frozen=True)
-class BatchFunding:
-    """Faucet payouts and gas gifts through a BatchFunder, many per transaction."""
-
-    fund: Funding
-    batcher: batch.Batcher
-
-    def groups(self, payments: Sequence[Payment]) -> list[tuple[Call, list[Payment]]]:
-        out: list[tuple[Call, list[Payment]]] = []
-        by_kind: dict[str, list[Payment]] = {}
-        for p in payments:
-            if p.kind in (FAUCET_KIND, GAS):
-                by_kind.setdefault(p.kind, []).append(p)
-            else:
-                out.append((self.fund.build(p), [p]))
-        for kind, todo in by_kind.items():
-            for i in range(0, len(todo), batch.CHUNK):
-                chunk = todo[i:i + batch.CHUNK]
-                call = (self.batcher.give_many(self.fund.faucet, [p.address for p in chunk])
-                        if kind == FAUCET_KIND else
-                        self.batcher.give_value([(p.address, p.amount) for p in chunk]))
-                out.append((call, chunk))
-        return out
-
-
-def faucet_payout(network: CicNetwork, token: Token) -> int:
-    """What the faucet gives a user in ``token`` (0 when the faucet pays another token)."""
-    faucet = network.faucet
-    faucet_token, amount = network.client.call_many([
-        (faucet, FAUCET.fn("token"), ()), (faucet, FAUCET.fn("tokenAmount"), ())])
-    if isinstance(faucet_token, Exception) or isinstance(amount, Exception):
-        raise ConfigError(f"the faucet at {faucet} does not answer token()/tokenAmount()")
-    if norm(faucet_token) != norm(token.address):
-        log.info("the faucet pays another token (%s); no faucet payouts in %s",
-                 faucet_token, token.symbol)
-        return 0
-    return int(amount)
-
-
-def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Funding:
-    """The token (by symbol, default DefaultToken) and the faucet's payout in that token."""
-    token = network.token(symbol)
-    return Funding(token, network.faucet, faucet_payout(network, token), mint)
-
-
-def scale(amount: int, data_decimals: int, token_decimals: int) -> int:
-    """An amount in the dataset's smallest unit, in the token's smallest unit."""
-    if token_decimals >= data_decimals:
-        return amount * 10 ** (token_decimals - data_decimals)
-    return amount // 10 ** (data_decimals - token_decimals)
-
-
-def opening_balances(setup: SyncSetup) -> dict[str, int]:
-    """Target address -> opening balance in the token's smallest unit."""
-    decimals, token = setup.data.manifest().decimals, setup.fund.token
-    return {t: scale(setup.balances[a], decimals, token.decimals)
-            for t, a in setup.users.items()}
-
-
-def payment_plan(setup: SyncSetup, gas_gift: int) -> PaymentPlan:
-    return PaymentPlan(opening_balances(setup), setup.fund.faucet_amount, gas_gift)
-
-
-@dataclass(frozen=True)
-class SyncSetup:
-    """What :func:`run_sync` has resolved for one importer's run; an importer's
-    ``sync_payments`` builds its payer and plan from it."""
-
-    settings: Settings
-    importer: str
-    network: CicNetwork
-    store: StateStore
-    chain: RegistryChain
-    data: DataDir
-    users: dict[str, str]  # target address -> data directory address (0x lower)
-    balances: Mapping[str, int]  # data directory address (0x lower) -> amount, dataset units
-    fund: Funding
-    resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
-
-
-#: ``(setup, options) -> (payer, plan, options)``: an importer's ``sync_payments``.
-SyncPayments = Callable[[SyncSetup, SyncOptions], tuple[Payer, PaymentPlan, SyncOptions]]
-
-
-def sovereign_payments(setup: SyncSetup, options: SyncOptions
-                       ) -> tuple[Payer, PaymentPlan, SyncOptions]:
-    """Everything from the main signer: opening balance, faucet payout, gas gift (the
-    BatchFunder groups the last two when ``batch_funder`` is set)."""
-    settings, network, fund = setup.settings, setup.network, setup.fund
-    plan = payment_plan(setup, settings.gas_gift)
-    funder = batch.resolve(settings)
-    groups = None
-    if funder is not None:
-        writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
-        batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
-        groups = BatchFunding(fund, batch.Batcher(funder)).groups
-        options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
-    payer = Payer(setup.store, setup.importer, setup.chain, network.client.allocator,
-                  fund.build, groups)
-    return payer, plan, options
+def payments_of(importer: str, scheme: str) -> SyncPayments:
+    """The payment scheme ``scheme`` that importer ``importer`` names; ImporterError if unknown."""
+    if scheme not in SCHEMES:
+        raise ImporterError(f"importer {importer!r} names the payment scheme {scheme!r}, which "
+                            "the syncer does not know",
+                            hint=f"payment schemes: {', '.join(sorted(SCHEMES))}")
+    return SCHEMES[scheme]
 
 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
@@ -187,8 +64,7 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         options = options or SyncOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=settings.batch_size)
-        payments: SyncPayments = getattr(cls, "sync_payments", sovereign_payments)
-        payer, plan, options = payments(setup, options)
+        payer, plan, options = payments_of(importer, cls.payment_scheme())(setup, options)
         result = Syncer(importer, chain, store, payer, plan, users, options, stop,
                         prepaid=chain.prepaid).run()
         if unbalanced:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cic_seeding.importers._retry import with_retries
+from cic_seeding.remote import with_retries
 from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
 from cic_seeding.sync._ranges import LogReader
 from cic_seeding.sync._reorg import rewind_point

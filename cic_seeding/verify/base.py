@@ -23,21 +23,43 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import VerifyError
+from cic_seeding.state import norm
+from cic_seeding.state.base import UserState
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.tolerance import Tolerance
-
-if TYPE_CHECKING:
-    from cic_seeding.verify.users import ImportState
 
 #: Reason given for a user without an address on the target chain.
 NOT_IMPORTED = "not imported"
 #: Backends a check may need; ``--skip-custodial/--skip-metadata/--skip-ussd`` skip the last three.
 BACKENDS = ("chain", "keystore", "state", "custodial", "meta", "ussd")
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """What the state store says ``importer`` did: its users by (0x lower-case) address.
+
+    ``location`` names the store (for messages); ``exists`` is False when there is no store at
+    all (nothing was imported).
+    """
+
+    importer: str
+    location: str
+    users: dict[str, UserState] = field(default_factory=dict)
+    exists: bool = True
+
+    @property
+    def known(self) -> int:
+        """Users the importer has in the store (imported or not)."""
+        return len(self.users)
+
+    def target(self, address: str) -> str | None:
+        state = self.users.get(address)
+        return norm(state.target) if state is not None and state.target else None
 
 
 @dataclass(frozen=True)

@@ -3,38 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import VerifyError
 from cic_seeding.state import norm, open_state_store, state_location
-from cic_seeding.state.base import UserState
-from cic_seeding.verify.base import VerifyUser
-
-
-@dataclass(frozen=True)
-class ImportState:
-    """What the state store says ``importer`` did: its users by (0x lower-case) address.
-
-    ``location`` names the store (for messages); ``exists`` is False when there is no store at
-    all (nothing was imported).
-    """
-
-    importer: str
-    location: str
-    users: dict[str, UserState] = field(default_factory=dict)
-    exists: bool = True
-
-    @property
-    def known(self) -> int:
-        """Users the importer has in the store (imported or not)."""
-        return len(self.users)
-
-    def target(self, address: str) -> str | None:
-        state = self.users.get(address)
-        return norm(state.target) if state is not None and state.target else None
+from cic_seeding.verify.base import ImportState, VerifyUser
 
 
 def load_users(data: DataDir, imports: ImportState) -> list[VerifyUser]:

@@ -20,6 +20,14 @@ import pytest
 import redis
 
 from cic_devnet.custodial.storage import Storage
+from cic_seeding.custodial import (
+    TASK_BALANCE,
+    TASK_CREATE,
+    TASK_HAVE,
+    TASK_TRANSFER,
+    TASK_TX_STATUS,
+    CustodialClient,
+)
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import (
     CustodialError,
@@ -28,14 +36,6 @@ from cic_seeding.errors import (
     ServiceError,
 )
 from cic_seeding.importers import cic_eth
-from cic_seeding.importers._custodial import (
-    TASK_BALANCE,
-    TASK_CREATE,
-    TASK_HAVE,
-    TASK_TRANSFER,
-    TASK_TX_STATUS,
-    CustodialClient,
-)
 from cic_seeding.verify.base import CheckContext, VerifyUser
 from cic_seeding.verify.checks.custodial import CustodialKeyCheck
 from tests.custodial.world import (

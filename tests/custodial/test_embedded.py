@@ -21,9 +21,9 @@ from cic_devnet.custodial.devnet import SQLITE_FILE, EngineOptions, prepare_engi
 from cic_devnet.custodial.storage import Storage, open_storage
 from cic_devnet.custodial.txqueue import TxQueue
 from cic_seeding.config import load_settings
+from cic_seeding.custodial import TASK_STATUS, engine_client, unconfigured
+from cic_seeding.custodial.local import EMBEDDED_BROKER, LocalClient
 from cic_seeding.errors import CustodialError, CustodialUnavailableError, UsageError
-from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient, unconfigured
-from cic_seeding.importers._custodial_local import EMBEDDED_BROKER, LocalClient
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
 from cic_seeding.verify import VerifyOptions, run_verify
@@ -129,7 +129,7 @@ def test_an_engine_embedded_in_another_process_is_named_not_waited_for() -> None
                              config_file=None, environ={})
     reason = unconfigured(settings)  # the verifier skips custodial_key with this reason
     assert reason is not None and "embedded in another process" in reason
-    client = CustodialClient.from_settings(settings)
+    client = engine_client(settings)
     assert isinstance(client, LocalClient)
     try:
         with pytest.raises(CustodialUnavailableError, match=r"queue 'cic_custodial_elsewhere' "

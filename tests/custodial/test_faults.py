@@ -12,7 +12,7 @@ import psycopg2
 
 from cic_devnet.devnet import Devnet
 from cic_seeding.config import Settings
-from cic_seeding.importers._custodial import TASK_CREATE, CustodialClient
+from cic_seeding.custodial import TASK_CREATE, CustodialClient
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions

@@ -11,8 +11,8 @@ from pathlib import Path
 from cic_devnet.custodial.devnet import EngineOptions
 from cic_devnet.devnet import Devnet
 from cic_seeding.config import load_settings
+from cic_seeding.custodial import TASK_STATUS, engine_client
 from cic_seeding.datadir import DataDir
-from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import identity_addresses
 from cic_seeding.state import open_state_store
@@ -126,7 +126,7 @@ def test_devnet_cli_up_custodial_and_down_stops_the_workers(tmp_path: Path,
         engine = info["custodial"]
         assert engine["db_schema"] == pg_schema
         assert (directory / engine["passphrase_file"]).stat().st_mode & 0o777 == 0o600
-        client = CustodialClient.from_settings(
+        client = engine_client(
             load_settings({"devnet_dir": str(directory)}, config_file=None, environ={}))
         try:
             status = client.call(TASK_STATUS, {}, timeout=30)

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cic_seeding.config import Settings
+from cic_seeding.custodial import TASK_TRANSFER, CustodialClient, endpoint
 from cic_seeding.errors import CustodialTimeoutError
-from cic_seeding.importers._custodial import TASK_TRANSFER, CustodialClient
 from cic_seeding.state import FUND, Status, open_state_store
 from cic_seeding.sync import custodial
 from cic_seeding.sync.run import run_sync
@@ -87,7 +87,8 @@ def test_a_transfer_reply_that_never_comes_names_the_user_and_a_rerun_pays_once(
     settings = harness.settings(make_data(tmp_path, 5, seed=910), custodial_timeout=2)
     before = read_custodial_ledger(settings)
     assert run_import(settings).ok
-    monkeypatch.setattr(custodial, "CustodialClient", _Silent)
+    monkeypatch.setattr(custodial, "engine_client",
+                        lambda s: _Silent(*endpoint(s), timeout=s.custodial_timeout))
     try:
         with pytest.raises(CustodialTimeoutError) as caught:
             _sync(settings)

@@ -19,14 +19,14 @@ from cic_devnet.custodial.txqueue import (
     classify,
 )
 from cic_seeding.config import load_settings
-from cic_seeding.errors import ConfigError, CustodialKeyError, CustodialReplyError
-from cic_seeding.importers._custodial import (
-    _from_result_meta,
+from cic_seeding.custodial import (
     endpoint,
     parse_reply,
     redact,
     unconfigured,
 )
+from cic_seeding.custodial.client import _from_result_meta
+from cic_seeding.errors import ConfigError, CustodialKeyError, CustodialReplyError
 
 
 @pytest.mark.parametrize(("message", "kind"), [

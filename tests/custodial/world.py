@@ -25,9 +25,9 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.config import Settings, load_settings
+from cic_seeding.custodial import TASK_STATUS, engine_client
 from cic_seeding.datadir import DataDir
 from cic_seeding.generate.generator import GenerateOptions, generate
-from cic_seeding.importers._custodial import TASK_STATUS, CustodialClient
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.cic_eth import CicEthImporter
 from cic_seeding.state import FUND, norm, open_state_store
@@ -208,7 +208,7 @@ class CustodialLedger:
 
 def engine_signer(settings: Settings) -> str:
     """The address the custodial engine signs with (0x lower)."""
-    client = CustodialClient.from_settings(settings)
+    client = engine_client(settings)
     try:
         return str(client.call(TASK_STATUS, {}, timeout=30)["signer"]).lower()
     finally:

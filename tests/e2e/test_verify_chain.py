@@ -20,10 +20,9 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir
+from cic_seeding.datadir import DataDir, keyfile_path
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.generate.keys import derive_private_key
-from cic_seeding.importers._keyfiles import keyfile_path
 from cic_seeding.importers.eth import EthImporter
 from cic_seeding.state import open_state_store
 from cic_seeding.sync.run import run_sync

@@ -28,7 +28,7 @@ from cic_seeding.datadir import DataDir
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.generate.keys import address_of, derive_private_key
 from cic_seeding.importers._celery_exec import Job
-from cic_seeding.importers._celery_worker import (
+from cic_seeding.importers.celery_worker import (
     WorkerContext,
     import_batch,
     spawn_worker,

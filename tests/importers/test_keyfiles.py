@@ -9,9 +9,10 @@ from pathlib import Path
 import eth_keyfile
 import pytest
 
+from cic_seeding.datadir import keyfile_path
 from cic_seeding.errors import ConfigError
 from cic_seeding.generate.keys import address_of, user_address
-from cic_seeding.importers._keyfiles import KeyfileWriter, keyfile_path, scrypt_n
+from cic_seeding.importers._keyfiles import KeyfileWriter, scrypt_n
 
 
 def test_keyfiles_decrypt_to_the_users(tmp_path: Path) -> None:

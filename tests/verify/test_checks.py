@@ -10,12 +10,12 @@ from pathlib import Path
 import eth_keyfile
 import pytest
 
+from cic_seeding.datadir import keyfile_path
 from cic_seeding.errors import UsageError
 from cic_seeding.generate.keys import derive_private_key, user_address
-from cic_seeding.importers._keyfiles import keyfile_path
 from cic_seeding.state import open_state_store
 from cic_seeding.verify import NOT_IMPORTED, Tolerance, VerifyOptions, VerifyResult, run_verify
-from cic_seeding.verify.checks.balance import rescale
+from cic_seeding.units import dataset_to_token, dataset_to_token_exact
 from cic_seeding.verify.checks.keystore import LocalKeyCheck
 from tests.verify.fakes import FAUCET, SEED, World, make_world
 
@@ -96,10 +96,12 @@ def test_balance_compares_in_the_tokens_decimals(tmp_path: Path) -> None:
     assert failed(verify(world))["balance"] == 1
 
 
-def test_rescale() -> None:
-    assert rescale(15, 6, 18) == 15 * 10**12
-    assert rescale(3_000_000, 6, 2) == 300
-    assert rescale(3_000_001, 6, 2) is None
+def test_dataset_to_token_exact() -> None:
+    assert dataset_to_token_exact(15, 6, 18) == 15 * 10**12
+    assert dataset_to_token_exact(3_000_000, 6, 2) == 300
+    assert dataset_to_token_exact(3_000_001, 6, 2) is None
+    assert dataset_to_token(3_000_001, 6, 2) == 300  # what is paid: rounded down
+    assert dataset_to_token(15, 6, 18) == 15 * 10**12
 
 
 @pytest.mark.parametrize("adjust,passes", [

@@ -5,18 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from cic_seeding.units import dataset_to_token_exact
 from cic_seeding.verify.base import ChainCheck, Verdict, VerifyUser, targets_of
-
-
-def rescale(amount: int, from_decimals: int, to_decimals: int) -> int | None:
-    """``amount`` in units of ``10**-from_decimals`` expressed in ``10**-to_decimals``.
-
-    None when it is not a whole number of the smaller unit (it cannot be held exactly).
-    """
-    if to_decimals >= from_decimals:
-        return amount * 10 ** (to_decimals - from_decimals)
-    whole, rest = divmod(amount, 10 ** (from_decimals - to_decimals))
-    return None if rest else whole
 
 
 class BalanceCheck(ChainCheck):
@@ -43,7 +33,8 @@ class BalanceCheck(ChainCheck):
         ctx = self.ctx
         if user.opening_balance is None:
             return Verdict.failed("no opening balance in balances.csv")
-        opening = rescale(user.opening_balance, ctx.dataset_decimals, ctx.token_decimals)
+        opening = dataset_to_token_exact(user.opening_balance, ctx.dataset_decimals,
+                                         ctx.token_decimals)
         if opening is None:
             return Verdict.failed(
                 f"opening balance {user.opening_balance} ({ctx.dataset_decimals} decimals) is "

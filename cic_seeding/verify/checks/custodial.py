@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from cic_seeding.config import Settings
+from cic_seeding.custodial import TASK_HAVE, CustodialClient, engine_client, unconfigured
 from cic_seeding.errors import VerifyError
-from cic_seeding.importers._custodial import TASK_HAVE, CustodialClient, unconfigured
 from cic_seeding.verify.base import Check, Verdict, VerifyUser
 
 SOVEREIGN = "sovereign user: its key is its own (the target is the generated address)"
@@ -50,7 +50,7 @@ class CustodialKeyCheck(Check):
 
     def _ask(self, targets: list[str]) -> dict[str, bool]:
         if self._client is None:
-            self._client = CustodialClient.from_settings(self.ctx.settings)
+            self._client = engine_client(self.ctx.settings)
         answer = self._client.call(TASK_HAVE, {"addresses": targets},
                                    timeout=min(self.ctx.settings.custodial_timeout, ASK_TIMEOUT),
                                    what=f"the keys of {len(targets)} addresses")

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from cic_seeding.chain.keyfile import decrypt_v3
+from cic_seeding.datadir import keyfile_path
 from cic_seeding.generate.keys import address_of
-from cic_seeding.importers._keyfiles import keyfile_path
 from cic_seeding.verify.base import Check, Verdict, VerifyUser
 
 

@@ -80,7 +80,7 @@ def doctor(settings: Settings) -> DoctorResult:
 
 def _services(findings: list[Finding], settings: Settings) -> None:
     """Each configured devnet service answers (metadata server, custodial engine)."""
-    from cic_seeding.importers import _custodial
+    from cic_seeding.custodial import unconfigured
 
     meta_configured = bool(settings.meta_url)
     if not meta_configured and settings.devnet_dir:
@@ -89,7 +89,7 @@ def _services(findings: list[Finding], settings: Settings) -> None:
         meta_configured = bool((read_devnet(settings.devnet_dir).get("meta") or {}).get("url"))
     if meta_configured:
         _run(findings, "metadata server", lambda: _meta(settings))
-    if _custodial.unconfigured(settings) is None:
+    if unconfigured(settings) is None:
         _run(findings, "custodial engine", lambda: _engine(settings))
 
 
@@ -142,9 +142,9 @@ def _tokens(net: CicNetwork, me: str, symbol: str | None) -> str:
 
 
 def _engine(settings: Settings) -> str:
-    from cic_seeding.importers._custodial import CustodialClient
+    from cic_seeding.custodial import engine_client
 
-    client = CustodialClient.from_settings(settings)
+    client = engine_client(settings)
     try:
         client.open()
         status = client.call("cic_custodial.engine.status", {}, timeout=10.0)

@@ -20,12 +20,9 @@ import time
 from collections.abc import Iterable, Sequence
 from queue import Empty, SimpleQueue
 
+from cic_seeding.custodial.api import parse_reply, task_id_of
+from cic_seeding.custodial.client import CustodialClient
 from cic_seeding.errors import CustodialReplyError, CustodialUnavailableError
-from cic_seeding.importers._custodial import (
-    CustodialClient,
-    _task_id_of,
-    parse_reply,
-)
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +135,7 @@ class LocalClient(CustodialClient):
         try:
             reply = parse_reply(data)
         except CustodialReplyError as exc:
-            task_id = _task_id_of(data)
+            task_id = task_id_of(data)
             if task_id is not None:
                 self._broken[task_id] = exc
             else:

@@ -1,0 +1,27 @@
+"""From settings to a client of the custodial engine they name."""
+
+from __future__ import annotations
+
+from cic_seeding.config import Settings
+from cic_seeding.custodial.api import endpoint, served
+from cic_seeding.custodial.client import CustodialClient
+from cic_seeding.custodial.local import LocalClient, is_embedded, unreachable
+
+
+def engine_client(settings: Settings) -> CustodialClient:
+    """A client of the engine the settings name (one embedded in this process for memory://)."""
+    broker, queue = endpoint(settings)
+    if is_embedded(broker):
+        return LocalClient(broker, queue, timeout=settings.custodial_timeout)
+    return CustodialClient(broker, queue, timeout=settings.custodial_timeout)
+
+
+def unconfigured(settings: Settings) -> str | None:
+    """Why no custodial engine is configured (None: one is)."""
+    if settings.custodial_broker_url or settings.custodial_queue or served(settings):
+        broker, queue = endpoint(settings)
+        if is_embedded(broker):  # an engine embedded in a process: this one?
+            return unreachable(queue)
+        return None
+    return ("no custodial engine is configured (set custodial_broker_url / "
+            "CIC_CUSTODIAL_BROKER_URL, or use a devnet started with --custodial)")
