@@ -75,7 +75,11 @@ REQUIRED = {
         "addWriter(address)": None,
         "isWriter(address)": None,
     },
-    "FaucetStore": {"timeOf(address)": None, "setTime(address,uint256)": None, "addWriter(address)": None},
+    "FaucetStore": {
+        "timeOf(address)": None,
+        "setTime(address,uint256)": None,
+        "addWriter(address)": None,
+    },
     "BatchReader": {
         "batchRead(address[],bytes[])": None,
         "nativeBalances(address[])": None,
@@ -135,7 +139,14 @@ def test_artifact_set_is_complete():
 @pytest.mark.parametrize("name", CONTRACTS)
 def test_artifact_shape(name):
     artifact = load(name)
-    assert set(artifact) == {"contractName", "abi", "bytecode", "deployedBytecode", "compiler", "sourceSha256"}
+    assert set(artifact) == {
+        "contractName",
+        "abi",
+        "bytecode",
+        "deployedBytecode",
+        "compiler",
+        "sourceSha256",
+    }
     assert artifact["contractName"] == name
     for key in ("bytecode", "deployedBytecode"):
         code = artifact[key]
@@ -166,10 +177,14 @@ def test_address_added_topic_and_encoding():
     topic = "0x" + keccak(text="AddressAdded(address)").hex()
     assert topic == "0xa226db3f664042183ee0281230bba26cbf7b5057e50aee7f25a175ff45ce4d7f"
     for name in ("AccountsIndex", "TokenUniqueSymbolIndex"):
-        (event,) = [e for e in load(name)["abi"] if e["type"] == "event" and e["name"] == "AddressAdded"]
+        (event,) = [
+            e for e in load(name)["abi"] if e["type"] == "event" and e["name"] == "AddressAdded"
+        ]
         # The address is carried in the log data, as CIC's own consumers decode it.
         assert [i["indexed"] for i in event["inputs"]] == [False]
-    (key_event,) = [e for e in load("Registry")["abi"] if e["type"] == "event" and e["name"] == "AddressKey"]
+    (key_event,) = [
+        e for e in load("Registry")["abi"] if e["type"] == "event" and e["name"] == "AddressKey"
+    ]
     assert [i["indexed"] for i in key_event["inputs"]] == [True, False]
 
 

@@ -43,11 +43,12 @@ def w3():
         deadline = time.monotonic() + 30
         while True:
             try:
-                web3.eth.chain_id
-                break
-            except Exception:
+                if web3.eth.chain_id:
+                    break
+            except Exception as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("anvil did not start: " + proc.stderr.read().decode(errors="replace"))
+                    err = proc.stderr.read().decode(errors="replace")
+                    raise RuntimeError("anvil did not start: " + err) from exc
                 time.sleep(0.1)
         yield web3
     finally:
@@ -65,7 +66,11 @@ def artifact(name):
 
 def deploy(w3, name, *args, sender):
     a = artifact(name)
-    tx = w3.eth.contract(abi=a["abi"], bytecode=a["bytecode"]).constructor(*args).transact({"from": sender})
+    tx = (
+        w3.eth.contract(abi=a["abi"], bytecode=a["bytecode"])
+        .constructor(*args)
+        .transact({"from": sender})
+    )
     receipt = w3.eth.wait_for_transaction_receipt(tx)
     assert receipt.status == 1
     return w3.eth.contract(address=receipt.contractAddress, abi=a["abi"])
@@ -80,7 +85,10 @@ def send(w3, fn, sender):
 def test_devnet_contracts_end_to_end(w3):
     owner, writer, alice, bob, carol, dave = w3.eth.accounts[:6]
 
-    ids = [key32(n) for n in ("ContractRegistry", "AccountRegistry", "TokenRegistry", "Faucet", "DefaultToken")]
+    ids = [
+        key32(n)
+        for n in ("ContractRegistry", "AccountRegistry", "TokenRegistry", "Faucet", "DefaultToken")
+    ]
     registry = deploy(w3, "Registry", ids, sender=owner)
     index = deploy(w3, "AccountsIndex", sender=owner)
     tokens = deploy(w3, "TokenUniqueSymbolIndex", sender=owner)
@@ -94,8 +102,13 @@ def test_devnet_contracts_end_to_end(w3):
     assert registry.functions.identifierCount().call() == 5
     assert registry.functions.identifier(1).call() == key32("AccountRegistry")
     assert registry.functions.addressOf(key32("AccountRegistry")).call() == "0x" + "00" * 20
-    for name, contract in (("ContractRegistry", registry), ("AccountRegistry", index),
-                           ("TokenRegistry", tokens), ("Faucet", faucet), ("DefaultToken", token)):
+    for name, contract in (
+        ("ContractRegistry", registry),
+        ("AccountRegistry", index),
+        ("TokenRegistry", tokens),
+        ("Faucet", faucet),
+        ("DefaultToken", token),
+    ):
         send(w3, registry.functions.set(key32(name), contract.address), owner)
     assert registry.functions.addressOf(key32("AccountRegistry")).call() == index.address
     with pytest.raises(ContractLogicError, match="not declared"):
@@ -166,7 +179,11 @@ def test_devnet_contracts_end_to_end(w3):
     assert token.functions.balanceOf(alice).call() == 2_000
 
     # BatchReader.
-    assert reader.functions.tokenBalances(token.address, [alice, bob, dave]).call() == [2_000, 500, 0]
+    assert reader.functions.tokenBalances(token.address, [alice, bob, dave]).call() == [
+        2_000,
+        500,
+        0,
+    ]
     assert reader.functions.haveMany(index.address, [alice, dave]).call() == [True, False]
     assert reader.functions.nativeBalances([dave]).call() == [w3.eth.get_balance(dave)]
     ok, results = reader.functions.batchRead(
@@ -179,19 +196,33 @@ def test_devnet_contracts_end_to_end(w3):
     fresh = [Web3.to_checksum_address(bytes([0x42, i]) + b"\x11" * 18) for i in range(3)]
     send(w3, index.functions.addWriter(funder.address), owner)
     send(w3, token.functions.addWriter(funder.address), owner)
-    send(w3, funder.functions.registerAndMint(index.address, token.address, [fresh[0], alice], [7, 7]), owner)
-    assert token.functions.balanceOf(fresh[0]).call() == 7 and token.functions.balanceOf(alice).call() == 2_000
+    send(
+        w3,
+        funder.functions.registerAndMint(index.address, token.address, [fresh[0], alice], [7, 7]),
+        owner,
+    )
+    assert (
+        token.functions.balanceOf(fresh[0]).call() == 7
+        and token.functions.balanceOf(alice).call() == 2_000
+    )
     send(w3, token.functions.approve(funder.address, 100), owner)
-    send(w3, funder.functions.registerAndFund(index.address, token.address, fresh[1:], [30, 40]), owner)
+    send(
+        w3,
+        funder.functions.registerAndFund(index.address, token.address, fresh[1:], [30, 40]),
+        owner,
+    )
     assert reader.functions.tokenBalances(token.address, fresh).call() == [7, 30, 40]
     send(w3, store.functions.addWriter(faucet.address), owner)
     send(w3, faucet.functions.addWriter(funder.address), owner)
-    send(w3, funder.functions.giveMany(faucet.address, [fresh[0], bob]), owner)  # bob already used it
+    send(
+        w3, funder.functions.giveMany(faucet.address, [fresh[0], bob]), owner
+    )  # bob already used it
     assert reader.functions.tokenBalances(token.address, [fresh[0], bob]).call() == [507, 500]
     # giveValue splits msg.value exactly; anything else reverts
     before = [w3.eth.get_balance(a) for a in fresh[:2]]
     receipt = w3.eth.wait_for_transaction_receipt(
-        funder.functions.giveValue(fresh[:2], [3, 4]).transact({"from": owner, "value": 7}))
+        funder.functions.giveValue(fresh[:2], [3, 4]).transact({"from": owner, "value": 7})
+    )
     assert receipt.status == 1
     assert [w3.eth.get_balance(a) for a in fresh[:2]] == [before[0] + 3, before[1] + 4]
     with pytest.raises(ContractLogicError, match="sum of amounts"):

@@ -1,4 +1,4 @@
-"""The code gates of style.md: ruff clean (library, devnet, benchmarks) and mypy clean."""
+"""The code gates: ruff clean (library, devnet, benchmarks, tests) and mypy clean."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = _run("ruff", "check", "--no-cache", "cic_seeding", "cic_devnet", "bench")
+    result = _run("ruff", "check", "--no-cache", "cic_seeding", "cic_devnet", "bench", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
