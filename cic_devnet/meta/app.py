@@ -57,7 +57,7 @@ def _pointer(request: Request) -> str:
     if not POINTER.fullmatch(pointer):
         raise _Refused(400, f"bad pointer {pointer[:80]!r}: expected 64 lowercase hex characters "
                             "(sha256 of identifier and salt)")
-    return pointer
+    return str(pointer)
 
 
 def _matches(header: str, etag: str) -> bool:

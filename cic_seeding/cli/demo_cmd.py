@@ -29,7 +29,7 @@ from cic_seeding.errors import UsageError
 @verbosity_options
 @click.pass_context
 @handles_errors
-def demo_command(ctx: click.Context, users: int, directory: str, seed: int, keep: bool,
+def demo_command(ctx: click.Context, /, users: int, directory: str, seed: int, keep: bool,
                  meta: bool, custodial: bool, custodial_users: int, verbose: int,
                  quiet: bool) -> int:
     """Devnet up, generate, import (eth), sync, verify, print the report."""

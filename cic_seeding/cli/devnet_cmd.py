@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
+from cic_seeding.cli.chain_options import F
 from cic_seeding.config import Settings
 from cic_seeding.errors import UsageError
 
@@ -18,7 +19,7 @@ def _deploy_options(symbol: str, decimals: int, faucet_amount: int):  # type: ig
                          faucet_amount_units=faucet_amount)
 
 
-def deploy_flags(fn):  # type: ignore[no-untyped-def]
+def deploy_flags(fn: F) -> F:
     fn = click.option("--faucet-amount", type=int, default=5, show_default=True,
                       help="Faucet payout in whole tokens (0: none).")(fn)
     fn = click.option("--decimals", type=int, default=6, show_default=True,
@@ -52,7 +53,7 @@ def devnet_group() -> None:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def up_command(ctx: click.Context, directory: str, port: int, state: str | None, meta: bool,
+def up_command(ctx: click.Context, /, directory: str, port: int, state: str | None, meta: bool,
                meta_db: str | None, custodial: bool, custodial_workers: int, ussd: bool,
                chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
                verbose: int, quiet: bool) -> int:
@@ -105,7 +106,7 @@ def _engine_options(settings: Settings, workers: int):  # type: ignore[no-untype
 @verbosity_options
 @click.pass_context
 @handles_errors
-def down_command(ctx: click.Context, directory: str, verbose: int, quiet: bool) -> int:
+def down_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
     """Stop the devnet of DIR (by the process id devnet.json records)."""
     from cic_devnet.devnet import devnet_down
 
@@ -125,7 +126,7 @@ def down_command(ctx: click.Context, directory: str, verbose: int, quiet: bool) 
 @verbosity_options
 @click.pass_context
 @handles_errors
-def deploy_command(ctx: click.Context, rpc_url: str, keyfile: str, directory: str,
+def deploy_command(ctx: click.Context, /, rpc_url: str, keyfile: str, directory: str,
                    chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
                    verbose: int, quiet: bool) -> int:
     """Deploy the CIC contracts onto an existing node; prints the registry address."""

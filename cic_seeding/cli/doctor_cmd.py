@@ -16,7 +16,7 @@ from cic_seeding.doctor import doctor
 @verbosity_options
 @click.pass_context
 @handles_errors
-def doctor_command(ctx: click.Context, verbose: int, quiet: bool, **kw: Any) -> int:
+def doctor_command(ctx: click.Context, /, verbose: int, quiet: bool, **kw: Any) -> int:
     """Check that the chain, registry, signer and services are ready; exit 1 if not."""
     settings = settings_from(ctx, verbose, quiet, **chain_flags(kw))
     result = doctor(settings)

@@ -72,7 +72,7 @@ _NEGATIVE = re.compile(r"-\d+")
 @verbosity_options
 @click.pass_context
 @handles_errors
-def generate_command(ctx: click.Context, count: int, directory: str | None, seed: int | None,
+def generate_command(ctx: click.Context, /, count: int, directory: str | None, seed: int | None,
                      tags: tuple[str, ...], gift_threshold: int | None, decimals: int | None,
                      chain_spec: str | None, locale: str | None, transactions: int,
                      epoch: int | None, workers: int | None, reset: bool, append: bool,
@@ -112,7 +112,7 @@ def generate_command(ctx: click.Context, count: int, directory: str | None, seed
 @verbosity_options
 @click.pass_context
 @handles_errors
-def validate_command(ctx: click.Context, directory: str, verbose: int, quiet: bool) -> int:
+def validate_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
     """Check a data directory against every rule; exit 1 if any fails."""
     settings_from(ctx, verbose, quiet)
     result = validate(directory)

@@ -65,7 +65,7 @@ def batch_funder_option(fn: Any) -> Any:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def import_command(ctx: click.Context, name: str, directory: str | None, data_dir: str | None,
+def import_command(ctx: click.Context, /, name: str, directory: str | None, data_dir: str | None,
                    batch_size: int | None, limit: int | None, state_url: str | None,
                    keystore_kdf: str | None, batch_funder: str | None,
                    import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
@@ -107,7 +107,7 @@ def import_command(ctx: click.Context, name: str, directory: str | None, data_di
 @verbosity_options
 @click.pass_context
 @handles_errors
-def import_worker_command(ctx: click.Context, concurrency: int, name: str | None, verbose: int,
+def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | None, verbose: int,
                           quiet: bool, **flags: Any) -> int:
     """Run an import worker for `cic-seed import eth --executor celery` (until stopped).
 
@@ -137,7 +137,7 @@ def import_worker_command(ctx: click.Context, concurrency: int, name: str | None
 @verbosity_options
 @click.pass_context
 @handles_errors
-def sync_command(ctx: click.Context, name: str, data_dir: str | None, follow: bool,
+def sync_command(ctx: click.Context, /, name: str, data_dir: str | None, follow: bool,
                  timeout: float | None, mint: bool, from_block: int | None,
                  confirmations: int | None, poll: float, state_url: str | None,
                  batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
@@ -182,7 +182,7 @@ def importers_command() -> None:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def traffic_command(ctx: click.Context, data_dir: str | None, batch_size: int | None,
+def traffic_command(ctx: click.Context, /, data_dir: str | None, batch_size: int | None,
                     timeout: float, state_url: str | None, verbose: int, quiet: bool,
                     **kw: Any) -> int:
     """Replay DIR's transactions.csv as transfers between imported sovereign users."""

@@ -62,7 +62,7 @@ CONNECT: Connect = connect_chain
 @verbosity_options
 @click.pass_context
 @handles_errors
-def verify_command(ctx: click.Context, directory: str | None, list_verifications: bool,
+def verify_command(ctx: click.Context, /, directory: str | None, list_verifications: bool,
                    fmt: str, output: str | None, results_dir: str | None,
                    html_report: str | None, verbose: int, quiet: bool, **opts: Any) -> int:
     """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails."""

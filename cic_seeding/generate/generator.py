@@ -191,7 +191,7 @@ def _show(value: Any) -> str:
 
 
 def _max_balance(manifest: Manifest) -> int:
-    return manifest.gift_threshold * 10 ** manifest.decimals
+    return manifest.gift_threshold * int(10**manifest.decimals)
 
 
 def _check_run(manifest: Manifest, first: int, opts: GenerateOptions) -> None:

@@ -27,7 +27,7 @@ SEED_BITS = 127  # seeds are signed integers of at most 128 bits
 
 def check_seed(seed: int) -> bool:
     """Whether ``seed`` is usable (it must fit the 16 bytes the derivations hash)."""
-    return -(2 ** SEED_BITS) <= seed < 2 ** SEED_BITS
+    return -(1 << SEED_BITS) <= seed < 1 << SEED_BITS
 
 
 def derive_private_key(seed: int, index: int) -> bytes:

@@ -212,7 +212,7 @@ def _needs(ctx: WorkerContext, count: int) -> dict[str, Any] | None:
 def register(app: Celery, context: Callable[[], WorkerContext]) -> None:
     """Register the ``cic_seeding.import.*`` tasks on ``app``."""
 
-    @app.task(name=TASK_BATCH, bind=True, max_retries=TASK_RETRIES)  # type: ignore[misc]
+    @app.task(name=TASK_BATCH, bind=True, max_retries=TASK_RETRIES)  # type: ignore[untyped-decorator]
     def batch_task(self: Any, job: dict[str, Any], batch: int, users: list[list[Any]],
                    reply_to: str) -> None:
         ctx, parsed = context(), Job.from_dict(job)
@@ -230,7 +230,7 @@ def register(app: Celery, context: Callable[[], WorkerContext]) -> None:
             reply = _error(ctx, batch, f"{type(exc).__name__}: {exc}", False)
         ctx.push(reply_to, {**reply, "task_id": self.request.id})
 
-    @app.task(name=TASK_STATUS, bind=True)  # type: ignore[misc]
+    @app.task(name=TASK_STATUS, bind=True)  # type: ignore[untyped-decorator]
     def status_task(self: Any, reply_to: str) -> None:
         ctx = context()
         ctx.push(reply_to, {"task_id": self.request.id, "status": ctx.status()})

@@ -66,7 +66,7 @@ def identity_addresses(doc: dict[str, Any], chain: ChainSpec) -> list[str]:
 
 def add_identity(doc: dict[str, Any], chain: ChainSpec, address: str) -> dict[str, Any]:
     """A copy of ``doc`` that also holds ``address`` on ``chain`` (no duplicates)."""
-    out = json.loads(json.dumps(doc))
+    out: dict[str, Any] = json.loads(json.dumps(doc))
     addresses = (out.setdefault("identities", {}).setdefault(chain.engine, {})
                  .setdefault(chain.fork, {}).setdefault(chain.network_key, []))
     if address not in addresses:

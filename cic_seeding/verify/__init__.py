@@ -13,6 +13,7 @@ from cic_seeding.verify.base import (
     ChainCheck,
     Check,
     CheckContext,
+    ImportState,
     Verdict,
     VerifyUser,
 )
@@ -29,7 +30,6 @@ from cic_seeding.verify.runner import (
     verify_settings,
 )
 from cic_seeding.verify.tolerance import Tolerance
-from cic_seeding.verify.users import ImportState
 
 __all__ = ["NOT_IMPORTED", "SKIP_FLAGS", "ChainCheck", "Check", "CheckContext", "CheckResult",
            "Failure", "ImportState", "Tolerance", "Verdict", "VerifyChain", "VerifyOptions",

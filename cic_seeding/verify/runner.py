@@ -18,12 +18,12 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, Manifest
 from cic_seeding.errors import ConfigError, UsageError, VerifyError
 from cic_seeding.verify._memo import BatchMemo
-from cic_seeding.verify.base import Check, CheckContext, VerifyUser
+from cic_seeding.verify.base import Check, CheckContext, ImportState, VerifyUser
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.registry import check_ids, get_check, unknown_check
 from cic_seeding.verify.result import CheckResult, Failure, VerifyResult
 from cic_seeding.verify.tolerance import Tolerance
-from cic_seeding.verify.users import ImportState, load_import, load_users
+from cic_seeding.verify.users import load_import, load_users
 
 log = logging.getLogger(__name__)
 
