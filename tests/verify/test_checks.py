@@ -14,8 +14,8 @@ from cic_seeding.datadir import keyfile_path
 from cic_seeding.errors import UsageError
 from cic_seeding.generate.keys import derive_private_key, user_address
 from cic_seeding.state import open_state_store
-from cic_seeding.verify import NOT_IMPORTED, Tolerance, VerifyOptions, VerifyResult, run_verify
 from cic_seeding.units import dataset_to_token, dataset_to_token_exact
+from cic_seeding.verify import NOT_IMPORTED, Tolerance, VerifyOptions, VerifyResult, run_verify
 from cic_seeding.verify.checks.keystore import LocalKeyCheck
 from tests.verify.fakes import FAUCET, SEED, World, make_world
 
