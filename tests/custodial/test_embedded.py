@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from cic_devnet.custodial.devnet import SQLITE_FILE, EngineOptions, prepare_engine
-from cic_devnet.custodial.storage import Storage, open_storage
+from cic_devnet.custodial.storage import Storage
+from cic_devnet.custodial.stores import open_storage
 from cic_devnet.custodial.txqueue import TxQueue
 from cic_seeding.config import load_settings
 from cic_seeding.custodial import TASK_STATUS, engine_client, unconfigured
