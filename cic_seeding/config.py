@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cic_seeding.breaker import DEFAULT_COOLDOWN, DEFAULT_THRESHOLD
 from cic_seeding.errors import ConfigError
+from cic_seeding.remote import DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD
 
 DEFAULT_CONFIG_FILE = Path("config") / "cic-seed.toml"
 CONFIG_ENV = "CIC_CONFIG"
@@ -69,12 +69,12 @@ class Settings:
                               kind=float)
     rpc_retries: int = _key(5, "CIC_RPC_RETRIES", "retries of a transient RPC failure", kind=int)
     breaker_threshold: int = _key(
-        DEFAULT_THRESHOLD, "CIC_BREAKER_THRESHOLD",
+        DEFAULT_BREAKER_THRESHOLD, "CIC_BREAKER_THRESHOLD",
         "requests to one service (RPC node, metadata server, USSD gateway) that may fail in a "
         "row, each after its retries, before its circuit breaker opens and further calls fail "
         "at once (0: no breaker)", kind=int)
     breaker_cooldown: float = _key(
-        DEFAULT_COOLDOWN, "CIC_BREAKER_COOLDOWN",
+        DEFAULT_BREAKER_COOLDOWN, "CIC_BREAKER_COOLDOWN",
         "seconds an open circuit breaker fails calls at once before one probe request tries "
         "the service again", kind=float)
     confirmations: int = _key(0, "CIC_CONFIRMATIONS", "blocks the syncer stays behind the head",

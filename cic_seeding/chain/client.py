@@ -21,6 +21,7 @@ from cic_seeding.chain.rpc import JsonRpc, NodeError
 from cic_seeding.chain.signer import SignedTx, Signer
 from cic_seeding.chain.tx import Call, Receipt
 from cic_seeding.errors import ContractError, RpcError, SignerError, TransactionError
+from cic_seeding.remote import poll
 
 log = logging.getLogger(__name__)
 
@@ -202,25 +203,21 @@ class ChainClient:
     def wait(self, tx_hashes: Sequence[str], timeout: float = 120.0,
              stop: threading.Event | None = None) -> dict[str, Receipt]:
         """Receipts of every hash; TransactionError naming the missing ones after ``timeout``."""
-        deadline = time.monotonic() + timeout
         found: dict[str, Receipt] = {}
-        waiter = stop or threading.Event()
-        delay = 0.05
-        while True:
-            missing = [h for h in tx_hashes if h not in found]
-            found.update(self.receipts(missing))
-            missing = [h for h in tx_hashes if h not in found]
-            if not missing:
-                return found
-            if time.monotonic() > deadline:
-                raise TransactionError(
-                    f"{len(missing)} transactions not mined after {timeout:.0f}s "
-                    f"(first {missing[0]})", hint="is the node mining? a rerun resumes")
-            if self.explicit_mining:
-                self.mine()
-            elif waiter.wait(delay):
-                raise KeyboardInterrupt
-            delay = min(1.0, delay * 2)
+
+        def all_found() -> bool:
+            found.update(self.receipts([h for h in tx_hashes if h not in found]))
+            return all(h in found for h in tx_hashes)
+
+        if poll(all_found, until=time.monotonic() + timeout, first=0.05, cap=1.0, stop=stop,
+                between=self.mine if self.explicit_mining else None):
+            return found
+        if stop is not None and stop.is_set():
+            raise KeyboardInterrupt
+        missing = [h for h in tx_hashes if h not in found]
+        raise TransactionError(
+            f"{len(missing)} transactions not mined after {timeout:.0f}s "
+            f"(first {missing[0]})", hint="is the node mining? a rerun resumes")
 
     def transact(self, call: Call, what: str, timeout: float = 120.0) -> Receipt:
         """Send one transaction and wait for it; TransactionError with the revert reason."""

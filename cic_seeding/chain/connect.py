@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.reader import NetworkReader
 from cic_seeding.chain.registry import CicNetwork
@@ -25,6 +24,7 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer, read_password
 from cic_seeding.config import Settings
 from cic_seeding.errors import ConfigError, RpcError
+from cic_seeding.remote import BreakerPolicy
 
 DEVNET_FILE = "devnet.json"
 

@@ -5,25 +5,22 @@ refused or reset, an answer cut off, timeouts, HTTP 5xx and 429, and JSON-RPC "l
 answers. Anything else is terminal: an HTTP 4xx, a body that is not JSON-RPC, or the node's
 error for one request (:class:`RpcError`, carrying the node's code and message).
 
-A :class:`~cic_seeding.breaker.CircuitBreaker` per client counts calls that failed even after
-their retries; once it opens, calls fail at once with one line saying so (no request sent).
+Retries and the circuit breaker are :class:`~cic_seeding.remote.Remote`'s: the breaker counts
+calls that failed even after their retries; once it opens, calls fail at once with one line
+saying so (no request sent).
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import random
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import requests
 
-from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.errors import RpcError, RpcUnavailableError
-
-log = logging.getLogger(__name__)
+from cic_seeding.remote import RPC_NODE, AttemptFailed, BreakerPolicy, Remote, RetryPolicy
 
 Request = tuple[str, Sequence[Any]]
 
@@ -50,11 +47,8 @@ class JsonRpc:
                  breaker: BreakerPolicy | None = None) -> None:
         self.url = url
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.cap = cap
-        self.stop = stop
-        self.breaker = (breaker or BreakerPolicy()).breaker(f"the JSON-RPC node at {url}")
+        self.remote = Remote(RPC_NODE, url, RetryPolicy(retries, backoff, cap, stop), breaker)
+        self.breaker = self.remote.breaker
         self._ids = itertools.count(1)
         self._local = threading.local()
 
@@ -118,51 +112,23 @@ class JsonRpc:
         return answer.get("result")
 
     def _post(self, body: Any, what: str) -> Any:
-        attempt = 0
-        while True:
-            refusal = self.breaker.refusal()
-            if refusal is not None:
-                raise _exhausted(RpcUnavailableError(refusal, hint=_BREAKER_HINT))
-            try:
-                answer = self._post_once(body, what)
-            except _Unavailable as exc:
-                self.breaker.attempt_failed(exc.reason)
-                if attempt >= self.retries:
-                    line = self.breaker.call_failed(exc.reason)
-                    if line is not None:
-                        raise _exhausted(RpcUnavailableError(line, hint=_BREAKER_HINT)) from exc
-                    exc.hint = (f"gave up after {attempt + 1} attempts; is the node running? "
-                                "(`cic-seed doctor` checks it); a rerun resumes")
-                    _exhausted(exc)
-                    raise
-                delay = min(self.cap, self.backoff * 2 ** attempt) * (0.5 + random.random() / 2)
-                attempt += 1
-                log.warning("%s; retry %d/%d in %.1fs", exc, attempt, self.retries, delay)
-                waiter = self.stop or threading.Event()
-                if waiter.wait(delay) and self.stop is not None:
-                    raise
-            except RpcError:
-                self.breaker.answered()  # it answered, if not as hoped
-                raise
-            else:
-                self.breaker.answered()
-                return answer
+        return self.remote.call(lambda: self._post_once(body, what))
 
     def _post_once(self, body: Any, what: str) -> Any:
         try:
             response = self._session.post(self.url, json=body, timeout=self.timeout)
         except requests.Timeout:
-            raise _Unavailable(f"RPC {self.url} timed out on {what}", "timed out") from None
+            raise _unavailable(f"RPC {self.url} timed out on {what}", "timed out") from None
         except requests.ConnectionError as exc:
             reason = "connection refused" if "refused" in str(exc).lower() else "connection failed"
-            raise _Unavailable(f"RPC {self.url} does not answer ({reason})", reason) from None
+            raise _unavailable(f"RPC {self.url} does not answer ({reason})", reason) from None
         except requests.exceptions.ChunkedEncodingError:  # the node went away mid-answer
-            raise _Unavailable(f"RPC {self.url} broke off its answer to {what}",
+            raise _unavailable(f"RPC {self.url} broke off its answer to {what}",
                                "answer cut off") from None
         except requests.RequestException as exc:
             raise RpcError(f"RPC {self.url}: {exc}") from None
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Unavailable(f"RPC {self.url} answered HTTP {response.status_code} on {what}",
+            raise _unavailable(f"RPC {self.url} answered HTTP {response.status_code} on {what}",
                                f"HTTP {response.status_code}")
         if response.status_code >= 400:
             raise RpcError(f"RPC {self.url} answered HTTP {response.status_code} on {what}: "
@@ -175,23 +141,11 @@ class JsonRpc:
         if isinstance(answer, dict) and isinstance(answer.get("error"), dict) and \
                 answer["error"].get("code") in _TRANSIENT_CODES:
             message = answer["error"].get("message")
-            raise _Unavailable(f"RPC {self.url} is rate limiting: {message}",
+            raise _unavailable(f"RPC {self.url} is rate limiting: {message}",
                                f"rate limited: {message}")
         return answer
 
 
-class _Unavailable(RpcUnavailableError):
+def _unavailable(message: str, reason: str) -> AttemptFailed:
     """A transient failure of one attempt; ``reason`` is its short form for the breaker."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-_BREAKER_HINT = ("check that the node runs (`cic-seed doctor` checks it), then rerun: the run "
-                 "resumes where it stopped")
-
-
-def _exhausted(exc: RpcUnavailableError) -> RpcUnavailableError:
-    exc.exhausted = True  # retried here already: outer loops must not retry it again
-    return exc
+    return AttemptFailed(RpcUnavailableError(message), reason)

@@ -60,7 +60,7 @@ from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ImporterError, ServiceUnavailableError, SignerError
 from cic_seeding.importers._records import record_problem
 from cic_seeding.importers.base import ImportResult, Submission
-from cic_seeding.remote import with_retries
+from cic_seeding.remote import IMPORT_BROKER, RetryPolicy
 from cic_seeding.state import norm
 
 if TYPE_CHECKING:
@@ -290,8 +290,8 @@ class CeleryExecutor:
                     retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2,
                                               "interval_step": 0.5, "interval_max": 1.0})
             except (OperationalError, OSError) as exc:
-                raise ServiceUnavailableError(f"cannot queue {task} on {self.describe()}: {exc}",
-                                              hint="is Redis running?") from None
+                raise ServiceUnavailableError(f"cannot queue {task} on {self.describe()}: {exc}"
+                                              ) from None
             return str(sent.id)
 
         return self._redo(send, f"queueing {task}")
@@ -310,8 +310,7 @@ class CeleryExecutor:
                 return self._redis.blpop([self.reply_key], timeout=timeout)
             except (redis.RedisError, OSError) as exc:
                 raise ServiceUnavailableError(
-                    f"cannot read the import replies on {redact(self.broker)}: {exc}",
-                    hint="is Redis running?") from None
+                    f"cannot read the import replies on {redact(self.broker)}: {exc}") from None
 
         item = self._redo(pop, "reading replies")
         if item is None:
@@ -429,6 +428,6 @@ class CeleryExecutor:
                      signer)
 
     def _redo(self, fn: Any, what: str) -> Any:
-        settings = self.importer.settings
-        return with_retries(fn, what=f"eth: {what}", retries=settings.rpc_retries,
-                            stop=self.importer.stop)
+        """``fn()``, a call to the broker (or the chain, whose client retried it already)."""
+        policy = RetryPolicy(self.importer.settings.rpc_retries, stop=self.importer.stop)
+        return policy.call(fn, what=f"eth: {what}", service=IMPORT_BROKER)

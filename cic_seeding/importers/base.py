@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Protocol
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import DataDirError, UsageError
-from cic_seeding.remote import with_retries
+from cic_seeding.remote import RetryPolicy, Service
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
 
 from ._records import user_problems
@@ -121,6 +121,8 @@ class Importer(abc.ABC):
     in_flight: ClassVar[int] = 3
     #: First backoff delay in seconds when a transient error is retried.
     retry_base: float = 0.2
+    #: The remote this importer writes to: words the hint when its retries are spent.
+    service: ClassVar[Service | None] = None
     #: Values of ``import_executor`` this importer runs with ("local": :meth:`executor` None).
     executors: ClassVar[tuple[str, ...]] = ("local",)
 
@@ -322,5 +324,5 @@ class Importer(abc.ABC):
         self.progress(len(failures))
 
     def _retry(self, fn: Callable[[], Any], what: str) -> Any:
-        return with_retries(fn, what=f"{self.name}: {what}", retries=self.settings.rpc_retries,
-                            base=self.retry_base, stop=self.stop)
+        policy = RetryPolicy(self.settings.rpc_retries, self.retry_base, stop=self.stop)
+        return policy.call(fn, what=f"{self.name}: {what}", service=self.service)

@@ -49,6 +49,7 @@ from cic_seeding.importers._celery_exec import (
 )
 from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers.eth import ADD_GAS, EthImporter
+from cic_seeding.remote import RetryPolicy
 from cic_seeding.state import norm
 
 if TYPE_CHECKING:
@@ -60,8 +61,9 @@ KEYFILE, PASSWORD_FILE = "signer.json", "signer.pw"
 #: A worker asks for gas when it holds less than this many batches' worth, and asks for
 #: enough for TOPUP_BATCHES (its threads send several batches at once).
 LOW_WATER_BATCHES, TOPUP_BATCHES = 4, 20
-#: Retries of a transient failure inside a task (RPC node away ...), with backoff.
-TASK_RETRIES = 5
+#: Retries of a batch task that failed transiently (not after its client's own retries: the
+#: RPC node's errors come exhausted), Celery sending it again after a backoff of 0.5 s ... 30 s.
+TASK_RETRY = RetryPolicy(retries=5, base=0.5, cap=30.0)
 
 
 def default_worker_dir() -> Path:
@@ -212,7 +214,7 @@ def _needs(ctx: WorkerContext, count: int) -> dict[str, Any] | None:
 def register(app: Celery, context: Callable[[], WorkerContext]) -> None:
     """Register the ``cic_seeding.import.*`` tasks on ``app``."""
 
-    @app.task(name=TASK_BATCH, bind=True, max_retries=TASK_RETRIES)  # type: ignore[untyped-decorator]
+    @app.task(name=TASK_BATCH, bind=True, max_retries=TASK_RETRY.retries)  # type: ignore[untyped-decorator]
     def batch_task(self: Any, job: dict[str, Any], batch: int, users: list[list[Any]],
                    reply_to: str) -> None:
         ctx, parsed = context(), Job.from_dict(job)
@@ -221,9 +223,9 @@ def register(app: Celery, context: Callable[[], WorkerContext]) -> None:
                 return  # the run ended (stopped, or its batches were settled)
             reply = import_batch(ctx, parsed, batch, users)
         except CicSeedError as exc:
-            if exc.transient and self.request.retries < self.max_retries:
-                raise self.retry(exc=exc, countdown=min(30.0, 0.5 * 2 ** self.request.retries)
-                                 ) from exc
+            retried = self.request.retries
+            if TASK_RETRY.retryable(exc) and retried < TASK_RETRY.retries:
+                raise self.retry(exc=exc, countdown=TASK_RETRY.delay(retried)) from exc
             reply = _error(ctx, batch, str(exc), exc.transient)
         except Exception as exc:  # a bug: the dispatcher must hear of it, not time out
             log.exception("import worker %s: batch %s failed", ctx.name, batch)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +39,7 @@ from cic_seeding.datadir import UserRow
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class CicEthImporter(Importer):
     """Creates every generated user's account in the custodial engine."""
 
     name = "cic_eth"
+    service = CUSTODIAL_ENGINE
     in_flight = 4
 
     def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
@@ -160,19 +161,19 @@ class CicEthImporter(Importer):
         """The ``targets`` the AccountsIndex has by ``deadline`` (the engine's queue mines)."""
         client = self.network.client
         found: set[str] = set()
-        delay = 0.05
-        while True:
+
+        def all_found() -> bool:
             todo = [t for t in targets if t not in found]
-            if not todo:
-                return found
-            have = client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (t,))
-                                     for t in todo])
-            found.update(t for t, h in zip(todo, have, strict=True) if h is True)
-            if len(found) == len(targets) or time.monotonic() >= deadline:
-                return found
-            if self.stop.wait(delay):
-                raise KeyboardInterrupt
-            delay = min(0.5, delay * 1.5)
+            if todo:
+                have = client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (t,))
+                                         for t in todo])
+                found.update(t for t, h in zip(todo, have, strict=True) if h is True)
+            return len(found) == len(targets)
+
+        if not poll(all_found, until=deadline, first=0.05, cap=0.5, factor=1.5,
+                    stop=self.stop) and self.stop.is_set():
+            raise KeyboardInterrupt
+        return found
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
         write_new_records(self.data, self.chain,

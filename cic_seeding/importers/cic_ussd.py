@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -38,6 +38,7 @@ from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.pointers import phone_pointer
 from cic_seeding.records.vcard import decode_vcard
+from cic_seeding.remote import USSD_GATEWAY, poll
 from cic_seeding.state import norm
 from cic_seeding.ussd.client import Screen, UssdClient
 from cic_seeding.ussd.pins import seeded_language, seeded_pin
@@ -79,6 +80,7 @@ class CicUssdImporter(Importer):
     """Registers every generated user through the USSD gateway's menus."""
 
     name = "cic_ussd"
+    service = USSD_GATEWAY
     in_flight = 3
 
     def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
@@ -202,17 +204,15 @@ class CicUssdImporter(Importer):
 
     def _wait_pointers(self, users: Sequence[UserRow], deadline: float) -> dict[str, str]:
         found: dict[str, str] = {}
-        delay = POLL_FIRST
-        while True:
+
+        def all_found() -> bool:
             todo = [u for u in users if norm(u.address) not in found]
-            if not todo:
-                return found
-            found.update(self._pointers(todo))
-            if len(found) == len(users) or time.monotonic() + delay > deadline:
-                return found
-            if self.stop.wait(delay):  # bounded exponential backoff, never past the deadline
-                raise KeyboardInterrupt
-            delay = min(delay * 2, POLL_MAX)
+            if todo:
+                found.update(self._pointers(todo))
+            return len(found) == len(users)
+
+        self._poll(all_found, deadline)
+        return found
 
     def _registered(self, targets: Sequence[str]) -> set[str]:
         if not targets:
@@ -223,11 +223,17 @@ class CicUssdImporter(Importer):
 
     def _wait_registered(self, targets: Sequence[str], deadline: float) -> set[str]:
         found: set[str] = set()
-        delay = POLL_FIRST
-        while True:
-            found |= self._registered([t for t in targets if t not in found])
-            if len(found) == len(targets) or time.monotonic() >= deadline:
-                return found
-            if self.stop.wait(delay):
-                raise KeyboardInterrupt
-            delay = min(delay * 2, POLL_MAX)
+
+        def all_found() -> bool:
+            found.update(self._registered([t for t in targets if t not in found]))
+            return len(found) == len(targets)
+
+        self._poll(all_found, deadline)
+        return found
+
+    def _poll(self, done: Callable[[], bool], deadline: float) -> None:
+        """``done()`` until it is true or ``deadline`` passes, with bounded exponential
+        backoff in between; KeyboardInterrupt when the run is stopped meanwhile."""
+        if not poll(done, until=deadline, first=POLL_FIRST, cap=POLL_MAX, stop=self.stop) \
+                and self.stop.is_set():
+            raise KeyboardInterrupt

@@ -40,6 +40,7 @@ from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
 from cic_seeding.records.chainspec import ChainSpec
+from cic_seeding.remote import RPC_NODE, poll
 from cic_seeding.state import StateStore, Status, norm
 from cic_seeding.units import dataset_to_token
 
@@ -53,6 +54,7 @@ class EthImporter(Importer):
     """Registers every generated address in the registry's AccountsIndex."""
 
     name = "eth"
+    service = RPC_NODE
     executors = ("local", "celery")
     #: Seconds to wait for a batch's receipts before leaving it to a rerun.
     confirm_timeout: float = 120.0
@@ -194,17 +196,16 @@ class EthImporter(Importer):
         return out
 
     def _receipts(self, hashes: Sequence[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + self.confirm_timeout
+        """The receipts of ``hashes`` mined within ``confirm_timeout`` (or until stopped)."""
         found: dict[str, Any] = {}
-        while True:
+
+        def all_found() -> bool:
             found.update(self.client.receipts([h for h in hashes if h not in found]))
-            missing = [h for h in hashes if h not in found]
-            if not missing or time.monotonic() > deadline or self.stop.is_set():
-                return found
-            if self.client.explicit_mining:
-                self.client.mine()
-            else:
-                self.stop.wait(0.2)
+            return all(h in found for h in hashes)
+
+        poll(all_found, until=time.monotonic() + self.confirm_timeout, first=0.2, cap=0.2,
+             stop=self.stop, between=self.client.mine if self.client.explicit_mining else None)
+        return found
 
     def _why(self, s: Submission, mined: bool) -> str:
         if s.address.lower() in self._send_errors:

@@ -2,9 +2,9 @@
 
 Runs after a chain importer (it reads ``new/``). Per user it writes the person, phone, custom
 (tags) and preferences documents (see :mod:`cic_seeding.meta.documents`). Writes run on a pool
-of ``meta_concurrency`` threads and overlap across batches; the base class keeps per-user state,
-resumes, and retries transient failures. A repeated write of the same document is a no-op on
-the server (ETag), so a resumed run never duplicates anything.
+of ``meta_concurrency`` threads and overlap across batches; the metadata client retries
+transient failures, the base class keeps per-user state and resumes. A repeated write of the
+same document is a no-op on the server (ETag), so a resumed run never duplicates anything.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.errors import (
@@ -27,6 +26,7 @@ from cic_seeding.errors import (
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.meta.client import MetaClient, PutResult
 from cic_seeding.meta.documents import DocumentSource, UserDocuments
+from cic_seeding.remote import BreakerPolicy
 
 META = "meta"  # transaction kind recorded in the state store
 
@@ -104,7 +104,7 @@ class MetaImporter(Importer):
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
         futures = [f for s in submissions for f in self._writes[s.address]]
         wait(futures)
-        self._retry_transient(submissions)
+        self._stop_the_run(submissions)
         out = []
         for sub in submissions:
             errors = [f.exception() for f in self._writes[sub.address]]
@@ -148,20 +148,17 @@ class MetaImporter(Importer):
             self._down = exc
             raise
 
-    def _retry_transient(self, submissions: Sequence[Submission]) -> None:
-        """Terminal refusals of the whole run raise; transient failures are re-sent and raised
-        so the base class retries ``outcomes`` (which then waits for the new attempts)."""
-        transient: MetadataUnavailableError | None = None
-        self._down = None
+    def _stop_the_run(self, submissions: Sequence[Submission]) -> None:
+        """Raise what no other user's write can get past: a refusal of every request (a wrong
+        token, not a metadata server), or a server still away after the client's retries (or
+        behind its open breaker). That error is exhausted: the base class passes it on."""
+        down: MetadataUnavailableError | None = None
         for sub in submissions:
-            docs = self._user_docs(sub.address)
-            writes = self._writes[sub.address]
-            for i, (_, pointer, doc) in enumerate(docs.items()):
-                exc = writes[i].exception()
+            for write in self._writes[sub.address]:
+                exc = write.exception()
                 if isinstance(exc, MetadataRequestError) and exc.fatal:
                     raise exc  # a wrong token, not a metadata server: stop and say so
                 if isinstance(exc, MetadataUnavailableError):
-                    transient = transient or exc
-                    writes[i] = self._write(pointer, doc)
-        if transient is not None:
-            raise transient
+                    down = down or exc
+        if down is not None:
+            raise down

@@ -3,17 +3,15 @@
 Transient failures (connection refused, an answer cut off, timeout, 5xx, 429) are retried with
 exponential backoff and jitter; when the budget is spent a :class:`MetadataUnavailableError`
 names the URL. A 4xx answer is terminal: :class:`MetadataRequestError` carries the server's
-message. A
-:class:`~cic_seeding.breaker.CircuitBreaker` shared by the client's threads counts writes and
-reads that failed even after their retries; once it opens, calls fail at once saying so.
+message. Retries and the circuit breaker are :class:`~cic_seeding.remote.Remote`'s; the
+breaker, shared by the client's threads, counts writes and reads that failed even after their
+retries; once it opens, calls fail at once saying so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
-import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -22,10 +20,14 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.errors import MetadataRequestError, MetadataUnavailableError
-
-log = logging.getLogger(__name__)
+from cic_seeding.remote import (
+    METADATA_SERVER,
+    AttemptFailed,
+    BreakerPolicy,
+    Remote,
+    RetryPolicy,
+)
 
 Document = dict[str, Any] | list[Any] | str | int | float | bool
 RetryHook = Callable[[str, Exception, int, float], None]
@@ -53,11 +55,11 @@ class MetaClient:
                  pool_size: int = 32, on_retry: RetryHook | None = None,
                  breaker: BreakerPolicy | None = None) -> None:
         self.url = url.rstrip("/")
-        self.breaker = (breaker or BreakerPolicy()).breaker(f"the metadata server at {self.url}")
+        self.remote = Remote(METADATA_SERVER, self.url,
+                             RetryPolicy(retries, backoff, max_backoff, log_level=logging.INFO),
+                             breaker)
+        self.breaker = self.remote.breaker
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self.on_retry = on_retry
         self._token = token
         self._session = requests.Session()
@@ -149,50 +151,29 @@ class MetaClient:
             headers["Content-Type"] = "application/json"
             if self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-        attempt = 0
-        while True:
-            refusal = self.breaker.refusal()
-            if refusal is not None:
-                raise _exhausted(MetadataUnavailableError(refusal, hint=_BREAKER_HINT))
-            error: Exception
-            retry_after: float | None = None
+
+        def attempt() -> requests.Response:
             try:
                 response = self._session.request(method, url, data=body, headers=headers,
                                                  timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:  # or cut off mid-answer
-                error = exc
-            else:
-                status = response.status_code
-                if status not in _TRANSIENT_STATUS:
-                    self.breaker.answered()
-                    if status < 400 or (status == 404 and method == "GET"):
-                        return response
-                    raise _refused(method, url, response)
-                error = MetadataUnavailableError(
-                    f"{method} {url} answered {response.status_code}: {_message(response)}")
-                retry_after = _retry_after(response)
-            self.breaker.attempt_failed(_short(error))
-            if attempt >= self.retries:
-                line = self.breaker.call_failed(_short(error))
-                if line is not None:
-                    raise _exhausted(MetadataUnavailableError(line, hint=_BREAKER_HINT)
-                                     ) from error
-                raise _exhausted(MetadataUnavailableError(
-                    f"metadata server {self.url} did not answer usefully after "
-                    f"{attempt + 1} attempts ({method} /{pointer}): {_short(error)}",
-                    hint="check that the server is running (CIC_META_URL) and try again; "
-                         "the import resumes where it stopped")) from error
-            delay = min(self.max_backoff, self.backoff * 2 ** attempt)
-            delay = delay * (0.5 + random.random() / 2)
-            if retry_after is not None:
-                delay = max(delay, min(retry_after, self.max_backoff))
-            attempt += 1
-            log.info("retrying %s %s in %.2fs (attempt %d): %s", method, url, delay, attempt,
-                     _short(error))
-            if self.on_retry is not None:
-                self.on_retry(url, error, attempt, delay)
-            time.sleep(delay)  # backoff between attempts
+                reason = _short(exc)
+                raise AttemptFailed(MetadataUnavailableError(
+                    f"metadata server {self.url} does not answer {method} /{pointer} "
+                    f"({reason})"), reason) from exc
+            status = response.status_code
+            if status in _TRANSIENT_STATUS:
+                raise AttemptFailed(MetadataUnavailableError(
+                    f"{method} {url} answered {status}: {_message(response)}"),
+                    retry_after=_retry_after(response))
+            if status < 400 or (status == 404 and method == "GET"):
+                return response
+            raise _refused(method, url, response)
+
+        on_retry = self.on_retry
+        return self.remote.call(attempt, on_retry=None if on_retry is None else (
+            lambda error, retry, delay: on_retry(url, error, retry, delay)))
 
 
 def _run_bounded(pool: ThreadPoolExecutor, fn: Callable[[int, Any], None], items: Iterable[Any],
@@ -202,13 +183,13 @@ def _run_bounded(pool: ThreadPoolExecutor, fn: Callable[[int, Any], None], items
     pending: set[Future[None]] = set()
     failure: BaseException | None = None
     iterator = enumerate(items)
-    exhausted = False
+    drained = False
     while True:
-        while not exhausted and failure is None and len(pending) < window:
+        while not drained and failure is None and len(pending) < window:
             try:
                 index, item = next(iterator)
             except StopIteration:
-                exhausted = True
+                drained = True
                 break
             pending.add(pool.submit(fn, index, item))
         if not pending:
@@ -256,12 +237,3 @@ def _refused(method: str, url: str, response: requests.Response) -> MetadataRequ
              413: "the document is larger than the server accepts"}
     return MetadataRequestError(f"{method} {url} was refused with {status}: {_message(response)}",
                                 status=status, hint=hints.get(status))
-
-
-_BREAKER_HINT = ("check that the server runs (CIC_META_URL; `cic-seed doctor` checks it), then "
-                 "rerun: the import resumes where it stopped")
-
-
-def _exhausted(exc: MetadataUnavailableError) -> MetadataUnavailableError:
-    exc.exhausted = True  # retried here already: outer loops must not retry it again
-    return exc

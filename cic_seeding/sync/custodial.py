@@ -53,6 +53,7 @@ from cic_seeding.custodial import (
     engine_status,
 )
 from cic_seeding.errors import CustodialTimeoutError
+from cic_seeding.remote import exhausted
 from cic_seeding.state import FUND, Payment, StateStore, norm
 from cic_seeding.sync.funding import Funding, SyncSetup, opening_balances
 from cic_seeding.sync.payer import Payer
@@ -226,8 +227,7 @@ class CustodialPayer(Payer):
         user, ids = silent[0]
         err = self.client.timeout_error(task, ", ".join(ids), self.timeout, user=user,
                                         others=len(silent) - 1)
-        err.exhausted = True
-        return err
+        return exhausted(err)
 
 
 def _transfer_row(reply: Reply) -> tuple[int, str, int] | None:

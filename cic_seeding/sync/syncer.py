@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cic_seeding.remote import with_retries
+from cic_seeding.remote import RetryPolicy
 from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
 from cic_seeding.sync._ranges import LogReader
 from cic_seeding.sync._reorg import rewind_point
@@ -126,8 +126,8 @@ class Syncer:
         with self.store.exclusive(f"sync-{self.importer}"):
             self._start()
             while True:
-                busy = with_retries(self.round, what=f"sync {self.importer}",
-                                    retries=self.options.retries, stop=self.stop)
+                busy = RetryPolicy(self.options.retries, stop=self.stop).call(
+                    self.round, what=f"sync {self.importer}")
                 self._summarise()
                 self.result.seconds = time.monotonic() - started
                 if self.stop.is_set():

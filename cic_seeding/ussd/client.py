@@ -4,14 +4,15 @@
 the inputs so far joined by ``*``. Connection errors and 5xx answers are retried with bounded
 exponential backoff (a gateway that restarts mid-session finds the session in Redis and
 answers the same request again); when the budget is spent :class:`UssdUnavailableError`
-names the URL. A :class:`~cic_seeding.breaker.CircuitBreaker` shared by the client's threads
-counts requests that failed even after their retries; once it opens, requests fail at once
-saying so, instead of every remaining session trying a gateway that is gone.
+names the URL. Retries and the circuit breaker are :class:`~cic_seeding.remote.Remote`'s; the
+breaker, shared by the client's threads, counts requests that failed even after their retries;
+once it opens, requests fail at once saying so, instead of every remaining session trying a
+gateway that is gone.
 """
 
 from __future__ import annotations
 
-import time
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from cic_seeding.breaker import BreakerPolicy
 from cic_seeding.config import Settings
 from cic_seeding.errors import ConfigError, UssdError, UssdUnavailableError
+from cic_seeding.remote import USSD_GATEWAY, AttemptFailed, BreakerPolicy, Remote, RetryPolicy
 
 DEFAULT_SERVICE_CODE = "*483*46#"
 
@@ -77,12 +78,12 @@ class UssdClient:
                  max_backoff: float = 2.0, pool_size: int = 32,
                  breaker: BreakerPolicy | None = None) -> None:
         self.url = url.rstrip("/")
-        self.breaker = (breaker or BreakerPolicy()).breaker(f"the USSD gateway at {self.url}")
+        self.remote = Remote(USSD_GATEWAY, self.url,
+                             RetryPolicy(retries, backoff, max_backoff, log_level=logging.INFO),
+                             breaker)
+        self.breaker = self.remote.breaker
         self.service_code = service_code
         self.timeout = timeout
-        self.retries = retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
         self._http = requests.Session()
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._http.mount("http://", adapter)
@@ -117,11 +118,8 @@ class UssdClient:
         """One protocol request; retries transient failures, raises UssdError otherwise."""
         form = {"sessionId": session_id, "serviceCode": service_code or self.service_code,
                 "phoneNumber": phone, "text": text}
-        delay, attempt = self.backoff, 0
-        while True:
-            refusal = self.breaker.refusal()
-            if refusal is not None:
-                raise _exhausted(UssdUnavailableError(refusal, hint=_BREAKER_HINT))
+
+        def attempt() -> Screen:
             try:
                 response = self._http.post(self.url, data=form, timeout=self.timeout)
             except (requests.ConnectionError, requests.Timeout,
@@ -129,21 +127,12 @@ class UssdClient:
                 problem = f"no answer: {type(exc).__name__}"
             else:
                 if response.status_code < 500:
-                    self.breaker.answered()
                     return _screen(response, phone)
                 problem = f"answered {response.status_code}: {response.text[:200]}"
-            self.breaker.attempt_failed(problem)
-            if attempt >= self.retries:
-                line = self.breaker.call_failed(problem)
-                if line is not None:
-                    raise _exhausted(UssdUnavailableError(line, hint=_BREAKER_HINT))
-                raise _exhausted(UssdUnavailableError(
-                    f"the USSD gateway {self.url} {problem} (phone {phone}, {attempt + 1} "
-                    "attempts)", hint="is it running? (`cic-seed devnet up --ussd`); a rerun "
-                    "resumes"))
-            attempt += 1
-            time.sleep(delay)  # bounded backoff before asking again
-            delay = min(delay * 2, self.max_backoff)
+            raise AttemptFailed(UssdUnavailableError(
+                f"the USSD gateway {self.url} {problem} (phone {phone})"), problem)
+
+        return self.remote.call(attempt)
 
     def session(self, phone: str, inputs: Sequence[str], *,
                 session_id: str | None = None) -> list[Screen]:
@@ -156,15 +145,6 @@ class UssdClient:
                 break
             screens.append(self.request(sid, phone, "*".join(inputs[:i + 1])))
         return screens
-
-
-_BREAKER_HINT = ("check that it runs (`cic-seed doctor` checks it), then rerun: the import "
-                 "resumes where it stopped")
-
-
-def _exhausted(exc: UssdUnavailableError) -> UssdUnavailableError:
-    exc.exhausted = True  # retried here already: outer loops must not retry it again
-    return exc
 
 
 def _screen(response: requests.Response, phone: str) -> Screen:

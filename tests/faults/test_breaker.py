@@ -16,11 +16,11 @@ import pytest
 
 from cic_devnet.devnet import Devnet
 from cic_devnet.meta.process import start_meta_server
-from cic_seeding.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.errors import MetadataUnavailableError, RpcUnavailableError, UssdUnavailableError
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.meta.client import MetaClient
+from cic_seeding.remote import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 from cic_seeding.ussd.client import UssdClient
 from tests.e2e.procs import clean_env, running
 from tests.meta.test_importer import imported_datadir
