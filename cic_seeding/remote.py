@@ -176,7 +176,7 @@ class RetryPolicy:
 
     def delay(self, retry: int) -> float:
         """Seconds to wait before retry ``retry`` (0: the first)."""
-        return min(self.cap, self.base * 2 ** min(retry, 64)) * (0.5 + random.random() / 2)
+        return min(self.cap, self.base * (1 << min(retry, 64))) * (0.5 + random.random() / 2)
 
     @staticmethod
     def retryable(error: BaseException) -> bool:

@@ -47,9 +47,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.registry import ACCOUNTS_INDEX
@@ -94,6 +94,7 @@ class Registrar(Protocol):
     def record_failed(self, failures: list[tuple[str, str]], result: ImportResult) -> None: ...
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TASK_BATCH = "cic_seeding.import.eth.batch"
 TASK_STATUS = "cic_seeding.import.status"
@@ -427,7 +428,7 @@ class CeleryExecutor:
             log.info("eth: sent %d wei of gas to import worker signer %s", int(needs["topup"]),
                      signer)
 
-    def _redo(self, fn: Any, what: str) -> Any:
+    def _redo(self, fn: Callable[[], T], what: str) -> T:
         """``fn()``, a call to the broker (or the chain, whose client retried it already)."""
         policy = RetryPolicy(self.importer.settings.rpc_retries, stop=self.importer.stop)
         return policy.call(fn, what=f"eth: {what}", service=IMPORT_BROKER)

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
@@ -43,6 +43,7 @@ from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_sto
 from ._records import user_problems
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Progress = Callable[[int], None]
 
@@ -323,6 +324,6 @@ class Importer(abc.ABC):
         result.failures.extend(failures[:max(0, 100 - len(result.failures))])
         self.progress(len(failures))
 
-    def _retry(self, fn: Callable[[], Any], what: str) -> Any:
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
         policy = RetryPolicy(self.settings.rpc_retries, self.retry_base, stop=self.stop)
         return policy.call(fn, what=f"{self.name}: {what}", service=self.service)

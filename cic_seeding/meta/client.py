@@ -93,9 +93,10 @@ class MetaClient:
             raise self._not_ours("PUT", pointer, response, "a body that is not a JSON object")
         return PutResult(pointer, str(data.get("etag", "")), str(data.get("result", "")))
 
-    def _json(self, method: str, pointer: str, response: requests.Response) -> Any:
+    def _json(self, method: str, pointer: str, response: requests.Response) -> Document:
         try:
-            return response.json()
+            document: Document = response.json()
+            return document
         except ValueError:
             raise self._not_ours(method, pointer, response, "a body that is not JSON") from None
 
