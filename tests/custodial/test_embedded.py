@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from cic_devnet.custodial.devnet import SQLITE_FILE, EngineOptions, prepare_engine
-from cic_devnet.custodial.storage import Storage, open_storage
+from cic_devnet.custodial.storage import Storage
+from cic_devnet.custodial.stores import open_storage
 from cic_devnet.custodial.txqueue import TxQueue
 from cic_seeding.config import load_settings
 from cic_seeding.custodial import TASK_STATUS, engine_client, unconfigured
@@ -234,12 +235,11 @@ def test_a_transaction_inside_another_joins_it(storage: Storage) -> None:
             assert bytes(inner.fetchone()[0]) == b"1"  # the outer's uncommitted row
             inner.execute("INSERT INTO engine_meta (key, value) VALUES (%s, %s)",
                           ("inner", b"2"))
-    with pytest.raises(_Rollback):
-        with storage.transaction() as cur:
-            cur.execute("DELETE FROM engine_meta WHERE key = %s", ("outer",))
-            with storage.transaction() as inner:
-                inner.execute("DELETE FROM engine_meta WHERE key = %s", ("inner",))
-            raise _Rollback
+    with pytest.raises(_Rollback), storage.transaction() as cur:
+        cur.execute("DELETE FROM engine_meta WHERE key = %s", ("outer",))
+        with storage.transaction() as inner:
+            inner.execute("DELETE FROM engine_meta WHERE key = %s", ("inner",))
+        raise _Rollback
     with storage.transaction() as cur:
         cur.execute("SELECT key FROM engine_meta WHERE key IN (%s, %s) ORDER BY key",
                     ("inner", "outer"))
