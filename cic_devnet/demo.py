@@ -22,7 +22,7 @@ from typing import Any
 
 from cic_devnet.custodial.devnet import EngineOptions
 from cic_devnet.devnet import Devnet, devnet_up
-from cic_seeding.config import Settings, load_settings
+from cic_seeding.config import DEVNET_FILE, Settings, load_settings
 from cic_seeding.errors import UsageError
 from cic_seeding.generate.generator import GenerateOptions, GenerateResult, generate
 from cic_seeding.importers.base import Importer, ImportResult
@@ -122,7 +122,7 @@ def _fresh(directory: Path) -> None:
         if not (directory / MARKER).is_file():
             raise UsageError(f"{directory} exists and was not made by `cic-seed demo`",
                              hint="give an empty or new --dir")
-        devnet_json = directory / "devnet" / "devnet.json"
+        devnet_json = directory / "devnet" / DEVNET_FILE
         if devnet_json.is_file():
             from cic_devnet.devnet import devnet_down
 
@@ -154,7 +154,8 @@ def run_demo(directory: str | Path, users: int = 300, *, seed: int | None = 1,
         raise UsageError(f"--users must be positive, got {users}")
     if custodial < 0:
         raise UsageError(f"--custodial-users must not be negative, got {custodial}")
-    engine = EngineOptions.from_settings(load_settings()) if custodial else None
+    # the settings of the engine to start: not those of any devnet CIC_DEVNET_DIR names
+    engine = EngineOptions.from_settings(load_settings(devnet=False)) if custodial else None
     _fresh(directory)
     result = DemoResult(directory)
     clock = time.monotonic()

@@ -20,10 +20,10 @@ import eth_keyfile
 
 from cic_devnet.deploy import DeployOptions, deploy_cic
 from cic_seeding.chain.client import ChainClient
-from cic_seeding.chain.connect import DEVNET_FILE
 from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
+from cic_seeding.config import DEVNET_FILE
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ServiceError, UsageError
 from cic_seeding.records.chainspec import ChainSpec

@@ -1,14 +1,34 @@
 """The one typed settings object and where each value came from.
 
-Precedence, highest first: command-line flag > environment variable > config file > default.
-Every key is declared once, in :class:`Settings`, with its environment variable and help text;
-``cic-seed config show`` and the README's table are generated from these declarations.
+Precedence, highest first: command-line flag > environment variable > config file > devnet
+file > default. Every key is declared once, in :class:`Settings`, with its environment variable
+and help text; ``cic-seed config show`` and the README's table are generated from these
+declarations.
+
+A devnet directory (``devnet_dir``: ``--devnet DIR`` / ``CIC_DEVNET_DIR``) holds ``devnet.json``,
+written by ``cic-seed devnet up``/``deploy``::
+
+    {"rpc_url": ..., "chain_spec": ..., "chain_id": ..., "registry": ...,
+     "deployer": {"address": ..., "keyfile": "deployer.json", "password_file": "deployer.pw"},
+     "mining": "explicit" | "auto", "contracts": {"BatchFunder": ..., ...},
+     "meta": {"url": ..., "token_file": "meta.token", ...},
+     "custodial": {"broker_url": ..., "queue": ..., "db_url": ..., "db_schema": ...,
+                   "passphrase_file": ..., "signer": {"keyfile": ..., "password_file": ...}},
+     "ussd": {"url": ..., "service_code": ..., "db": ..., "schema": ...}}
+
+This module is the only reader of that file: :func:`load_settings` reads it once and turns each
+fact into the value of a setting (:data:`DEVNET_SETTINGS`), source ``devnet.json (DIR)``, for
+every setting no flag, environment variable or config file gives. File names in it are
+relative to DIR. A value that only makes sense with another one (the deployer's password file
+with the deployer's keyfile, ...: :data:`DEVNET_COMPANIONS`) is taken only when that one came
+from the devnet file too. ``batch_funder = "devnet"`` becomes the devnet's BatchFunder address.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -23,11 +43,18 @@ DEFAULT_CONFIG_FILE = Path("config") / "cic-seed.toml"
 CONFIG_ENV = "CIC_CONFIG"
 SOURCE_DEFAULT = "default"
 SOURCE_FLAG = "flag"
+#: The file a devnet directory describes its devnet in.
+DEVNET_FILE = "devnet.json"
+#: ``batch_funder`` value that means "the devnet's BatchFunder".
+BATCH_FUNDER_DEVNET = "devnet"
+#: ``mining`` values.
+MINING_EXPLICIT, MINING_AUTO, MINING_DETECT = "explicit", "auto", "detect"
 
 
-def _key(default: Any, env: str, help: str, *, kind: type = str, secret: bool = False) -> Any:
-    return field(default=default,
-                 metadata={"env": env, "help": help, "kind": kind, "secret": secret})
+def _key(default: Any, env: str, help: str, *, kind: type = str, secret: bool = False,
+         choices: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"env": env, "help": help, "kind": kind,
+                                            "secret": secret, "choices": choices})
 
 
 #: Default of ``batch_size`` (the batch path registers more per batch unless it is set).
@@ -45,14 +72,26 @@ class Settings:
         "chain the users are generated for / imported into: engine:fork:network_id:common_name")
     devnet_dir: str | None = _key(
         None, "CIC_DEVNET_DIR",
-        "devnet directory holding devnet.json (instead of rpc/registry/keyfile)")
-    rpc_url: str | None = _key(None, "CIC_RPC_URL", "JSON-RPC endpoint of the EVM node (-p)")
-    registry_address: str | None = _key(None, "CIC_REGISTRY_ADDRESS", "CIC registry contract (-r)")
-    keyfile: str | None = _key(None, "CIC_KEYFILE", "v3 keyfile of the signer (-y)")
+        "devnet directory (--devnet): its devnet.json gives every chain and service setting "
+        "that no flag, environment variable or config file gives (`cic-seed config show` "
+        "marks them)")
+    rpc_url: str | None = _key(
+        None, "CIC_RPC_URL", "JSON-RPC endpoint of the EVM node (-p; default: the devnet's)")
+    registry_address: str | None = _key(
+        None, "CIC_REGISTRY_ADDRESS", "CIC registry contract (-r; default: the devnet's)")
+    mining: str = _key(
+        MINING_DETECT, "CIC_MINING",
+        "how the node mines: explicit (only when asked, evm_mine: a devnet), auto (by itself) "
+        "or detect (ask the node, anvil_getAutomine; default, or the devnet's)",
+        choices=(MINING_EXPLICIT, MINING_AUTO, MINING_DETECT))
+    keyfile: str | None = _key(
+        None, "CIC_KEYFILE", "v3 keyfile of the signer (-y; default: the devnet's deployer)")
     keyfile_password: str | None = _key(
         None, "CIC_KEYFILE_PASSWORD", "password of the signer keyfile", secret=True)
     keyfile_password_file: str | None = _key(
-        None, "CIC_KEYFILE_PASSWORD_FILE", "file holding the signer keyfile password")
+        None, "CIC_KEYFILE_PASSWORD_FILE",
+        "file holding the signer keyfile password (default: the devnet deployer's, when the "
+        "keyfile is the deployer's)")
     token_symbol: str | None = _key(
         None, "CIC_TOKEN_SYMBOL", "token to seed and verify (default: the registry's DefaultToken)")
     keystore_password: str = _key(
@@ -110,11 +149,15 @@ class Settings:
         None, "CIC_IMPORT_WORKER_DIR",
         "worker side: directory of the import worker's own signing key, made on first start "
         "(default: $XDG_STATE_HOME/cic-seeding/import-worker)")
-    meta_url: str | None = _key(None, "CIC_META_URL", "metadata server URL (cic_meta importer)")
+    meta_url: str | None = _key(
+        None, "CIC_META_URL",
+        "metadata server URL (cic_meta importer, metadata checks; default: the devnet's)")
     meta_token: str | None = _key(
         None, "CIC_META_TOKEN", "bearer token for metadata server writes", secret=True)
     meta_token_file: str | None = _key(
-        None, "CIC_META_TOKEN_FILE", "file holding the metadata server write token")
+        None, "CIC_META_TOKEN_FILE",
+        "file holding the metadata server write token (default: the devnet's, when the URL is "
+        "the devnet's)")
     meta_concurrency: int = _key(16, "CIC_META_CONCURRENCY",
                                  "metadata documents written concurrently", kind=int)
     meta_retries: int = _key(5, "CIC_META_RETRIES",
@@ -134,21 +177,24 @@ class Settings:
     custodial_db_url: str | None = _key(
         None, "CIC_CUSTODIAL_DB_URL",
         "engine side: PostgreSQL URL of the custodial engine's keys and transaction queue "
-        "(sqlite:///PATH: one file, for an engine embedded in one process)")
+        "(sqlite:///PATH: one file, for an engine embedded in one process; default: the "
+        "devnet's, whose password is masked)")
     custodial_db_schema: str | None = _key(
-        None, "CIC_CUSTODIAL_DB_SCHEMA", "engine side: PostgreSQL schema of the custodial engine")
+        None, "CIC_CUSTODIAL_DB_SCHEMA",
+        "engine side: PostgreSQL schema of the custodial engine (default: the devnet's)")
     custodial_passphrase: str | None = _key(
         None, "CIC_CUSTODIAL_PASSPHRASE",
         "engine side: passphrase the custodial keys are encrypted with", secret=True)
     custodial_passphrase_file: str | None = _key(
         None, "CIC_CUSTODIAL_PASSPHRASE_FILE",
-        "engine side: file holding the custodial passphrase")
+        "engine side: file holding the custodial passphrase (default: the devnet's)")
     custodial_keyfile: str | None = _key(
         None, "CIC_CUSTODIAL_KEYFILE",
         "engine side: v3 keyfile of the engine's signer (default: the devnet's)")
     custodial_keyfile_password_file: str | None = _key(
         None, "CIC_CUSTODIAL_KEYFILE_PASSWORD_FILE",
-        "engine side: file holding the password of the engine signer's keyfile")
+        "engine side: file holding the password of the engine signer's keyfile (default: "
+        "the devnet's, when the keyfile is the devnet's)")
     ussd_url: str | None = _key(
         None, "CIC_USSD_URL", "USSD gateway URL (cic_ussd importer, ussd checks; default: the "
         "devnet's)")
@@ -165,11 +211,26 @@ class Settings:
         None, "CIC_USSD_DB_URL", "PostgreSQL URL of the USSD gateway's accounts (gateway side, "
         "ussd-pins/ussd-data; default: the devnet's)")
     ussd_db_schema: str | None = _key(
-        None, "CIC_USSD_DB_SCHEMA", "PostgreSQL schema of the USSD gateway's accounts")
+        None, "CIC_USSD_DB_SCHEMA", "PostgreSQL schema of the USSD gateway's accounts "
+        "(default: the devnet's, when the URL is the devnet's)")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: The devnet file read for ``devnet_dir`` (None: none read), kept so that :meth:`replace`
+    #: can apply it again without reading it again.
+    devnet_file: DevnetFile | None = field(default=None, compare=False, repr=False)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, SOURCE_DEFAULT)
+
+    def from_devnet(self, name: str) -> bool:
+        """True if setting ``name`` has its value from the devnet file."""
+        return self.devnet_file is not None and self.source_of(name) == self.devnet_file.source
+
+    @property
+    def devnet_deployer_signs(self) -> bool:
+        """The registry and the signer's keyfile both come from the devnet file: the signer is
+        the devnet's deployer, owner of every contract, so the batch path may grant the rights
+        it needs itself instead of asking an owner."""
+        return self.from_devnet("registry_address") and self.from_devnet("keyfile")
 
     def secrets(self) -> list[str]:
         """The secret values in force, so logging can redact them."""
@@ -179,12 +240,19 @@ class Settings:
         ]
 
     def replace(self, **flags: Any) -> Settings:
-        """A copy with ``flags`` (those not None) applied at flag precedence."""
-        return _apply(self, {k: v for k, v in flags.items() if v is not None}, SOURCE_FLAG)
+        """A copy with ``flags`` (those not None) applied at flag precedence.
+
+        With a devnet (read before, or ``devnet_dir`` among the flags) its values are applied
+        again below the new flags: a flag overrides the devnet's value (and its companions).
+        """
+        given = {k: v for k, v in flags.items() if v is not None}
+        if self.devnet_file is None and "devnet_dir" not in given:
+            return _apply(self, given, SOURCE_FLAG)
+        return _with_devnet(_apply(_without_devnet(self), given, SOURCE_FLAG), self.devnet_file)
 
 
 def settings_fields() -> list[dataclasses.Field[Any]]:
-    return [f for f in dataclasses.fields(Settings) if f.name != "sources"]
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
 
 
 def _coerce(f: dataclasses.Field[Any], raw: Any, where: str) -> Any:
@@ -202,7 +270,11 @@ def _coerce(f: dataclasses.Field[Any], raw: Any, where: str) -> Any:
         raise ConfigError(
             f"{where}: {f.name} must be {'an integer' if kind is int else 'a number'}, got {raw!r}"
         ) from None
-    return str(raw)
+    value = str(raw)
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        raise ConfigError(f"{where}: {f.name} must be one of {', '.join(choices)}, got {raw!r}")
+    return value
 
 
 def _apply(base: Settings, values: Mapping[str, Any], source: str) -> Settings:
@@ -238,14 +310,145 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+#: setting <- where devnet.json says it (keys, outermost first), and whether it names a file
+#: (relative to the devnet directory).
+DEVNET_SETTINGS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
+    ("rpc_url", ("rpc_url",), False),
+    ("registry_address", ("registry",), False),
+    ("chain_spec", ("chain_spec",), False),
+    ("mining", ("mining",), False),
+    ("keyfile", ("deployer", "keyfile"), True),
+    ("keyfile_password_file", ("deployer", "password_file"), True),
+    ("meta_url", ("meta", "url"), False),
+    ("meta_token_file", ("meta", "token_file"), True),
+    ("custodial_broker_url", ("custodial", "broker_url"), False),
+    ("custodial_queue", ("custodial", "queue"), False),
+    ("custodial_db_url", ("custodial", "db_url"), False),
+    ("custodial_db_schema", ("custodial", "db_schema"), False),
+    ("custodial_passphrase_file", ("custodial", "passphrase_file"), True),
+    ("custodial_keyfile", ("custodial", "signer", "keyfile"), True),
+    ("custodial_keyfile_password_file", ("custodial", "signer", "password_file"), True),
+    ("ussd_url", ("ussd", "url"), False),
+    ("ussd_service_code", ("ussd", "service_code"), False),
+    ("ussd_db_url", ("ussd", "db"), False),
+    ("ussd_db_schema", ("ussd", "schema"), False),
+)
+#: A devnet value that belongs with another setting's: taken only when that setting's value
+#: comes from the devnet file too (the deployer's password file is no use with another keyfile).
+DEVNET_COMPANIONS = {
+    "keyfile_password_file": "keyfile",
+    "meta_token_file": "meta_url",
+    "custodial_keyfile_password_file": "custodial_keyfile",
+    "ussd_service_code": "ussd_url",
+    "ussd_db_schema": "ussd_db_url",
+}
+
+
+@dataclass(frozen=True)
+class DevnetFile:
+    """What one devnet file says, as settings values (file names resolved)."""
+
+    directory: str
+    values: Mapping[str, str]
+    batch_funder: str | None = None
+
+    @property
+    def source(self) -> str:
+        """The source of the settings it gives, as ``config show`` prints it."""
+        return f"{DEVNET_FILE} ({self.directory})"
+
+
+def read_devnet(directory: str | Path) -> dict[str, Any]:
+    """The parsed devnet file of ``directory``; a one-line ConfigError if it is missing or not
+    a devnet file."""
+    path = Path(directory) / DEVNET_FILE
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"no {DEVNET_FILE} in {directory}",
+                          hint="start a devnet there with `cic-seed devnet up --dir "
+                          f"{directory}`") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(doc, dict) or "rpc_url" not in doc:
+        raise ConfigError(f"{path} is not a devnet file (no rpc_url)")
+    return doc
+
+
+def _devnet_file(directory: str) -> DevnetFile:
+    doc = read_devnet(directory)
+    values: dict[str, str] = {}
+    for name, keys, is_file in DEVNET_SETTINGS:
+        value: Any = doc
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or value == "" or isinstance(value, (dict, list)):
+            continue
+        values[name] = str(Path(directory) / str(value)) if is_file else str(value)
+    if values.get("mining") not in (MINING_EXPLICIT, MINING_AUTO):
+        values.pop("mining", None)
+    contracts = doc.get("contracts")
+    funder = contracts.get("BatchFunder") if isinstance(contracts, dict) else None
+    return DevnetFile(directory, values, str(funder) if funder else None)
+
+
+def _with_devnet(settings: Settings, known: DevnetFile | None) -> Settings:
+    """``settings`` with the devnet file of its ``devnet_dir`` (``known`` if it is that one's)
+    below every value given otherwise."""
+    if not settings.devnet_dir:
+        return dataclasses.replace(settings, devnet_file=None)
+    devnet = (known if known is not None and known.directory == settings.devnet_dir
+              else _devnet_file(settings.devnet_dir))
+    free = {name for name in devnet.values if settings.source_of(name) == SOURCE_DEFAULT}
+    settings = _apply(settings, {name: value for name, value in devnet.values.items()
+                                 if name in free and DEVNET_COMPANIONS.get(name, name) in free},
+                      devnet.source)
+    if (settings.batch_funder or "").strip().lower() == BATCH_FUNDER_DEVNET:
+        if not devnet.batch_funder:
+            raise ConfigError(f"the devnet in {devnet.directory} has no BatchFunder",
+                              hint="redeploy it with this version (`cic-seed devnet up`)")
+        sources = {**settings.sources, "batch_funder": _devnet_funder_source(
+            settings.source_of("batch_funder"), devnet)}
+        settings = dataclasses.replace(settings, batch_funder=devnet.batch_funder,
+                                       sources=sources)
+    return dataclasses.replace(settings, devnet_file=devnet)
+
+
+def _devnet_funder_source(source: str, devnet: DevnetFile) -> str:
+    return f"{source} '{BATCH_FUNDER_DEVNET}' -> {devnet.source}"
+
+
+def _without_devnet(settings: Settings) -> Settings:
+    """``settings`` as they were before :func:`_with_devnet`."""
+    devnet = settings.devnet_file
+    if devnet is None:
+        return settings
+    defaults = {f.name: f.default for f in settings_fields()}
+    changes: dict[str, Any] = {}
+    sources = dict(settings.sources)
+    suffix = _devnet_funder_source("", devnet)
+    for name, source in settings.sources.items():
+        if source == devnet.source:
+            changes[name] = defaults[name]
+            del sources[name]
+        elif name == "batch_funder" and source.endswith(suffix):
+            changes[name] = BATCH_FUNDER_DEVNET
+            sources[name] = source.removesuffix(suffix)
+    return dataclasses.replace(settings, sources=sources, devnet_file=None, **changes)
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    *,
+    devnet: bool = True,
 ) -> Settings:
-    """Resolve every setting: flags > environment > config file > defaults.
+    """Resolve every setting: flags > environment > config file > devnet file > defaults.
 
     ``config_file`` defaults to ``$CIC_CONFIG``, else ``config/cic-seed.toml`` when it exists.
+    The devnet file is that of ``devnet_dir`` (from any source); ``devnet=False`` leaves it
+    unread, for the commands that make a devnet rather than use one.
     """
     env = os.environ if environ is None else environ
     settings = Settings()
@@ -259,7 +462,9 @@ def load_settings(
         var = f.metadata["env"]
         if var in env and env[var] != "":
             settings = _apply(settings, {f.name: env[var]}, f"env {var}")
-    return settings.replace(**(flags or {}))
+    settings = _apply(settings, {k: v for k, v in (flags or {}).items() if v is not None},
+                      SOURCE_FLAG)
+    return _with_devnet(settings, None) if devnet else settings
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

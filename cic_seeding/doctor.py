@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cic_seeding.chain.connect import connect, endpoint
+from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.errors import CicSeedError
@@ -62,7 +62,7 @@ def doctor(settings: Settings) -> DoctorResult:
     for name in REQUIRED:
         _run(findings, f"registry {name}", lambda n=name: net.resolve(n))  # type: ignore[misc]
     _run(findings, "token", lambda: _token(net, settings.token_symbol))
-    if not endpoint(settings).keyfile:
+    if not settings.keyfile:
         findings.append(Finding("signer", False, "no keyfile given (-y KEYFILE or --devnet)"))
         return DoctorResult(findings)
     if not _run(findings, "signer", lambda: _signer(settings, holder)):
@@ -82,19 +82,14 @@ def _services(findings: list[Finding], settings: Settings) -> None:
     """Each configured devnet service answers (metadata server, custodial engine)."""
     from cic_seeding.custodial import unconfigured
 
-    meta_configured = bool(settings.meta_url)
-    if not meta_configured and settings.devnet_dir:
-        from cic_seeding.chain.connect import read_devnet
-
-        meta_configured = bool((read_devnet(settings.devnet_dir).get("meta") or {}).get("url"))
-    if meta_configured:
+    if settings.meta_url:
         _run(findings, "metadata server", lambda: _meta(settings))
     if unconfigured(settings) is None:
         _run(findings, "custodial engine", lambda: _engine(settings))
 
 
 def _chain_id(settings: Settings, chain_id: int) -> str:
-    spec = ChainSpec.parse(endpoint(settings).chain_spec or settings.chain_spec)
+    spec = ChainSpec.parse(settings.chain_spec)
     if chain_id != spec.network_id:
         raise CicSeedError(f"the node's chain id is {chain_id}, the chain spec {spec} says "
                            f"{spec.network_id}", hint="fix --chain-spec / CIC_CHAIN_SPEC")
@@ -113,7 +108,7 @@ def _token(net: CicNetwork, symbol: str | None) -> str:
 
 def _signer(settings: Settings, holder: dict[str, CicNetwork]) -> str:
     holder["signed"] = connect(settings)
-    return f"{holder['signed'].client.signer.address} (keyfile {endpoint(settings).keyfile})"  # type: ignore[union-attr]
+    return f"{holder['signed'].client.signer.address} (keyfile {settings.keyfile})"  # type: ignore[union-attr]
 
 
 def _writer(net: CicNetwork, contract: str, me: str, what: str) -> str:

@@ -21,7 +21,6 @@ PACKAGES = ("cic_seeding", "cic_devnet")
 #: itself; two rooms on one floor do not import each other.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("cic_seeding", "cic_seeding.errors", "cic_seeding.log", "cic_seeding.units"),
-    ("cic_seeding.breaker",),
     ("cic_seeding.remote",),
     ("cic_seeding.config",),
     ("cic_seeding.records",),

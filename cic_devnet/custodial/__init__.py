@@ -31,8 +31,9 @@ dispatcher/tracker loop; start workers with ``--no-queue-loop`` and run
 ``python -m cic_devnet.custodial queue`` where you want the loop instead. The signer's key must
 be a writer of the AccountsIndex (and of the faucet, for faucet payouts); the devnet grants
 that itself. Redis and PostgreSQL must be reachable from every machine; for a devnet the
-values are in ``DEVNET_DIR/devnet.json`` under ``custodial`` (its ``db_url`` has any password
-masked: give ``CIC_CUSTODIAL_DB_URL`` then).
+values are in ``DEVNET_DIR/devnet.json`` under ``custodial``, and ``CIC_DEVNET_DIR=DEVNET_DIR``
+gives them all as settings (its ``db_url`` has any password masked: give
+``CIC_CUSTODIAL_DB_URL`` too then).
 
 Without any configuration ``cic-seed devnet up --custodial`` uses PostgreSQL on
 127.0.0.1:5432 (database ``cic_custodial``, created if missing, a fresh schema per devnet) and

@@ -152,4 +152,16 @@ def _on_shutdown(sender: Any = None, **_: Any) -> None:
         ref.close()
 
 
-app = create_app(load_settings())
+
+_APP: list[Celery] = []
+
+
+def __getattr__(name: str) -> Any:
+    """``app``: the engine the settings name (``celery -A cic_devnet.custodial.app worker``),
+    made on first use, so that importing this module resolves no settings (nor reads a devnet
+    directory that may not exist yet)."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if not _APP:
+        _APP.append(create_app(load_settings()))
+    return _APP[0]

@@ -1,20 +1,19 @@
-"""What an engine process needs, resolved from the settings (and the devnet's devnet.json).
+"""What an engine process needs, resolved from the settings.
 
-Each value comes from its setting (flag > environment > config file) and, when unset, from the
-``custodial`` section a devnet started with ``--custodial`` wrote; relative file names there
-are relative to the devnet directory. A worker on another machine gets the same values from
-its environment (see the package documentation).
+Each value comes from its setting (flag > environment > config file > the devnet file: the
+``custodial`` section a devnet started with ``--custodial`` wrote, which the settings loader
+reads). A worker on another machine gets the same values from its environment (see the package
+documentation).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from cic_seeding.chain.signer import read_password
 from cic_seeding.config import Settings
-from cic_seeding.custodial import endpoint, served
+from cic_seeding.custodial import endpoint
 from cic_seeding.errors import ConfigError
 
 
@@ -29,20 +28,10 @@ class EngineConfig:
     chain: Settings = field(repr=False)
 
 
-def _devnet_path(settings: Settings, name: str | None) -> str | None:
-    if not name:
-        return None
-    path = Path(name)
-    if not path.is_absolute() and settings.devnet_dir:
-        path = Path(settings.devnet_dir) / path
-    return str(path)
-
-
 def engine_config(settings: Settings) -> EngineConfig:
     """The engine's configuration; ConfigError naming the missing setting."""
-    devnet = served(settings)
     broker, queue = endpoint(settings)
-    db_url = settings.custodial_db_url or devnet.get("db_url")
+    db_url = settings.custodial_db_url
     if not db_url:
         raise ConfigError("no database for the custodial engine",
                           hint="set custodial_db_url (CIC_CUSTODIAL_DB_URL) to a postgresql:// "
@@ -50,25 +39,21 @@ def engine_config(settings: Settings) -> EngineConfig:
                           "devnet started with --custodial")
     passphrase = settings.custodial_passphrase
     if passphrase is None:
-        passphrase_file = (settings.custodial_passphrase_file
-                           or _devnet_path(settings, devnet.get("passphrase_file")))
+        passphrase_file = settings.custodial_passphrase_file
         if not passphrase_file:
             raise ConfigError("no passphrase for the custodial keys",
                               hint="set CIC_CUSTODIAL_PASSPHRASE or "
                               "CIC_CUSTODIAL_PASSPHRASE_FILE")
         passphrase = read_password(None, passphrase_file, "custodial passphrase")
-    signer = devnet.get("signer") or {}
-    keyfile = settings.custodial_keyfile or _devnet_path(settings, signer.get("keyfile"))
+    keyfile = settings.custodial_keyfile
     if not keyfile:
         raise ConfigError("no signing key for the custodial engine",
                           hint="set custodial_keyfile (CIC_CUSTODIAL_KEYFILE) and "
                           "CIC_CUSTODIAL_KEYFILE_PASSWORD_FILE; the key must be a writer of "
                           "the AccountsIndex (and of the faucet, for faucet payouts)")
-    password_file = (settings.custodial_keyfile_password_file
-                     or _devnet_path(settings, signer.get("password_file")))
-    # the engine's own key: never the main signer's password
-    chain = dataclasses.replace(settings, keyfile=keyfile, keyfile_password=None,
+    password_file = settings.custodial_keyfile_password_file
+    # the engine's own key (a flag: no longer a devnet deployer's), never the main signer's
+    # password
+    chain = dataclasses.replace(settings.replace(keyfile=keyfile), keyfile_password=None,
                                 keyfile_password_file=password_file)
-    return EngineConfig(broker, queue, db_url,
-                        settings.custodial_db_schema or devnet.get("db_schema"), passphrase,
-                        chain)
+    return EngineConfig(broker, queue, db_url, settings.custodial_db_schema, passphrase, chain)

@@ -3,9 +3,9 @@ transaction (setting ``batch_funder`` / ``--batch-funder``).
 
 The BatchFunder acts with rights given elsewhere: it must be a writer of the AccountsIndex
 (registrations) and of the faucet (payouts), and the signer must be one of its writers and
-allow it to move the opening balances (``approve``). On a devnet (``--devnet DIR``, whose
-deployer owns everything) :func:`grant` gives those rights; elsewhere it only checks them and
-says what the contracts' owner has to do.
+allow it to move the opening balances (``approve``). When the signer is a devnet's deployer
+(``--devnet DIR`` without another keyfile: it owns everything) :func:`grant` gives those
+rights; elsewhere it only checks them and says what the contracts' owner has to do.
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ from eth_abi import decode
 from cic_seeding.chain.abi import artifact
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN, CicNetwork, checksum
 from cic_seeding.chain.tx import Call
-from cic_seeding.config import Settings
+from cic_seeding.config import BATCH_FUNDER_DEVNET, Settings
 from cic_seeding.errors import ConfigError, ContractError
 
 log = logging.getLogger(__name__)
 
 BATCH_FUNDER = artifact("BatchFunder")
-#: ``batch_funder`` value that means "the devnet's BatchFunder" (devnet.json contracts).
-DEVNET = "devnet"
-
 #: Accounts per BatchFunder transaction: well inside a 30M block gas limit.
 CHUNK = 100
 #: Gas per account (measured on anvil: ~76k register+fund, ~44k faucet payout, ~36k value to a
@@ -46,29 +43,25 @@ _REGISTER_FNS = {BATCH_FUNDER.fn(n).selector: BATCH_FUNDER.fn(n)
 
 
 def resolve(settings: Settings) -> str | None:
-    """The BatchFunder address the settings opt into, or None (the per-transaction path)."""
+    """The BatchFunder address the settings opt into, or None (the per-transaction path).
+
+    The settings loader has turned ``devnet`` into the devnet's address when there is a devnet;
+    still ``devnet`` here means there is none."""
     value = (settings.batch_funder or "").strip()
     if not value:
         return None
-    if value.lower() != DEVNET:
-        return checksum(value, "batch_funder")
-    from cic_seeding.chain.connect import read_devnet
-
-    if not settings.devnet_dir:
+    if value.lower() == BATCH_FUNDER_DEVNET:
         raise ConfigError("batch_funder 'devnet' needs a devnet",
                           hint="give --devnet DIR, or the BatchFunder's address "
                           "(--batch-funder 0x... / CIC_BATCH_FUNDER)")
-    address = (read_devnet(settings.devnet_dir).get("contracts") or {}).get("BatchFunder")
-    if not address:
-        raise ConfigError(f"the devnet in {settings.devnet_dir} has no BatchFunder",
-                          hint="redeploy it with this version (`cic-seed devnet up`)")
-    return checksum(address, "devnet BatchFunder")
+    return checksum(value, "batch_funder")
 
 
 def grant(network: CicNetwork, funder: str, writer_of: Sequence[tuple[str, str]], *,
           devnet: bool) -> None:
     """Make sure ``funder`` is a writer of each ``(what, contract)`` and the signer a writer of
-    ``funder``. On a devnet the signer (the owner) grants what is missing; elsewhere a missing
+    ``funder``. With ``devnet`` (the signer is the devnet's deployer, owner of every contract:
+    ``Settings.devnet_deployer_signs``) the signer grants what is missing; otherwise a missing
     right is a ConfigError naming the call the owner has to make."""
     client = network.client
     assert client.signer is not None

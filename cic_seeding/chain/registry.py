@@ -80,7 +80,7 @@ class CicNetwork:
         if not self.client.code(self.registry):
             raise ContractError(
                 f"no contract at registry address {self.registry} on {self.client.rpc.url}",
-                hint="check -r / CIC_REGISTRY_ADDRESS (or the devnet's devnet.json)")
+                hint="check -r / CIC_REGISTRY_ADDRESS (or --devnet DIR)")
 
     def check_chain_id(self, spec: ChainSpec) -> None:
         """ConfigError if the node is another chain than ``spec`` names (an importer would
@@ -114,7 +114,7 @@ class CicNetwork:
             raise ContractError(
                 f"the contract at registry address {self.registry} does not answer "
                 f"addressOf({identifier!r}) ({exc.message}): it is not a CIC registry",
-                hint="check -r / CIC_REGISTRY_ADDRESS (or the devnet's devnet.json)") from exc
+                hint="check -r / CIC_REGISTRY_ADDRESS (or --devnet DIR)") from exc
         if int(address, 16) == 0:
             held = ", ".join(f"{n}={a}" for n, a in self.holdings().items() if int(a, 16)) \
                 or "nothing"

@@ -35,11 +35,14 @@ def verbosity_options(fn: F) -> F:
     return fn
 
 
-def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False,
-                  **flags: Any) -> Settings:
-    """Resolve settings with ``flags`` at flag precedence, and set up logging with redaction."""
+def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
+                  devnet: bool = True, **flags: Any) -> Settings:
+    """Resolve settings with ``flags`` at flag precedence, and set up logging with redaction.
+
+    ``devnet=False``: a command that makes a devnet, or has no use for one, leaves the devnet
+    directory's file unread (it may not exist yet)."""
     obj = ctx.find_root().obj or {}
-    settings = load_settings(flags, obj.get("config_file"))
+    settings = load_settings(flags, obj.get("config_file"), devnet=devnet)
     setup_logging(-1 if quiet else verbose, settings.secrets())
     obj["verbosity"] = -1 if quiet else verbose
     return settings

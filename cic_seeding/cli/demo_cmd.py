@@ -35,7 +35,7 @@ def demo_command(ctx: click.Context, /, users: int, directory: str, seed: int, k
     """Devnet up, generate, import (eth), sync, verify, print the report."""
     from cic_devnet.demo import run_demo
 
-    settings_from(ctx, verbose, quiet)
+    settings_from(ctx, verbose, quiet, devnet=False)  # it makes its own devnet
     if custodial and custodial_users <= 0:
         raise UsageError(f"--custodial-users must be positive, got {custodial_users}")
     say = (lambda s: None) if quiet else (lambda s: click.echo(f"-- {s}", err=True))

@@ -60,7 +60,7 @@ def up_command(ctx: click.Context, /, directory: str, port: int, state: str | No
     """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
     from cic_devnet.devnet import devnet_up
 
-    settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec)
+    settings = settings_from(ctx, verbose, quiet, devnet=False, chain_spec=chain_spec)
     devnet = devnet_up(directory, port=port, state=state, chain_spec=settings.chain_spec,
                        options=_deploy_options(symbol, decimals, faucet_amount), detach=True,
                        meta=meta, meta_db=meta_db, custodial=custodial,
@@ -110,7 +110,7 @@ def down_command(ctx: click.Context, /, directory: str, verbose: int, quiet: boo
     """Stop the devnet of DIR (by the process id devnet.json records)."""
     from cic_devnet.devnet import devnet_down
 
-    settings_from(ctx, verbose, quiet)
+    settings_from(ctx, verbose, quiet, devnet=False)
     stopped = devnet_down(directory)
     if not quiet:
         click.echo("devnet stopped" if stopped else "devnet was not running")
@@ -133,7 +133,8 @@ def deploy_command(ctx: click.Context, /, rpc_url: str, keyfile: str, directory:
     from cic_devnet.devnet import devnet_deploy
     from cic_seeding.chain.signer import Signer, read_password
 
-    settings = settings_from(ctx, verbose, quiet, chain_spec=chain_spec, keyfile=keyfile)
+    settings = settings_from(ctx, verbose, quiet, devnet=False, chain_spec=chain_spec,
+                             keyfile=keyfile)
     password = read_password(settings.keyfile_password, settings.keyfile_password_file,
                              f"keyfile {keyfile}")
     info = devnet_deploy(rpc_url, Signer.from_keyfile(keyfile, password), directory,

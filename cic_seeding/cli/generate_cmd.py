@@ -85,8 +85,8 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
     if reset and append:
         raise UsageError("--reset and -f exclude each other",
                          hint="--reset wipes the directory, -f appends to it")
-    settings = settings_from(ctx, verbose, quiet, data_dir=directory, chain_spec=chain_spec,
-                             workers=workers)
+    settings = settings_from(ctx, verbose, quiet, devnet=False, data_dir=directory,
+                             chain_spec=chain_spec, workers=workers)
     given_chain = settings.chain_spec if settings.source_of("chain_spec") != "default" else None
     opts = GenerateOptions(
         directory=Path(settings.data_dir), count=count, seed=seed, tags=tags or None,
@@ -114,7 +114,7 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
 @handles_errors
 def validate_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
     """Check a data directory against every rule; exit 1 if any fails."""
-    settings_from(ctx, verbose, quiet)
+    settings_from(ctx, verbose, quiet, devnet=False)
     result = validate(directory)
     click.echo(result.render_text())
     return 0 if result.passed else 1

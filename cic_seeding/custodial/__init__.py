@@ -17,12 +17,10 @@ from cic_seeding.custodial.api import (
     endpoint,
     parse_reply,
     redact,
-    served,
 )
 from cic_seeding.custodial.client import CustodialClient, engine_status
 from cic_seeding.custodial.connect import engine_client, unconfigured
 
 __all__ = ["DEFAULT_BROKER", "DEFAULT_QUEUE", "TASK_BALANCE", "TASK_CREATE", "TASK_HAVE",
            "TASK_STATUS", "TASK_TRANSFER", "TASK_TX_STATUS", "CustodialClient", "Reply",
-           "endpoint", "engine_client", "engine_status", "parse_reply", "redact", "served",
-           "unconfigured"]
+           "endpoint", "engine_client", "engine_status", "parse_reply", "redact", "unconfigured"]

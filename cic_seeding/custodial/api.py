@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cic_seeding.config import Settings
-from cic_seeding.errors import ConfigError, CustodialReplyError
+from cic_seeding.errors import CustodialReplyError
 
 TASK_CREATE = "cic_custodial.account.create"
 TASK_HAVE = "cic_custodial.account.have"
@@ -47,23 +47,13 @@ TASK_STATUS = "cic_custodial.engine.status"
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DEFAULT_QUEUE = "cic_custodial"
-def served(settings: Settings) -> dict[str, Any]:
-    """The ``custodial`` section of the devnet's devnet.json ({} without one)."""
-    if not settings.devnet_dir:
-        return {}
-    from cic_seeding.chain.connect import read_devnet
-
-    try:
-        return dict(read_devnet(settings.devnet_dir).get("custodial") or {})
-    except ConfigError:
-        return {}
 
 
 def endpoint(settings: Settings) -> tuple[str, str]:
-    """``(broker URL, queue)`` of the engine: settings, else the devnet's, else defaults."""
-    devnet = served(settings)
-    return (settings.custodial_broker_url or devnet.get("broker_url") or DEFAULT_BROKER,
-            settings.custodial_queue or devnet.get("queue") or DEFAULT_QUEUE)
+    """``(broker URL, queue)`` of the engine: the settings (a devnet's among them), else the
+    defaults."""
+    return (settings.custodial_broker_url or DEFAULT_BROKER,
+            settings.custodial_queue or DEFAULT_QUEUE)
 
 
 def redact(url: str) -> str:

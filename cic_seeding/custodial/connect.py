@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cic_seeding.config import Settings
-from cic_seeding.custodial.api import endpoint, served
+from cic_seeding.custodial.api import endpoint
 from cic_seeding.custodial.client import CustodialClient
 from cic_seeding.custodial.local import LocalClient, is_embedded, unreachable
 
@@ -18,7 +18,7 @@ def engine_client(settings: Settings) -> CustodialClient:
 
 def unconfigured(settings: Settings) -> str | None:
     """Why no custodial engine is configured (None: one is)."""
-    if settings.custodial_broker_url or settings.custodial_queue or served(settings):
+    if settings.custodial_broker_url or settings.custodial_queue:
         broker, queue = endpoint(settings)
         if is_embedded(broker):  # an engine embedded in a process: this one?
             return unreachable(queue)

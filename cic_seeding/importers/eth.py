@@ -126,7 +126,7 @@ class EthImporter(Importer):
         self._opening = {norm(a): dataset_to_token(v, decimals, token.decimals)
                          for a, v in self.data.balances().items()}
         batch.grant(self.network, funder, [("AccountsIndex", self.index)],
-                    devnet=bool(self.settings.devnet_dir))
+                    devnet=self.settings.devnet_deployer_signs)
         done = self.store.addresses(self.name, [Status.CONFIRMED])
         needed = sum(v for a, v in self._opening.items() if a not in done)
         batch.ensure_allowance(self.network, token.address, funder, needed)

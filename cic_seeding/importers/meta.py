@@ -34,13 +34,6 @@ META = "meta"  # transaction kind recorded in the state store
 def meta_client(settings: Settings, **kw: Any) -> MetaClient:
     """A client for the metadata server the settings name (URL and write token)."""
     url, token_file = settings.meta_url, settings.meta_token_file
-    if not url and settings.devnet_dir:  # a devnet started with --meta says where it is
-        from cic_seeding.chain.connect import read_devnet
-
-        served = read_devnet(settings.devnet_dir).get("meta") or {}
-        url = served.get("url")
-        if served.get("token_file") and not token_file:
-            token_file = str(Path(settings.devnet_dir) / served["token_file"])
     if not url:
         raise ConfigError("no metadata server URL",
                           hint="set CIC_META_URL (or meta_url in the config file), or use a "

@@ -31,11 +31,6 @@ from cic_seeding.ussd.pins import read_pins, seeded_language
 def open_accounts(settings: Settings) -> Accounts:
     """The gateway's accounts table the settings name (or the devnet's)."""
     url, schema = settings.ussd_db_url, settings.ussd_db_schema
-    if not url and settings.devnet_dir:
-        from cic_seeding.chain.connect import read_devnet
-
-        served = read_devnet(settings.devnet_dir).get("ussd") or {}
-        url, schema = served.get("db"), schema or served.get("schema")
     if not url:
         raise ConfigError("no USSD gateway database is configured",
                           hint="set ussd_db_url (CIC_USSD_DB_URL), or use a devnet started "

@@ -129,7 +129,7 @@ def sovereign_payments(setup: SyncSetup, options: SyncOptions
     groups = None
     if funder is not None:
         writer_of = [("faucet", fund.faucet)] if fund.faucet_amount else []
-        batch.grant(network, funder, writer_of, devnet=bool(settings.devnet_dir))
+        batch.grant(network, funder, writer_of, devnet=settings.devnet_deployer_signs)
         groups = BatchFunding(fund, batch.Batcher(funder)).groups
         options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
     payer = Payer(setup.store, setup.importer, setup.chain, network.client.allocator,

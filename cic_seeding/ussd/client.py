@@ -48,15 +48,6 @@ class UssdEndpoint:
 def ussd_endpoint(settings: Settings) -> UssdEndpoint | None:
     """Where the gateway is: ``ussd_url`` or a devnet started with ``--ussd`` (None: nowhere)."""
     url, code = settings.ussd_url, settings.ussd_service_code
-    if not url and settings.devnet_dir:
-        from cic_seeding.chain.connect import read_devnet
-
-        try:
-            served = read_devnet(settings.devnet_dir).get("ussd") or {}
-        except ConfigError:
-            served = {}
-        url = served.get("url")
-        code = code or served.get("service_code")
     if not url:
         return None
     return UssdEndpoint(str(url).rstrip("/"), code or DEFAULT_SERVICE_CODE)

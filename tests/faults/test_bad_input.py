@@ -490,7 +490,7 @@ def _chain_cases(devnet: Devnet, tmp: Path) -> dict[str, Chain]:
         "registry_without_code": Chain(
             _explicit(devnet, "0x000000000000000000000000000000000000dEaD", deployer), pw,
             "error: no contract at registry address 0x000000000000000000000000000000000000dEaD "
-            f"on {rpc}; check -r / CIC_REGISTRY_ADDRESS (or the devnet's devnet.json)", 1, me),
+            f"on {rpc}; check -r / CIC_REGISTRY_ADDRESS (or --devnet DIR)", 1, me),
         "registry_not_a_registry": Chain(
             _explicit(devnet, index, deployer), pw,
             f"error: the contract at registry address {index} does not answer "
@@ -561,7 +561,7 @@ def test_a_bad_chain_or_signer_is_refused_before_anything_is_sent(
     if kind == "registry_not_a_registry":  # the node's own words sit in the middle
         assert line.startswith(case.line), line
         assert line.endswith("): it is not a CIC registry; check -r / CIC_REGISTRY_ADDRESS (or "
-                             "the devnet's devnet.json)"), line
+                             "--devnet DIR)"), line
     else:
         assert line == case.line
     assert_nothing_written(data, module_devnet, addresses)

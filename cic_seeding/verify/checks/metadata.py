@@ -16,7 +16,6 @@ from typing import ClassVar
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
-from cic_seeding.errors import ConfigError
 from cic_seeding.meta.audit import audit
 from cic_seeding.meta.client import MetaClient
 from cic_seeding.meta.documents import CUSTOM, PERSON, PHONE, PREFERENCES, DocumentSource
@@ -29,14 +28,6 @@ def metadata_unconfigured(settings: Settings) -> str | None:
     """Why no metadata server can be reached with ``settings`` (None: one is configured)."""
     if settings.meta_url:
         return None
-    if settings.devnet_dir:
-        from cic_seeding.chain.connect import read_devnet
-
-        try:
-            if (read_devnet(settings.devnet_dir).get("meta") or {}).get("url"):
-                return None
-        except ConfigError:
-            pass  # the chain checks report an unusable devnet directory
     return ("no metadata server is configured: set meta_url (CIC_META_URL, --meta-url) or use "
             "a devnet started with --meta")
 
