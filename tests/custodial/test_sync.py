@@ -123,7 +123,8 @@ def test_a_transfer_the_engine_gives_up_fails_the_payment_with_its_words(
     harness.start(1)
     settings = harness.settings(make_data(tmp_path, 3, seed=911))
     assert run_import(settings).ok
-    monkeypatch.setattr(custodial, "CustodialClient", _Greedy)
+    monkeypatch.setattr(custodial, "engine_client",
+                        lambda s: _Greedy(*endpoint(s), timeout=s.custodial_timeout))
     sync = _sync(settings)
     assert not sync.ok and sync.failed == 3, sync.render_text()
     for address, kind, reason in sync.failures:
