@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import pytest
 
 from cic_devnet.custodial.devnet import SQLITE_FILE, EngineOptions, prepare_engine
-from cic_devnet.custodial.storage import Storage, open_storage
+from cic_devnet.custodial.storage import Storage
+from cic_devnet.custodial.stores import open_storage
 from cic_devnet.custodial.txqueue import TxQueue
 from cic_seeding.config import load_settings
 from cic_seeding.custodial import TASK_STATUS, engine_client, unconfigured
@@ -29,14 +29,13 @@ from cic_seeding.sync.syncer import SyncOptions
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.conftest import devnet_settings, start_devnet
 from tests.custodial.world import (
-    PG_URL,
     assert_each_paid_once,
-    drop_schema,
     make_data,
     read_custodial_ledger,
     run_import,
 )
 from tests.helpers import run_cli
+from tests.pg import PG_URL
 
 
 @pytest.fixture
@@ -181,13 +180,11 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
         yield store
         store.close()
         return
-    schema = f"cust_{uuid.uuid4().hex[:12]}"
-    store = open_storage(PG_URL, schema)
+    store = open_storage(PG_URL, request.getfixturevalue("pg_schema"))
     try:
         yield store
     finally:
         store.close()
-        drop_schema(schema)
 
 
 def test_nonces_are_handed_out_once_each_under_concurrent_threads(storage: Storage) -> None:
@@ -234,12 +231,11 @@ def test_a_transaction_inside_another_joins_it(storage: Storage) -> None:
             assert bytes(inner.fetchone()[0]) == b"1"  # the outer's uncommitted row
             inner.execute("INSERT INTO engine_meta (key, value) VALUES (%s, %s)",
                           ("inner", b"2"))
-    with pytest.raises(_Rollback):
-        with storage.transaction() as cur:
-            cur.execute("DELETE FROM engine_meta WHERE key = %s", ("outer",))
-            with storage.transaction() as inner:
-                inner.execute("DELETE FROM engine_meta WHERE key = %s", ("inner",))
-            raise _Rollback
+    with pytest.raises(_Rollback), storage.transaction() as cur:
+        cur.execute("DELETE FROM engine_meta WHERE key = %s", ("outer",))
+        with storage.transaction() as inner:
+            inner.execute("DELETE FROM engine_meta WHERE key = %s", ("inner",))
+        raise _Rollback
     with storage.transaction() as cur:
         cur.execute("SELECT key FROM engine_meta WHERE key IN (%s, %s) ORDER BY key",
                     ("inner", "outer"))
