@@ -1,18 +1,25 @@
-"""Fixtures shared by the integration tests: a real devnet (anvil + CIC contracts).
+"""Fixtures shared by the integration tests: a real devnet (anvil + CIC contracts), fresh
+PostgreSQL schemas, a metadata server and the USSD stack (gateway, engine, metadata server).
 
 Every devnet runs on a free port in the test's temporary directory and is stopped by pid
-afterwards, so any number can run at once.
+afterwards, so any number can run at once; every schema is one nobody used, dropped after.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from cic_devnet.devnet import Devnet, devnet_up
+from cic_devnet.meta.process import MetaServerProcess, start_meta_server
 from cic_seeding.config import Settings, load_settings
+from tests.pg import fresh_schema
+
+if TYPE_CHECKING:
+    from tests.ussd.world import Stack
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +50,40 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
 def module_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     """One devnet shared by a module's tests (they must not depend on each other's users)."""
     yield from start_devnet(tmp_path_factory.mktemp("devnet"))
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name for one test, dropped after it (tests/pg.py)."""
+    with fresh_schema() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema name shared by a module's tests, dropped after them."""
+    with fresh_schema() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def meta(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MetaServerProcess]:
+    """A metadata server on SQLite shared by a module's tests (they use distinct pointers)."""
+    server = start_meta_server(db=str(tmp_path_factory.mktemp("meta") / "meta.db"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(module_devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The USSD gateway with its custodial engine and metadata server on the module's devnet
+    (tests/ussd/world.py), shared by a module's tests (they use distinct phones)."""
+    from tests.ussd.world import Stack
+
+    with Stack.running(module_devnet, tmp_path_factory.mktemp("ussd")) as s:
+        yield s
 
 
 def devnet_settings(devnet: Devnet, data_dir: Path, **flags: object) -> Settings:

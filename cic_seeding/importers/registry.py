@@ -9,6 +9,7 @@ Register one in your package's ``pyproject.toml``::
 from __future__ import annotations
 
 import difflib
+import inspect
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING
 
@@ -47,4 +48,20 @@ def get_importer(name: str) -> type[Importer]:
                             ) from exc
     if not (isinstance(cls, type) and issubclass(cls, Importer)):
         raise ImporterError(f"importer {name!r} ({eps[name].value}) is not an Importer subclass")
+    missing = unimplemented(cls)
+    if missing:  # refused here, not with a TypeError when the first run constructs it
+        raise ImporterError(
+            f"importer {name!r} ({eps[name].value}) does not implement {', '.join(missing)}",
+            hint=f"{cls.__module__}.{cls.__qualname__} must define every abstract method of "
+            "cic_seeding.importers.base.Importer; ask its author for a fixed version")
     return cls
+
+
+def unimplemented(cls: type) -> list[str]:
+    """The abstract methods ``cls`` leaves unimplemented, in the order they are declared
+    (the base class's first)."""
+    if not inspect.isabstract(cls):
+        return []
+    abstract = set(getattr(cls, "__abstractmethods__", ()))
+    ordered = [n for klass in reversed(cls.__mro__) for n in vars(klass) if n in abstract]
+    return list(dict.fromkeys(ordered + sorted(abstract)))

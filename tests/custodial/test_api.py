@@ -39,7 +39,6 @@ from cic_seeding.importers import cic_eth
 from cic_seeding.verify.base import CheckContext, VerifyUser
 from cic_seeding.verify.checks.custodial import CustodialKeyCheck
 from tests.custodial.world import (
-    PG_URL,
     Harness,
     make_data,
     purge_queue,
@@ -47,6 +46,7 @@ from tests.custodial.world import (
     wait_for,
 )
 from tests.helpers import run_cli
+from tests.pg import PG_URL
 
 
 @pytest.fixture(scope="module")

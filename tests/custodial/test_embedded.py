@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,14 +29,13 @@ from cic_seeding.sync.syncer import SyncOptions
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.conftest import devnet_settings, start_devnet
 from tests.custodial.world import (
-    PG_URL,
     assert_each_paid_once,
-    drop_schema,
     make_data,
     read_custodial_ledger,
     run_import,
 )
 from tests.helpers import run_cli
+from tests.pg import PG_URL
 
 
 @pytest.fixture
@@ -182,13 +180,11 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
         yield store
         store.close()
         return
-    schema = f"cust_{uuid.uuid4().hex[:12]}"
-    store = open_storage(PG_URL, schema)
+    store = open_storage(PG_URL, request.getfixturevalue("pg_schema"))
     try:
         yield store
     finally:
         store.close()
-        drop_schema(schema)
 
 
 def test_nonces_are_handed_out_once_each_under_concurrent_threads(storage: Storage) -> None:

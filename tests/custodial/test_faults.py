@@ -17,7 +17,6 @@ from cic_seeding.importers.base import ImportResult
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
 from tests.custodial.world import (
-    PG_URL,
     Background,
     CustodialLedger,
     Harness,
@@ -28,6 +27,7 @@ from tests.custodial.world import (
     run_import,
     wait_for,
 )
+from tests.pg import PG_URL
 
 USERS = 150
 

@@ -21,7 +21,6 @@ from cic_seeding.sync.syncer import SyncOptions
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.conftest import devnet_settings, start_devnet
 from tests.custodial.world import (
-    PG_URL,
     REDIS_URL,
     assert_each_paid_once,
     assert_engine_signed_the_balances,
@@ -31,19 +30,8 @@ from tests.custodial.world import (
     run_import,
 )
 from tests.helpers import run_cli, run_script
-
-
-def _sql(schema: str, query: str) -> list[tuple[object, ...]]:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_URL)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'SET search_path TO "{schema}"')
-            cur.execute(query)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+from tests.pg import PG_URL
+from tests.pg import sql_in as _sql
 
 
 def test_100_users_through_two_workers_every_check_passes(tmp_path: Path,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import threading
@@ -32,24 +31,11 @@ from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.cic_eth import CicEthImporter
 from cic_seeding.state import FUND, norm, open_state_store
 from tests.conftest import devnet_settings
+from tests.pg import PG_URL, sql_in
 
-PG_URL = os.environ.get("CIC_TEST_PG_URL",
-                        "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 #: topic 0 of ERC20 ``Transfer(address,address,uint256)``
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-
-
-def drop_schema(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_URL)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        conn.close()
 
 
 def deployer(devnet: Devnet) -> ChainClient:
@@ -281,20 +267,6 @@ def assert_engine_signed_the_balances(settings: Settings, schema: str) -> None:
     senders = {"0x" + log["topics"][1][-40:] for rc in receipts.values() for log in rc.logs
                if log["topics"][0] == TRANSFER_TOPIC}
     assert len(receipts) == len(paid) and senders == {signer}
-
-
-def sql_in(schema: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Rows of ``query`` in the engine's PostgreSQL schema ``schema``."""
-    import psycopg2
-
-    conn = psycopg2.connect(PG_URL)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(f'SET search_path TO "{schema}"')
-            cur.execute(query, params)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:

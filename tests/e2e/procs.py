@@ -1,4 +1,5 @@
-"""Running the ``eth/seed.py`` / ``eth/sync.py`` scripts as a user would, and killing them.
+"""Running the ``eth/seed.py`` / ``eth/sync.py`` scripts (or ``cic-seed`` itself, :data:`CLI`)
+as a user would, and killing them.
 
 Each script runs in its own session (process group), so ``kill -9`` reaches the keyfile worker
 processes too, and output goes to files (a full pipe can never stall a run). Waiting is on
@@ -23,6 +24,8 @@ from typing import Any, TypeVar
 from cic_devnet.devnet import Devnet
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The ``script`` that runs ``cic-seed ARGS`` itself (the console entry point's module).
+CLI = "cic-seed"
 T = TypeVar("T")
 
 
@@ -75,13 +78,16 @@ _runs = 0
 
 
 def start(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Script:
-    """Start ``ROOT/script ARGS`` in ``cwd`` (no config file there) in a new session."""
+    """Start ``ROOT/script ARGS`` (``cic-seed ARGS`` for :data:`CLI`) in ``cwd`` (no config
+    file there) in a new session."""
     global _runs
     _runs += 1
     name = Path(script).stem
     out, err = cwd / f"{name}-{_runs}.out", cwd / f"{name}-{_runs}.err"
+    command = ([sys.executable, "-m", "cic_seeding.cli.main"] if script == CLI
+               else [sys.executable, str(ROOT / script)])
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd,
+        proc = subprocess.Popen([*command, *args], cwd=cwd,
                                 env=env or clean_env(), stdin=subprocess.DEVNULL, stdout=fo,
                                 stderr=fe, start_new_session=True)
     return Script(proc, out, err)

@@ -109,7 +109,7 @@ from tests.faults._chain import network, registered, token_balances
 from tests.faults._fs import full_disk, read_only
 from tests.generate._incli import InCli, Run
 from tests.helpers import free_port, the_error_line
-from tests.meta.conftest import PG_URL
+from tests.pg import PG_URL
 
 COUNT = 8
 VICTIM = 3  # index of the user a per-user corruption hits

@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cic_devnet.meta.process import MetaServerProcess, start_meta_server
-
-PG_URL = os.environ.get("CIC_TEST_PG_URL",
-                        "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
-
-
-def drop_schema(name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(PG_URL)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        conn.close()
+from tests.pg import PG_URL, fresh_schema
 
 
 def _store(kind: str, directory: Path) -> Iterator[tuple[str, str | None]]:
@@ -32,11 +16,8 @@ def _store(kind: str, directory: Path) -> Iterator[tuple[str, str | None]]:
     if kind == "sqlite":
         yield str(directory / "meta.db"), None
         return
-    schema = f"meta_{uuid.uuid4().hex[:12]}"
-    try:
+    with fresh_schema("meta") as schema:
         yield PG_URL, schema
-    finally:
-        drop_schema(schema)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -26,10 +26,10 @@ TARGET_CHAIN = "evm:byzantium:5050:devnet"
 COUNT = 300
 
 
-def imported_datadir(root: Path, count: int = COUNT) -> DataDir:
+def imported_datadir(root: Path, count: int = COUNT, seed: int = 7) -> DataDir:
     """Generated users 'imported' as a chain importer leaves them: every third one custodial
-    (a new target address), the rest sovereign (same address); a few not imported at all."""
-    generate(GenerateOptions(directory=root, count=count, seed=7, workers=1,
+    (a new target address), the rest sovereign (same address)."""
+    generate(GenerateOptions(directory=root, count=count, seed=seed, workers=1,
                              tags=("individual", "food")))
     data = DataDir(root)
     chain = ChainSpec.parse(TARGET_CHAIN)

@@ -14,8 +14,9 @@ from cic_seeding.state import open_state_store
 from cic_seeding.ussd.pins import check_pin, seeded_language, seeded_pin
 from cic_seeding.ussd.texts import is_locked
 from cic_seeding.verify import VerifyOptions, run_verify
-from tests.custodial.world import PG_URL, make_data
+from tests.custodial.world import make_data
 from tests.helpers import run_cli, run_script
+from tests.pg import PG_URL
 from tests.ussd.world import Stack
 
 USERS = 12

@@ -4,7 +4,6 @@ each a real process with its own PostgreSQL schema, queue and files; stopped by 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.pointers import phone_pointer
 from cic_seeding.ussd.client import Screen, UssdClient
 from tests.conftest import devnet_settings
-from tests.custodial.world import PG_URL, REDIS_URL, Harness, drop_schema
+from tests.custodial.world import REDIS_URL, Harness
+from tests.pg import PG_URL, fresh_schema, sql_in
 
 PIN_ROUNDS = 4  # the bcrypt minimum: tests hash many PINs
 
@@ -38,31 +38,29 @@ class Stack:
     @classmethod
     @contextmanager
     def running(cls, devnet: Devnet, root: Path) -> Iterator[Stack]:
-        cust_schema, schema = f"cust_{uuid.uuid4().hex[:12]}", f"ussd_{uuid.uuid4().hex[:12]}"
-        harness = Harness.prepare(devnet, root, cust_schema)
-        meta: MetaServerProcess | None = None
-        gateway: GatewayProcess | None = None
-        stack: Stack | None = None
-        try:
-            harness.start(1, concurrency=8)
-            meta = start_meta_server(db=str(root / "meta.db"))
-            gateway = start_gateway(GatewayOptions(
-                db=PG_URL, schema=schema, redis=REDIS_URL, broker=harness.broker_url,
-                queue=harness.setup.queue, meta_url=meta.url, meta_token=meta.token,
-                chain_spec=devnet.info["chain_spec"], pin_rounds=PIN_ROUNDS),
-                log_file=str(root / "gateway.log"), log_level="info")
-            stack = cls(devnet, harness, meta, gateway, schema)
-            yield stack
-        finally:
-            if stack is not None and stack.gateway is not gateway:
-                stack.gateway.stop()  # a test restarted it
-            if gateway is not None:
-                gateway.stop()
-            if meta is not None:
-                meta.stop()
-            harness.stop()
-            drop_schema(cust_schema)
-            drop_schema(schema)
+        with fresh_schema("cust") as cust_schema, fresh_schema("ussd") as schema:
+            harness = Harness.prepare(devnet, root, cust_schema)
+            meta: MetaServerProcess | None = None
+            gateway: GatewayProcess | None = None
+            stack: Stack | None = None
+            try:
+                harness.start(1, concurrency=8)
+                meta = start_meta_server(db=str(root / "meta.db"))
+                gateway = start_gateway(GatewayOptions(
+                    db=PG_URL, schema=schema, redis=REDIS_URL, broker=harness.broker_url,
+                    queue=harness.setup.queue, meta_url=meta.url, meta_token=meta.token,
+                    chain_spec=devnet.info["chain_spec"], pin_rounds=PIN_ROUNDS),
+                    log_file=str(root / "gateway.log"), log_level="info")
+                stack = cls(devnet, harness, meta, gateway, schema)
+                yield stack
+            finally:
+                if stack is not None and stack.gateway is not gateway:
+                    stack.gateway.stop()  # a test restarted it
+                if gateway is not None:
+                    gateway.stop()
+                if meta is not None:
+                    meta.stop()
+                harness.stop()
 
     def restart_gateway(self) -> None:
         self.gateway = self.gateway.restart()
@@ -84,16 +82,7 @@ class Stack:
             "ussd_db_schema": self.schema, **flags})
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg2
-
-        conn = psycopg2.connect(PG_URL)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f'SET search_path TO "{self.schema}"')
-                cur.execute(query, params)
-                return list(cur.fetchall())
-        finally:
-            conn.close()
+        return sql_in(self.schema, query, params)
 
     def address_of(self, phone: str, timeout: float = 60) -> str:
         """Wait until the metadata server has the phone pointer; the address it names."""
