@@ -6,6 +6,7 @@ See ``test_syncer.py`` for how payments are read back from the chain.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from pathlib import Path
 
@@ -13,8 +14,10 @@ import pytest
 
 from cic_devnet import anvil
 from cic_devnet.devnet import Devnet
+from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX
 from cic_seeding.state import Status
+from cic_seeding.sync.run import run_sync
 from tests.sync.rpc_proxy import RpcProxy
 from tests.sync.world import (
     World,
@@ -149,7 +152,13 @@ def test_dropped_payment_is_resent_byte_for_byte(devnet: Devnet, proxy: RpcProxy
             dropped.append(str(h))
 
     proxy.before_mine = drop_recorded
-    result = world.sync(batch_size=100)
+    # each signature of the syncer's gets a gas price of its own: a payment signed again would
+    # have other bytes, so a dropped hash is mined only if the recorded bytes are sent again
+    network = connect(world.settings)
+    prices = itertools.count(network.client.gas_price())
+    network.client.gas_price = lambda: next(prices)  # type: ignore[method-assign]
+    result = run_sync(world.settings, "eth", world.sync_options(batch_size=100),
+                      network=network)
 
     assert result.ok and result.done == 10, result.render_text()
     assert len(dropped) == 30
