@@ -6,7 +6,6 @@ See ``test_syncer.py`` for how payments are read back from the chain.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from pathlib import Path
 
@@ -14,10 +13,8 @@ import pytest
 
 from cic_devnet import anvil
 from cic_devnet.devnet import Devnet
-from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX
 from cic_seeding.state import Status
-from cic_seeding.sync.run import run_sync
 from tests.sync.rpc_proxy import RpcProxy
 from tests.sync.world import (
     World,
@@ -80,7 +77,7 @@ def test_reorg_moving_registrations_rolls_back_and_pays_once(
     assert set(world.native(world.users).values()) == {0}
     caplog.set_level(logging.INFO, logger="cic_seeding.sync.syncer")
 
-    result = world.sync(timeout=20)
+    result = world.sync(world.signing_anew_changes_bytes(), timeout=20)
 
     assert result.ok and result.done == 11 and result.reorgs == 1, result.render_text()
     # the first range read was [start, start + 4): its hash, of block start + 3, is the
@@ -91,7 +88,9 @@ def test_reorg_moving_registrations_rolls_back_and_pays_once(
     assert_paid_once(world, world.users)
     after = {(p.address, p.kind): p for p in world.ledger()}
     resent = [k for k, p in before.items() if after[k].tx_hash == p.tx_hash]
-    assert resent, "no payment of a dropped block was re-sent byte for byte"
+    # the late user's registration and its 3 payments (planned and sent first in the round
+    # that rolled back) took 4 of the old payments' nonces: those 4 were signed again
+    assert len(resent) == 26, "payments of dropped blocks re-sent byte for byte"
     # a payment signed again had lost its nonce to another transaction of the new chain
     taken = {nonce + 10} | {p.nonce for k, p in after.items() if k[0] == late}
     assert {before[k].nonce for k in before if k not in resent} <= taken
@@ -152,13 +151,8 @@ def test_dropped_payment_is_resent_byte_for_byte(devnet: Devnet, proxy: RpcProxy
             dropped.append(str(h))
 
     proxy.before_mine = drop_recorded
-    # each signature of the syncer's gets a gas price of its own: a payment signed again would
-    # have other bytes, so a dropped hash is mined only if the recorded bytes are sent again
-    network = connect(world.settings)
-    prices = itertools.count(network.client.gas_price())
-    network.client.gas_price = lambda: next(prices)  # type: ignore[method-assign]
-    result = run_sync(world.settings, "eth", world.sync_options(batch_size=100),
-                      network=network)
+    # signed again, a payment would have other bytes: a dropped hash mined proves a resend
+    result = world.sync(world.signing_anew_changes_bytes(), batch_size=100)
 
     assert result.ok and result.done == 10, result.render_text()
     assert len(dropped) == 30

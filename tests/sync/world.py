@@ -7,6 +7,7 @@ token ``Transfer`` (and ``Mint``) events per recipient, native balances for the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import Counter
@@ -183,8 +184,18 @@ class World:
     def sync_options(self, **options: Any) -> SyncOptions:
         return SyncOptions(**{"timeout": 60.0, "poll": 0.02, **self.options, **options})
 
-    def sync(self, **options: Any) -> SyncResult:
-        return run_sync(self.settings, "eth", self.sync_options(**options), mint=self.mint)
+    def sync(self, network: CicNetwork | None = None, **options: Any) -> SyncResult:
+        return run_sync(self.settings, "eth", self.sync_options(**options), mint=self.mint,
+                        network=network)
+
+    def signing_anew_changes_bytes(self) -> CicNetwork:
+        """A network for the syncer on which every signature gets a gas price of its own (one
+        wei more each time): a payment signed again never has its earlier bytes, so a recorded
+        hash mined later proves the recorded bytes were sent again."""
+        network = connect(self.settings)
+        prices = itertools.count(network.client.gas_price())
+        network.client.gas_price = lambda: next(prices)  # type: ignore[method-assign]
+        return network
 
     def expected(self, user: str) -> dict[str, int]:
         """Payment kind -> amount owed to ``user``."""
