@@ -195,19 +195,28 @@ class Syncer:
         if cursor.next_block >= end:
             return 0
         planned = 0
-        for _, stop, logs in self.reader.read(cursor.next_block, end):
+        for start, stop, logs in self.reader.read(cursor.next_block, end):
             ours = [(b, norm(a)) for b, a in logs if norm(a) in self.users]
             items, paid = self._plan(ours)
-            last_hash = self.chain.block_hashes([stop - 1])
+            hashes = self.chain.block_hashes(self._kept_blocks(start, stop))
             with self.store.transaction():
                 planned += self.store.plan_payments(self.importer, items)
                 self._record_prepaid(paid)
-                self.store.advance_cursor(self.importer, self.chain.chain_key, stop, last_hash)
+                self.store.advance_cursor(self.importer, self.chain.chain_key, stop, hashes)
             if self.stop.is_set():
                 break
         self.result.next_block = self.store.cursor(
             self.importer, self.chain.chain_key).next_block  # type: ignore[union-attr]
         return planned or 1
+
+    def _kept_blocks(self, start: int, stop: int) -> list[int]:
+        """The blocks whose hashes the cursor keeps for the range ``[start, stop)``: its last,
+        and one below the rest of it (the block before it, or for a range longer than the store
+        keeps hashes of, the lowest kept). A reorg inside the range then mismatches a hash
+        above a matching one, and :func:`rewind_point` rewinds to the range's start (with only
+        the last hash it would resume at the last block, missing what changed below it)."""
+        below = max(start - 1, stop - self.store.KEEP_HASHES)
+        return sorted({n for n in (below, stop - 1) if n >= 0})
 
     def _plan(self, registrations: Sequence[tuple[int, str]]
               ) -> tuple[list[tuple[str, str, int]], dict[str, tuple[int, str, int]]]:
