@@ -13,6 +13,7 @@ saying so (no request sent).
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,10 @@ from cic_seeding.remote import RPC_NODE, AttemptFailed, BreakerPolicy, Remote, R
 Request = tuple[str, Sequence[Any]]
 
 _TRANSIENT_CODES = {-32005, 429}  # limit exceeded / rate limited, as some providers answer
+# -32005 also answers a log query whose result set is too large ("query returned more than
+# 10000 results"): that is the caller's to split, not a rate limit to wait out.
+_TOO_MANY_RESULTS = re.compile(r"query returned more than|block range|range is too large|"
+                               r"response size", re.IGNORECASE)
 
 
 class NodeError(RpcError):
@@ -139,7 +144,8 @@ class JsonRpc:
             raise RpcError(f"RPC {self.url} answered {what} with something that is not JSON "
                            f"({response.text[:80]!r})") from None
         if isinstance(answer, dict) and isinstance(answer.get("error"), dict) and \
-                answer["error"].get("code") in _TRANSIENT_CODES:
+                answer["error"].get("code") in _TRANSIENT_CODES and \
+                not _TOO_MANY_RESULTS.search(str(answer["error"].get("message", ""))):
             message = answer["error"].get("message")
             raise _unavailable(f"RPC {self.url} is rate limiting: {message}",
                                f"rate limited: {message}")

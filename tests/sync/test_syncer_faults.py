@@ -176,6 +176,10 @@ REFUSALS = {
                (-32602, "eth_getLogs is limited to a 4 block range")),
     "results": (dict(max_log_results=4),
                 (-32602, "query returned more than 4 results")),
+    # Infura's own words and code: -32005 is also its rate-limit code, so this one must be
+    # told apart from a rate limit (split the range, do not wait and retry)
+    "infura": (dict(max_log_results=4),
+               (-32005, "query returned more than 4 results")),
 }
 
 
