@@ -1,9 +1,10 @@
 """The one typed settings object and where each value came from.
 
 Precedence, highest first: command-line flag > environment variable > config file > devnet
-file > default. Every key is declared once, in :class:`Settings`, with its environment variable
-and help text; ``cic-seed config show`` and the README's table are generated from these
-declarations.
+file > default. A fact a caller knows ranks just above the devnet file
+(:meth:`Settings.with_fact`: the chain spec of the data directory's manifest). Every key is
+declared once, in :class:`Settings`, with its environment variable and help text;
+``cic-seed config show`` and the README's table are generated from these declarations.
 
 A devnet directory (``devnet_dir``: ``--devnet DIR`` / ``CIC_DEVNET_DIR``) holds ``devnet.json``,
 written by ``cic-seed devnet up``/``deploy``::
@@ -69,7 +70,8 @@ class Settings:
                          "data directory written by generate, read by the rest")
     chain_spec: str = _key(
         "evm:byzantium:8996:bloxberg", "CIC_CHAIN_SPEC",
-        "chain the users are generated for / imported into: engine:fork:network_id:common_name")
+        "chain the users are generated for / imported into: engine:fork:network_id:common_name "
+        "(-i; default: the data directory's manifest, else the devnet's)")
     devnet_dir: str | None = _key(
         None, "CIC_DEVNET_DIR",
         "devnet directory (--devnet): its devnet.json gives every chain and service setting "
@@ -238,6 +240,16 @@ class Settings:
             str(getattr(self, f.name)) for f in settings_fields()
             if f.metadata["secret"] and getattr(self, f.name)
         ]
+
+    def with_fact(self, name: str, value: Any, source: str) -> Settings:
+        """A copy with ``value`` for setting ``name``, from ``source``, unless a flag, an
+        environment variable or a config file gives the setting: a fact that a caller knows
+        (the data directory's manifest knows the chain its users were made for) ranks above
+        the devnet file and the default, below everything a user says."""
+        current = self.source_of(name)
+        if current != SOURCE_DEFAULT and not self.from_devnet(name):
+            return self
+        return _apply(self, {name: value}, source)
 
     def replace(self, **flags: Any) -> Settings:
         """A copy with ``flags`` (those not None) applied at flag precedence.

@@ -1,13 +1,30 @@
-"""``cic-seed doctor``: is everything the importers need there? One line per check."""
+"""``cic-seed doctor``: is everything the importers need there? One line per check.
+
+A failed check names the broken part and what to do. The checks read what the run will use:
+the node and its chain id (against the chain spec: the data directory's manifest's unless one
+is given), the registry and its entries, the token, the signer (a writer of the AccountsIndex,
+gas, tokens), the faucet (its token, payout, funds and whether it takes the signer's
+``giveTo``), and each configured service: metadata server, custodial engine, USSD gateway.
+
+The faucet is read as the published CIC faucet (erc20-faucet 0.8) and ours both behave:
+ours admits only writers to ``giveTo`` and counts its owner as one; the published one admits
+any caller to ``giveTo`` (the recipient must be registered and unpaid) and keeps writers in an
+``isWriter`` mapping that leaves out its ``owner()``. So the signer may pay from a faucet it
+is a writer or the owner of, or one whose ``giveTo`` refuses a probe only for its recipient.
+"""
 
 from __future__ import annotations
 
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from cic_seeding.chain.connect import connect
-from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN, CicNetwork
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN, CicNetwork, Token
+from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
+from cic_seeding.datadir import dataset_settings
 from cic_seeding.errors import CicSeedError
 from cic_seeding.records.chainspec import ChainSpec
 
@@ -44,8 +61,17 @@ def _run(findings: list[Finding], check: str, fn: Callable[[], str]) -> bool:
 
 
 def doctor(settings: Settings) -> DoctorResult:
-    """Run every check it can; a failed step skips the checks that depend on it."""
+    """Run every check it can; a failed step skips the checks that depend on it. The chain
+    spec is the data directory's (``settings.data_dir``) unless given."""
+    settings = dataset_settings(settings)
     findings: list[Finding] = []
+    _chain(findings, settings)
+    _services(findings, settings)
+    return DoctorResult(findings)
+
+
+def _chain(findings: list[Finding], settings: Settings) -> None:
+    """The node, the registry, the token, the signer and the faucet."""
     holder: dict[str, CicNetwork] = {}
 
     def rpc() -> str:
@@ -53,47 +79,51 @@ def doctor(settings: Settings) -> DoctorResult:
         return f"{holder['net'].client.rpc.url} answers, head block {holder['net'].client.head()}"
 
     if not _run(findings, "rpc", rpc):
-        return DoctorResult(findings)
+        return
     net = holder["net"]
-    client = net.client
-    _run(findings, "chain id", lambda: _chain_id(settings, client.chain_id))
+    _run(findings, "chain id", lambda: _chain_id(settings, net))
     if not _run(findings, "registry", lambda: _registry(net)):
-        return DoctorResult(findings)
-    for name in REQUIRED:
-        _run(findings, f"registry {name}", lambda n=name: net.resolve(n))  # type: ignore[misc]
-    _run(findings, "token", lambda: _token(net, settings.token_symbol))
+        return
+    found = {name: _run(findings, f"registry {name}", lambda n=name: net.resolve(n))  # type: ignore[misc]
+             for name in REQUIRED}
+    found["token"] = _run(findings, "token", lambda: _token(net, settings.token_symbol))
     if not settings.keyfile:
         findings.append(Finding("signer", False, "no keyfile given (-y KEYFILE or --devnet)"))
-        return DoctorResult(findings)
+        return
     if not _run(findings, "signer", lambda: _signer(settings, holder)):
-        return DoctorResult(findings)
+        return
     signed = holder["signed"]
     me = signed.client.signer.address  # type: ignore[union-attr]
-    _run(findings, "signer writes AccountsIndex",
-         lambda: _writer(signed, net.accounts_index, me, "AccountsIndex"))
-    _run(findings, "signer writes Faucet", lambda: _writer(signed, net.faucet, me, "faucet"))
+    # a check whose contract did not resolve above is left out: it would only say so again
+    if found["AccountRegistry"]:
+        _run(findings, "signer writes AccountsIndex",
+             lambda: _writer(signed, net.accounts_index, me, "AccountsIndex"))
+    if found["Faucet"] and found["token"]:
+        _run(findings, "signer pays from Faucet",
+             lambda: _faucet(signed, me, settings.token_symbol))
     _run(findings, "signer gas", lambda: _gas(signed, me))
-    _run(findings, "signer tokens", lambda: _tokens(signed, me, settings.token_symbol))
-    _services(findings, settings)
-    return DoctorResult(findings)
+    if found["token"]:
+        _run(findings, "signer tokens", lambda: _tokens(signed, me, settings.token_symbol))
 
 
 def _services(findings: list[Finding], settings: Settings) -> None:
-    """Each configured devnet service answers (metadata server, custodial engine)."""
+    """Each configured service answers (metadata server, custodial engine, USSD gateway)."""
     from cic_seeding.custodial import unconfigured
+    from cic_seeding.ussd.client import ussd_endpoint
 
     if settings.meta_url:
         _run(findings, "metadata server", lambda: _meta(settings))
     if unconfigured(settings) is None:
         _run(findings, "custodial engine", lambda: _engine(settings))
+    if ussd_endpoint(settings) is not None:
+        _run(findings, "USSD gateway", lambda: _ussd(settings))
 
 
-def _chain_id(settings: Settings, chain_id: int) -> str:
+def _chain_id(settings: Settings, net: CicNetwork) -> str:
     spec = ChainSpec.parse(settings.chain_spec)
-    if chain_id != spec.network_id:
-        raise CicSeedError(f"the node's chain id is {chain_id}, the chain spec {spec} says "
-                           f"{spec.network_id}", hint="fix --chain-spec / CIC_CHAIN_SPEC")
-    return f"{chain_id} matches {spec}"
+    source = settings.source_of("chain_spec")
+    net.check_chain_id(spec, source)
+    return f"{spec.network_id} matches {spec} (from {source})"
 
 
 def _registry(net: CicNetwork) -> str:
@@ -148,15 +178,99 @@ def _engine(settings: Settings) -> str:
     return f"{client.describe()} answers ({', '.join(f'{k}={v}' for k, v in status.items())})"
 
 
-def _meta(settings: Settings) -> str:
-    import requests
+#: Recipient of the faucet probe: an address no key is known for, so never a registered user
+#: (were it one, the probe would pass, which is as good).
+PROBE_RECIPIENT = "0x00000000000000000000000000000000c1c5d0c7"
+#: A revert reason that says the caller may not (ours: "Writable: caller is not a writer").
+_ACCESS_REFUSED = re.compile(r"writer|owner|access|ERR_AXX|unauthori[sz]ed|not allowed", re.I)
 
+
+def _faucet(net: CicNetwork, me: str, symbol: str | None) -> str:
+    """The faucet pays the run's token, holds at least one payout and takes the signer's
+    ``giveTo``."""
+    faucet, token = net.faucet, net.token(symbol)
+    paid_token, amount = net.client.call_many([(faucet, FAUCET.fn("token"), ()),
+                                               (faucet, FAUCET.fn("tokenAmount"), ())])
+    if isinstance(paid_token, Exception) or isinstance(amount, Exception):
+        raise CicSeedError(f"the registry's Faucet {faucet} does not answer token() and "
+                           "tokenAmount(): it is no ERC20Faucet",
+                           hint="register a faucet under 'Faucet' in the registry")
+    if paid_token.lower() != token.address.lower():
+        return f"{faucet} pays another token ({paid_token}): no faucet payouts in {token.symbol}"
+    if amount == 0:
+        return f"{faucet} pays 0 {token.symbol} (tokenAmount() is 0): no faucet payouts"
+    held = net.client.call(token.address, TOKEN.fn("balanceOf"), faucet)
+    if held < amount:
+        raise CicSeedError(
+            f"the faucet {faucet} holds {_units(held, token)}, less than one payout of "
+            f"{_units(amount, token)}", hint=f"transfer or mint {token.symbol} to the faucet")
+    return (f"{faucet} pays {_units(amount, token)} a user and holds {held // amount:,} "
+            f"payouts; {_faucet_access(net, faucet, me)}")
+
+
+def _faucet_access(net: CicNetwork, faucet: str, me: str) -> str:
+    writer, owner = net.client.call_many([(faucet, FAUCET.fn("isWriter"), (me,)),
+                                          (faucet, FAUCET.fn("owner"), ())])
+    if writer is True:
+        return "the signer is a writer"
+    if isinstance(owner, str) and owner.lower() == me.lower():
+        return "the signer is its owner"
+    reason = net.client.revert_reason(Call(faucet, FAUCET.encode("giveTo", PROBE_RECIPIENT),
+                                           gas=200_000)).removeprefix(": ")
+    if reason and _ACCESS_REFUSED.search(reason):
+        who = f"its owner {owner}" if isinstance(owner, str) else "its owner"
+        raise CicSeedError(f"{me} may not call giveTo on the faucet {faucet} ({reason})",
+                           hint=f"ask {who} to call addWriter({me}), or sign with a writer")
+    if reason:
+        return f"its giveTo takes any caller (a probe was refused only for its recipient: " \
+               f"{reason})"
+    return "its giveTo takes the signer (a probe went through)"
+
+
+def _units(amount: int, token: Token) -> str:
+    return f"{amount / 10**token.decimals:,.{min(token.decimals, 2)}f} {token.symbol}"
+
+
+def _meta(settings: Settings) -> str:
     from cic_seeding.importers.meta import meta_client
 
-    with meta_client(settings) as client:
-        url = client.url
+    with meta_client(settings, retries=1) as client:
+        try:
+            client.get("0" * 64)
+        except CicSeedError as exc:
+            raise CicSeedError(
+                exc.message,
+                hint="start it (`cic-seed devnet up --meta`) or fix meta_url (CIC_META_URL); "
+                "without it the cic_meta importer and the metadata checks cannot run") from None
+        return f"{client.url} answers"
+
+
+def _ussd(settings: Settings) -> str:
+    """One protocol request a real gateway answers without making anything: a new session with
+    no phone number (a gateway creates an account for a new phone number that dials it, so
+    doctor dials from none). Any ``CON``/``END`` answer shows the protocol is spoken there; one
+    that names the service code says the gateway does not serve ours."""
+    import requests
+
+    from cic_seeding.ussd.client import ussd_endpoint
+
+    endpoint = ussd_endpoint(settings)
+    assert endpoint is not None
+    start = "start it (`cic-seed devnet up --ussd`) or fix ussd_url (CIC_USSD_URL)"
+    form = {"sessionId": f"cic-seed-doctor-{uuid.uuid4().hex[:12]}",
+            "serviceCode": endpoint.service_code, "phoneNumber": "", "text": ""}
     try:
-        requests.get(url.rstrip("/") + "/" + "0" * 64, timeout=settings.rpc_timeout)
+        response = requests.post(endpoint.url, data=form, timeout=settings.rpc_timeout)
     except requests.RequestException as exc:
-        raise CicSeedError(f"metadata server {url} does not answer: {exc}") from None
-    return f"{url} answers"
+        raise CicSeedError(f"the USSD gateway {endpoint.url} does not answer "
+                           f"({type(exc).__name__})", hint=start) from None
+    body = response.text.strip()
+    if response.status_code >= 500 or not body.startswith(("CON ", "END ")):
+        raise CicSeedError(f"{endpoint.url} answered {response.status_code} "
+                           f"{body[:120]!r}, not a USSD screen (CON/END)",
+                           hint=f"is ussd_url the gateway's callback URL? {start}")
+    if "service code" in body.lower():
+        raise CicSeedError(f"the USSD gateway {endpoint.url} refuses the service code "
+                           f"{endpoint.service_code}: {body[:160]!r}",
+                           hint="set ussd_service_code (CIC_USSD_SERVICE_CODE) to one it serves")
+    return f"{endpoint.url} answers the USSD protocol for {endpoint.service_code}"

@@ -15,13 +15,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cic_seeding.chain.connect import connect
+from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.nonce import is_nonce_error
 from cic_seeding.chain.registry import TOKEN, CicNetwork
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir
+from cic_seeding.datadir import DataDir, dataset_settings
 from cic_seeding.errors import DataDirError
 from cic_seeding.generate.keys import derive_private_key
 from cic_seeding.state import Payment, StateStore, Status, norm, open_state_store
@@ -161,7 +161,9 @@ def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
     """Send every row of transactions.csv not yet confirmed, in order; returns the tally."""
     started = time.monotonic()
     stop = stop or threading.Event()
+    settings = dataset_settings(settings)
     network = network or connect(settings, signer=False)
+    checked_chain(network, settings)
     with open_state_store(settings) as store, store.exclusive("traffic"):
         run = _Replay(settings, network, store, stop)
         store.plan_payments(LEDGER, [(s, _kind(i), a) for i, (s, _, a) in enumerate(run.rows)])

@@ -11,6 +11,7 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer, read_password
 from cic_seeding.config import MINING_AUTO, MINING_EXPLICIT, Settings
 from cic_seeding.errors import ConfigError, RpcError
+from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.remote import BreakerPolicy
 
 
@@ -54,6 +55,16 @@ def connect(settings: Settings, *, signer: bool = True) -> CicNetwork:
     return CicNetwork(client, settings.registry_address)
 
 
+def checked_chain(network: CicNetwork, settings: Settings) -> ChainSpec:
+    """The chain spec of ``settings``; ConfigError (one line naming both chain ids and where
+    the spec came from) if ``network``'s node is another chain."""
+    spec = ChainSpec.parse(settings.chain_spec)
+    network.check_chain_id(spec, settings.source_of("chain_spec"))
+    return spec
+
+
 def verify_chain(settings: Settings) -> NetworkReader:
     """The verifier's batched reader of the network and token the settings name."""
-    return NetworkReader(connect(settings, signer=False), settings.token_symbol)
+    network = connect(settings, signer=False)
+    checked_chain(network, settings)
+    return NetworkReader(network, settings.token_symbol)

@@ -82,16 +82,18 @@ class CicNetwork:
                 f"no contract at registry address {self.registry} on {self.client.rpc.url}",
                 hint="check -r / CIC_REGISTRY_ADDRESS (or --devnet DIR)")
 
-    def check_chain_id(self, spec: ChainSpec) -> None:
+    def check_chain_id(self, spec: ChainSpec, source: str | None = None) -> None:
         """ConfigError if the node is another chain than ``spec`` names (an importer would
-        otherwise write identities of the wrong chain)."""
+        otherwise write identities of the wrong chain, a syncer wait for registrations that
+        never come). ``source`` says where the spec came from (``manifest.json (DIR)``, ...)."""
         chain_id = self.client.chain_id
         if chain_id != spec.network_id:
+            where = f" (from {source})" if source else ""
             raise ConfigError(
                 f"the node at {self.client.rpc.url} has chain id {chain_id}, but the chain spec "
-                f"{spec} says {spec.network_id}",
-                hint="point --devnet / -p at the chain the spec names, or fix CIC_CHAIN_SPEC "
-                "(chain_spec in the config file)")
+                f"{spec}{where} says {spec.network_id}",
+                hint="point --devnet / -p at the chain the spec names, or name the node's chain "
+                "with -i / --chain-spec (CIC_CHAIN_SPEC)")
 
     def holdings(self) -> dict[str, str]:
         """Identifier -> address of everything the registry declares (zero if unset)."""

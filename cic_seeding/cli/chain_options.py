@@ -1,4 +1,5 @@
-"""Options every command that talks to a chain shares: ``--devnet DIR`` or ``-p/-r/-y``."""
+"""Options every command that talks to a chain shares: ``--devnet DIR`` or ``-p/-r/-y``, and
+``-i/--chain-spec`` (as the original CIC scripts spelled it)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-CHAIN_FLAGS = ("devnet_dir", "rpc_url", "registry_address", "keyfile", "token_symbol")
+CHAIN_FLAGS = ("devnet_dir", "rpc_url", "registry_address", "keyfile", "token_symbol",
+               "chain_spec")
 
 
 def chain_options(fn: F) -> F:
@@ -21,6 +23,9 @@ def chain_options(fn: F) -> F:
         click.option("-y", "--keyfile", "keyfile", help="v3 keyfile of the signer."),
         click.option("--token-symbol", "token_symbol",
                      help="Token to use (default: the registry's DefaultToken)."),
+        click.option("-i", "--chain-spec", "chain_spec", metavar="SPEC",
+                     help="Chain spec engine:fork:network_id:name of the node (default: the "
+                     "data directory's manifest, else the devnet's; setting chain_spec)."),
     ]):
         fn = decorator(fn)
     return fn

@@ -8,6 +8,7 @@ import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.config import describe, environment_table
+from cic_seeding.datadir import dataset_settings
 
 
 @cli.group("config")
@@ -36,7 +37,7 @@ def mask_url_password(value: str) -> str:
 @handles_errors
 def show(ctx: click.Context, verbose: int, quiet: bool) -> int:
     """Print every setting, its value (secrets and URL passwords masked) and its source."""
-    settings = settings_from(ctx, verbose, quiet)
+    settings = dataset_settings(settings_from(ctx, verbose, quiet))
     rows = describe(settings)
     width = max(len(name) for name, _, _ in rows)
     for name, value, source in rows:

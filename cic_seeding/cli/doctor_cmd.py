@@ -12,13 +12,16 @@ from cic_seeding.doctor import doctor
 
 
 @cli.command("doctor")
+@click.option("--dir", "data_dir",
+              help="Data directory whose manifest names the chain (default: setting data_dir).")
 @chain_options
 @verbosity_options
 @click.pass_context
 @handles_errors
-def doctor_command(ctx: click.Context, /, verbose: int, quiet: bool, **kw: Any) -> int:
+def doctor_command(ctx: click.Context, /, data_dir: str | None, verbose: int, quiet: bool,
+                   **kw: Any) -> int:
     """Check that the chain, registry, signer and services are ready; exit 1 if not."""
-    settings = settings_from(ctx, verbose, quiet, **chain_flags(kw))
+    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, **chain_flags(kw))
     result = doctor(settings)
     click.echo(result.render_text())
     return 0 if result.ok else 1

@@ -61,7 +61,8 @@ _NEGATIVE = re.compile(r"-\d+")
 @click.option("--gift-threshold", type=int,
               help="Largest opening balance, in whole token units. [100]")
 @click.option("--decimals", type=int, help="Token decimals. [6]")
-@click.option("--chain-spec", help="Chain the users are generated for. [setting chain_spec]")
+@click.option("-i", "--chain-spec", "chain_spec",
+              help="Chain the users are generated for. [setting chain_spec]")
 @click.option("--locale", help="Faker locale for names. [en_KE]")
 @click.option("--transactions", type=int, default=0, help="Transfer fixtures to write. [0]")
 @click.option("--epoch", type=int, help="Reference unix time for dates. [1700000000]")

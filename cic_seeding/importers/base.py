@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.datadir import DataDir, UserRow, dataset_settings
 from cic_seeding.errors import DataDirError, UsageError
 from cic_seeding.remote import RetryPolicy, Service
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
@@ -130,7 +130,7 @@ class Importer(abc.ABC):
     def __init__(self, settings: Settings, *, store: StateStore | None = None,
                  data: DataDir | None = None, progress: Progress | None = None,
                  stop: threading.Event | None = None) -> None:
-        self.settings = settings
+        settings = self.settings = dataset_settings(settings)
         self.data = data or DataDir(settings.data_dir)
         self._owns_store = store is None
         self.store = store or open_state_store(settings)

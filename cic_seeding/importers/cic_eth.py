@@ -31,14 +31,13 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from cic_seeding.chain.connect import connect
+from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.custodial import TASK_CREATE, CustodialClient, Reply, engine_client, engine_status
 from cic_seeding.datadir import UserRow
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
-from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
@@ -60,7 +59,7 @@ class CicEthImporter(Importer):
         super().__init__(settings, **kw)
         self.network = network or connect(settings, signer=False)
         self.client = client or engine_client(settings)
-        self.chain = ChainSpec.parse(settings.chain_spec)
+        self.chain = checked_chain(self.network, self.settings)  # first: another chain misleads
         self.index = self.network.accounts_index
         self.timeout = settings.custodial_timeout
         self.gas_gift = settings.gas_gift

@@ -27,7 +27,7 @@ from typing import Any
 
 from eth_utils import is_address, to_checksum_address
 
-from cic_seeding.chain.connect import connect
+from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
@@ -35,7 +35,6 @@ from cic_seeding.errors import CicSeedError, ImporterError
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.meta.client import MetaClient
-from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.pointers import phone_pointer
 from cic_seeding.records.vcard import decode_vcard
 from cic_seeding.remote import USSD_GATEWAY, poll
@@ -92,7 +91,7 @@ class CicUssdImporter(Importer):
         self.network = network or connect(settings, signer=False)
         self.client = client or UssdClient.from_settings(settings)
         self.meta = meta or meta_client(settings)
-        self.chain = ChainSpec.parse(settings.chain_spec)
+        self.chain = checked_chain(self.network, self.settings)  # first: another chain misleads
         self.index = self.network.accounts_index
         self.timeout = settings.ussd_max_wait
         self.concurrency = max(1, settings.ussd_concurrency)

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cic_seeding.chain import funder as batch
-from cic_seeding.chain.connect import connect
+from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.chain.signer import SignedTx
 from cic_seeding.chain.tx import Call
@@ -39,7 +39,6 @@ from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
-from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.remote import RPC_NODE, poll
 from cic_seeding.state import StateStore, Status, norm
 from cic_seeding.units import dataset_to_token
@@ -65,7 +64,7 @@ class EthImporter(Importer):
         self.network = network or connect(settings)
         self.client = self.network.client
         self.manifest = self.data.manifest()
-        self.chain = ChainSpec.parse(settings.chain_spec)
+        self.chain = checked_chain(self.network, self.settings)  # first: another chain misleads
         self.index = self.network.accounts_index
         self.keys = KeyfileWriter(self.data.keystore, self.manifest.seed,
                                   settings.keystore_password, settings.keystore_kdf,

@@ -14,10 +14,10 @@ import threading
 from contextlib import ExitStack
 from dataclasses import replace
 
-from cic_seeding.chain.connect import connect
+from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir
+from cic_seeding.datadir import DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
 from cic_seeding.state import FUND, StateStore, norm, open_state_store
@@ -47,7 +47,9 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
              mint: bool = False, stop: threading.Event | None = None) -> SyncResult:
     """Pay every registered user of ``importer`` in the data directory exactly once."""
     cls = get_importer(importer)
+    settings = dataset_settings(settings)
     network = network or connect(settings)
+    spec = checked_chain(network, settings)  # another chain would never show a registration
     data = DataDir(settings.data_dir)
     with ExitStack() as resources:
         if store is None:
@@ -58,7 +60,7 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         for t in unbalanced:  # paid nothing, reported failed: a rerun after the fix pays them
             del users[t]
         fund = funding(network, settings.token_symbol, mint)
-        chain = RegistryChain(network, settings.chain_spec)
+        chain = RegistryChain(network, str(spec))
         setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
                           fund, resources)
         options = options or SyncOptions()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir, Manifest
+from cic_seeding.datadir import DataDir, Manifest, dataset_settings
 from cic_seeding.errors import ConfigError, UsageError, VerifyError
 from cic_seeding.verify._memo import BatchMemo
 from cic_seeding.verify.base import Check, CheckContext, ImportState, VerifyUser
@@ -112,6 +112,7 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
     (bad options, unreadable data, chain down) are raised as CicSeedError.
     """
     options = options or VerifyOptions()
+    settings = dataset_settings(settings)
     tolerance = Tolerance.parse(options.balance_adjust) if options.balance_adjust else None
     if options.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {options.batch_size}")

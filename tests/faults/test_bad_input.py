@@ -485,8 +485,9 @@ def _chain_cases(devnet: Devnet, tmp: Path) -> dict[str, Chain]:
         "wrong_chain_id": Chain(
             _devnet_args(devnet), {"CIC_CHAIN_SPEC": "evm:byzantium:1:mainnet"},
             f"error: the node at {rpc} has chain id 8996, but the chain spec "
-            "evm:byzantium:1:mainnet says 1; point --devnet / -p at the chain the spec names, "
-            "or fix CIC_CHAIN_SPEC (chain_spec in the config file)", 2, me),
+            "evm:byzantium:1:mainnet (from env CIC_CHAIN_SPEC) says 1; point --devnet / -p at "
+            "the chain the spec names, or name the node's chain with -i / --chain-spec "
+            "(CIC_CHAIN_SPEC)", 2, me),
         "registry_without_code": Chain(
             _explicit(devnet, "0x000000000000000000000000000000000000dEaD", deployer), pw,
             "error: no contract at registry address 0x000000000000000000000000000000000000dEaD "
