@@ -24,9 +24,10 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from tests.conftest import start_devnet
-from tests.custodial.world import PG_URL, REDIS_URL, drop_schema, purge_queue
+from tests.custodial.world import REDIS_URL, purge_queue
 from tests.generate._incli import InCli, cli  # noqa: F401  (fixture)
 from tests.helpers import free_port
+from tests.pg import PG_URL, drop_schema
 
 CHAIN_CHECKS = ["rpc", "chain id", "registry", "registry AccountRegistry",
                 "registry TokenRegistry", "registry Faucet", "registry DefaultToken", "token",
