@@ -1,6 +1,7 @@
 """Reading and writing the data directory: sharded keyed stores, manifest, csv files."""
 
-from cic_seeding.datadir.layout import DataDir, UserRow, keyfile_path
+from cic_seeding.datadir.layout import CheckedRows, DataDir, RowProblem, UserRow, keyfile_path
 from cic_seeding.datadir.manifest import SCHEMA_VERSION, Manifest
 
-__all__ = ["DataDir", "Manifest", "SCHEMA_VERSION", "UserRow", "keyfile_path"]
+__all__ = ["CheckedRows", "DataDir", "Manifest", "RowProblem", "SCHEMA_VERSION", "UserRow",
+           "keyfile_path"]

@@ -98,11 +98,11 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET
 from cic_seeding.chain.signer import Signer
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.generate.generator import GenerateOptions, generate
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.cic_ussd import registration_screens
 from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.pointers import person_pointer
 from cic_seeding.state import open_state_store
-from cic_seeding.ussd.pins import seeded_language
 from tests.conftest import devnet_settings
 from tests.e2e.procs import files_in, users_in
 from tests.faults._chain import network, registered, token_balances
@@ -793,7 +793,7 @@ def test_a_ussd_gateway_answering_unexpected_menus(cli: InCli, module_devnet: De
         run = cli("import", "cic_ussd", "--dir", str(data.root), "--devnet",
                   str(module_devnet.directory), env=env)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run
-    gender = registration_screens(seeded_language(data.manifest().seed, midway.index))[2]
+    gender = registration_screens(preferred_language(data.manifest().seed, midway.index))[2]
     assert failures(run.stdout) == {
         first.address.lower(): (
             f"the USSD gateway {proxy} opened the session of {first.phone} with an unexpected "

@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 
 from cic_seeding.datadir import DataDir
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.cic_eth import CicEthImporter
 from cic_seeding.importers.ussd_accounts import UssdPinsImporter
 from cic_seeding.state import open_state_store
-from cic_seeding.ussd.pins import check_pin, seeded_language, seeded_pin
+from cic_seeding.ussd.pins import check_pin, seeded_pin
 from cic_seeding.ussd.texts import is_locked
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.custodial.world import make_data
@@ -56,7 +57,7 @@ def test_seeded_users_log_in_with_their_pins(stack: Stack, tmp_path: Path) -> No
     got = dict((p, (s, lang)) for p, s, lang in stack.sql(
         "SELECT phone, status, language FROM ussd_accounts WHERE phone = ANY(%s)",
         ([u.phone for u in users],)))
-    assert got == {u.phone: (2, seeded_language(seed, u.index)) for u in users}
+    assert got == {u.phone: (2, preferred_language(seed, u.index)) for u in users}
 
     verify = run_verify(settings, VerifyOptions(importer="cic_eth",
                                                 include=("ussd", "ussd_pins")))

@@ -9,6 +9,7 @@ from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import TOKEN
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.cic_ussd import CicUssdImporter
 from cic_seeding.importers.meta import MetaImporter
@@ -17,7 +18,6 @@ from cic_seeding.records.person import identity_addresses
 from cic_seeding.state import open_state_store
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
-from cic_seeding.ussd.pins import seeded_language
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.custodial.world import make_data
 from tests.ussd.world import Stack
@@ -52,7 +52,7 @@ def test_users_registered_over_ussd_are_synced_and_pass_every_check(stack: Stack
     rows = stack.sql("SELECT phone, language, status FROM ussd_accounts")
     phones = {u.phone: u.index for u in data.users()}
     assert len(rows) == USERS and {r[0] for r in rows} == set(phones)
-    assert all(lang == seeded_language(seed, phones[p]) for p, lang, _ in rows)
+    assert all(lang == preferred_language(seed, phones[p]) for p, lang, _ in rows)
     assert {lang for _, lang, _ in rows} == {"en", "sw"}
 
     chain = ChainSpec.parse(settings.chain_spec)
@@ -100,7 +100,7 @@ def _send_one_token(stack: Stack, settings: Settings, data: DataDir,
     target_of = {a: t for t, a in targets.items()}
     a, b = users[0], users[1]
     ta, tb = target_of[a.address.lower()], target_of[b.address.lower()]
-    lang = seeded_language(seed, a.index)
+    lang = preferred_language(seed, a.index)
     decimals = connect(settings, signer=False).token().decimals
     before = balances(settings, [ta, tb])
     too_much = str(before[0] // 10**decimals + 10)
