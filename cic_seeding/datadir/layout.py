@@ -24,7 +24,7 @@ class RowProblem:
     problem: str
 
     def __str__(self) -> str:
-        return f"{self.path} line {self.line}, field {self.field}: {self.problem}"
+        return f"{self.path.name} line {self.line}, field {self.field}: {self.problem}"
 
 
 T = TypeVar("T")
@@ -205,7 +205,8 @@ def _refuse(read: CheckedRows[Any], path: Path) -> None:
     """RecordError naming the first bad row of ``read`` (none: nothing)."""
     if read.problems:
         first = min(read.problems.values(), key=lambda p: p.line)
-        raise RecordError(str(first), path=str(path),
+        raise RecordError(f"{path}:{first.line}: field {first.field}: {first.problem}",
+                          path=str(path),
                           hint="fix the row or regenerate; `cic-seed validate DIR` lists "
                           "every bad row")
 

@@ -191,7 +191,7 @@ def test_grouped_text_of_a_tampered_world_with_two_reasons(tmp_path: Path) -> No
         want = opening[a[i]] + FAUCET
         return f"expected {want} (opening {opening[a[i]]} + faucet {FAUCET}), found {want - 1}"
 
-    bad_row = (f"{world.data.balances_csv} line 10, field amount: '12x' is not a whole number "
+    bad_row = ("balances.csv line 10, field amount: '12x' is not a whole number "
                "(digits 0-9 only, in the smallest unit)")
     assert result.render_text().splitlines() == [
         "balance: 9/12, 3 failed",

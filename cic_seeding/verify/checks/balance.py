@@ -30,10 +30,10 @@ class BalanceCheck(ChainCheck):
         self.traffic: Traffic = load_traffic(ctx.settings, ctx.data)
 
     def verify(self, users: Sequence[VerifyUser]) -> dict[str, Verdict]:
-        """A user whose balances.csv row cannot be read fails with what is wrong with it,
+        """A user without a usable balances.csv row fails with what is wrong with it,
         imported or not (the import quarantined it for the same reason)."""
-        bad = {u.address: Verdict.failed(MALFORMED, u.balance_problem) for u in users
-               if u.balance_problem is not None}
+        bad = {u.address: self._unusable(u) for u in users
+               if u.balance_problem is not None or u.opening_balance is None}
         out = super().verify([u for u in users if u.address not in bad])
         out.update(bad)
         return out
@@ -52,13 +52,17 @@ class BalanceCheck(ChainCheck):
             out[u.address] = self._judge(u, actual, faucet)
         return out
 
+    def _unusable(self, user: VerifyUser) -> Verdict:
+        if user.balance_problem is not None:
+            return Verdict.failed(MALFORMED, user.balance_problem)
+        return Verdict.failed(NO_ROW)
+
     def finish(self) -> list[str]:
         return list(self.traffic.problems)
 
     def _judge(self, user: VerifyUser, actual: int, faucet: int) -> Verdict:
         ctx = self.ctx
-        if user.opening_balance is None:
-            return Verdict.failed(NO_ROW, f"{ctx.data.balances_csv} has no row for it")
+        assert user.opening_balance is not None  # verify() answered for the others
         opening = dataset_to_token_exact(user.opening_balance, ctx.dataset_decimals,
                                          ctx.token_decimals)
         if opening is None:

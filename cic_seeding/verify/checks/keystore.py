@@ -29,21 +29,22 @@ def _decrypt_chunk(keystore: str, addresses: Sequence[str], password: str) -> di
 
 def _decrypt_one(keystore: Path, address: str, password: str) -> Why:
     path = keyfile_path(keystore, address)
+    name = f"{keystore.name}/{path.name}"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return "there is no keyfile for the user under keystore/", str(path), ""
+        return "there is no keyfile for the user under keystore/", name, ""
     except (OSError, ValueError) as exc:
-        return "its keyfile cannot be read as JSON", str(path), f"{type(exc).__name__}: {exc}"
+        return "its keyfile cannot be read as JSON", name, f"{type(exc).__name__}: {exc}"
     try:
         key = decrypt_v3(doc, password)
     except Exception as exc:  # a bad file raises ValueError/KeyError/TypeError/...
-        return ("its keyfile does not decrypt with keystore_password", str(path),
+        return ("its keyfile does not decrypt with keystore_password", name,
                 f"{type(exc).__name__}: {exc}")
     found = address_of(key).lower()
     if found == address.lower():
         return None
-    return "its keyfile holds the key of another address", f"{path} holds the key of {found}", ""
+    return "its keyfile holds the key of another address", f"{name} holds the key of {found}", ""
 
 
 CUSTODIAL_USERS = "custodial users"
