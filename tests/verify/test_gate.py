@@ -148,3 +148,20 @@ def test_a_service_that_does_not_answer_skips_its_checks(tmp_path: Path) -> None
     assert only_meta.ok
     strict = run_verify(settings, VerifyOptions(include=META, strict=True))
     assert not strict.ok and [c.id for c in strict.strict_skipped()] == list(META)
+
+
+def test_minus_vv_shows_the_exception_behind_each_failure(
+        world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    first = world.addresses[0]
+    world.data.keystore.mkdir()
+    (world.data.keystore / f"{first[2:]}.json").write_text("{not json")
+    args = ["verify", world.settings.data_dir, "--include", "local_key"]
+    assert main(args) == 1
+    plain = capsys.readouterr().out
+    assert (f"  local_key: 1 user -- its keyfile cannot be read as JSON ({first}: "
+            f"keystore/{first[2:]}.json)") in plain.splitlines()
+    assert "JSONDecodeError" not in plain
+    assert main([*args, "-vv"]) == 1
+    detailed = capsys.readouterr().out.splitlines()
+    assert (f"    {first}: keystore/{first[2:]}.json [JSONDecodeError: Expecting property name "
+            "enclosed in double quotes: line 1 column 2 (char 1)]") in detailed
