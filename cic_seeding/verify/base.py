@@ -49,6 +49,8 @@ BACKENDS = ("chain", "keystore", "state", "custodial", "meta", "ussd")
 OK, FAILED, SKIPPED, NOT_APPLICABLE = "ok", "failed", "skipped", "not_applicable"
 #: Custody of the users of an importer (``Importer.custody``).
 SOVEREIGN, CUSTODIAL = "sovereign", "custodial"
+#: The kinds of users a check may not concern (its not-applicable reasons).
+SOVEREIGN_USERS, CUSTODIAL_USERS = "sovereign users", "custodial users"
 
 
 @dataclass(frozen=True)

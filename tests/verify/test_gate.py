@@ -165,3 +165,25 @@ def test_minus_vv_shows_the_exception_behind_each_failure(
     detailed = capsys.readouterr().out.splitlines()
     assert (f"    {first}: keystore/{first[2:]}.json [JSONDecodeError: Expecting property name "
             "enclosed in double quotes: line 1 column 2 (char 1)]") in detailed
+
+
+def test_html_report_marks_not_applicable_skipped_and_strict(
+        world: World, tmp_path: Path) -> None:
+    from tests.verify.test_report import parse
+
+    report = tmp_path / "r.html"
+    assert cic_verify(world, "--report", str(report)) == 0
+    html = parse(report.read_text())
+    results = {c: r["data-result"] for c, r in html.rows.items()}
+    assert results == {**{c: "pass" for c in ("accounts_index", "balance", "faucet", "gas",
+                                              "imported")},
+                       **{c: "n/a" for c in ("custodial_key", "ussd", "ussd_pins")},
+                       **{c: "skipped" for c in META}}
+    assert html.rows["ussd"]["data-not-applicable"] == "6"
+    text = "".join(html.text)
+    assert "not applicable: custodial_key, ussd, ussd_pins (sovereign users)" in text
+    assert f"skipped: {', '.join(META)} ({NO_META})" in text
+    assert cic_verify(world, "--report", str(report), "--strict") == 1
+    strict = parse(report.read_text())
+    assert {c: strict.rows[c]["data-result"] for c in META} == {c: "fail" for c in META}
+    assert "under --strict" in "".join(strict.text)

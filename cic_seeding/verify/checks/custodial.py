@@ -14,9 +14,15 @@ from collections.abc import Mapping, Sequence
 from cic_seeding.config import Settings
 from cic_seeding.custodial import TASK_HAVE, CustodialClient, engine_client, unconfigured
 from cic_seeding.errors import VerifyError
-from cic_seeding.verify.base import SOVEREIGN, Check, ImportState, Verdict, VerifyUser
+from cic_seeding.verify.base import (
+    SOVEREIGN,
+    SOVEREIGN_USERS,
+    Check,
+    ImportState,
+    Verdict,
+    VerifyUser,
+)
 
-SOVEREIGN_USERS = "sovereign users"
 #: Seconds to wait for the engine's answer about one batch (one quick database read).
 ASK_TIMEOUT = 30.0
 

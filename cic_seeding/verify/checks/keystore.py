@@ -16,7 +16,14 @@ from typing import ClassVar
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.datadir import keyfile_path
 from cic_seeding.generate.keys import address_of
-from cic_seeding.verify.base import CUSTODIAL, Check, ImportState, Verdict, VerifyUser
+from cic_seeding.verify.base import (
+    CUSTODIAL,
+    CUSTODIAL_USERS,
+    Check,
+    ImportState,
+    Verdict,
+    VerifyUser,
+)
 
 #: Why a keyfile fails: ``(reason, detail, error)``; None: it decrypts to its address.
 Why = tuple[str, str, str] | None
@@ -46,8 +53,6 @@ def _decrypt_one(keystore: Path, address: str, password: str) -> Why:
         return None
     return "its keyfile holds the key of another address", f"{name} holds the key of {found}", ""
 
-
-CUSTODIAL_USERS = "custodial users"
 
 
 class LocalKeyCheck(Check):

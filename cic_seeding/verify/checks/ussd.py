@@ -23,7 +23,15 @@ from cic_seeding.generate.keys import preferred_language
 from cic_seeding.ussd.client import Screen, UssdClient, ussd_unconfigured
 from cic_seeding.ussd.pins import seeded_pin
 from cic_seeding.ussd.texts import LANGUAGES, balance_prefixes, is_locked, text
-from cic_seeding.verify.base import SOVEREIGN, Check, CheckContext, ImportState, Verdict, VerifyUser
+from cic_seeding.verify.base import (
+    SOVEREIGN,
+    SOVEREIGN_USERS,
+    Check,
+    CheckContext,
+    ImportState,
+    Verdict,
+    VerifyUser,
+)
 
 _SHARED = "ussd"
 NOT_ON_USSD = "users not registered through USSD"
@@ -55,7 +63,7 @@ class UssdCheck(Check):
     def not_applicable_to(cls, imports: ImportState) -> str | None:
         if imports.ussd or imports.ussd_users:
             return None
-        return "sovereign users" if imports.custody == SOVEREIGN else NOT_ON_USSD
+        return SOVEREIGN_USERS if imports.custody == SOVEREIGN else NOT_ON_USSD
 
     def not_applicable(self, user: VerifyUser) -> str | None:
         imports = self.ctx.imports
