@@ -46,6 +46,9 @@ CONNECT: Connect = connect_chain
 @click.option("--skip-ussd", is_flag=True, help="Skip checks needing the USSD gateway.")
 @click.option("--list-verifications", is_flag=True, help="List check ids with descriptions.")
 @click.option("-x", "stop_on_failure", is_flag=True, help="Stop at the first failure.")
+@click.option("--strict", is_flag=True,
+              help="Fail when a check that applies is skipped (its service not configured or "
+                   "down); --skip-* and --exclude still leave checks out.")
 @click.option("--results-dir", type=click.Path(file_okay=False),
               help="Write success_<id> and error_<id> address lists here.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text",
@@ -65,7 +68,8 @@ CONNECT: Connect = connect_chain
 def verify_command(ctx: click.Context, /, directory: str | None, list_verifications: bool,
                    fmt: str, output: str | None, results_dir: str | None,
                    html_report: str | None, verbose: int, quiet: bool, **opts: Any) -> int:
-    """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails."""
+    """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails
+    (or, with --strict, a check that applies was skipped)."""
     if list_verifications:
         return _list_checks()
     if directory is None:
@@ -80,18 +84,18 @@ def verify_command(ctx: click.Context, /, directory: str | None, list_verificati
         written = write_html_report(result, html_report)
         if not quiet:
             click.echo(f"HTML report: {written}", err=True)
-    _report(result, fmt, output, quiet)
+    _report(result, fmt, output, quiet, verbose)
     return 0 if result.ok else 1
 
 
 def _options(importer: str, include: tuple[str, ...], exclude: tuple[str, ...],
              skip_custodial: bool, skip_metadata: bool, skip_ussd: bool, stop_on_failure: bool,
-             balance_adjust: str | None, batch_size: int) -> VerifyOptions:
+             strict: bool, balance_adjust: str | None, batch_size: int) -> VerifyOptions:
     flags = {"custodial": skip_custodial, "meta": skip_metadata, "ussd": skip_ussd}
     return VerifyOptions(importer=importer, include=include, exclude=exclude,
                          skip_backends=frozenset(b for b, on in flags.items() if on),
                          stop_on_failure=stop_on_failure, batch_size=batch_size,
-                         balance_adjust=balance_adjust)
+                         balance_adjust=balance_adjust, strict=strict)
 
 
 def _run(settings: Settings, options: VerifyOptions, quiet: bool) -> VerifyResult:
@@ -103,20 +107,24 @@ def _show_progress(done: int, total: int) -> None:
     click.echo(f"\rverified {done}/{total} users", err=True, nl=done >= total)
 
 
-def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool) -> None:
-    rendered = {"text": result.render_text, "json": result.render_json,
-                "junit": result.render_junit}[fmt]
+def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool,
+            verbose: int) -> None:
+    """The report in ``fmt`` to ``output`` (or stdout); the text one (failing users with the
+    exceptions behind them at -vv) on stdout unless -q."""
+    rendered = {"text": lambda: result.render_text(verbose=verbose),
+                "json": result.render_json, "junit": result.render_junit}[fmt]
+    text = result.render_text(colour=sys.stdout.isatty(), verbose=verbose)
     if output:
         try:
             Path(output).write_text(rendered(), encoding="utf-8")
         except OSError as exc:
             raise VerifyError(f"cannot write the report to {output}: {exc}") from None
         if not quiet:
-            click.echo(result.render_text(colour=sys.stdout.isatty()), nl=False)
+            click.echo(text, nl=False)
     elif fmt != "text":
         click.echo(rendered(), nl=False)
     elif not quiet:
-        click.echo(result.render_text(colour=sys.stdout.isatty()), nl=False)
+        click.echo(text, nl=False)
 
 
 def _list_checks() -> int:

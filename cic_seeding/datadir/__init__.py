@@ -1,8 +1,8 @@
 """Reading and writing the data directory: sharded keyed stores, manifest, csv files."""
 
 from cic_seeding.datadir.facts import dataset_settings
-from cic_seeding.datadir.layout import DataDir, UserRow, keyfile_path
+from cic_seeding.datadir.layout import CheckedRows, DataDir, RowProblem, UserRow, keyfile_path
 from cic_seeding.datadir.manifest import SCHEMA_VERSION, Manifest
 
-__all__ = ["DataDir", "Manifest", "SCHEMA_VERSION", "UserRow", "dataset_settings",
-           "keyfile_path"]
+__all__ = ["CheckedRows", "DataDir", "Manifest", "RowProblem", "SCHEMA_VERSION", "UserRow",
+           "dataset_settings", "keyfile_path"]

@@ -7,10 +7,44 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from cic_seeding.datadir.manifest import MANIFEST_NAME, Manifest
 from cic_seeding.datadir.store import KeyedStore
 from cic_seeding.errors import RecordError
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """Why one row of a csv index file cannot be used: where it is and which field is bad."""
+
+    path: Path
+    line: int
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path.name} line {self.line}, field {self.field}: {self.problem}"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CheckedRows(Generic[T]):
+    """A csv index file read row by row: the value of every good row and the problem of
+    every bad one, each keyed by lower-case address without 0x (as the file writes it)."""
+
+    values: dict[str, T]
+    problems: dict[str, RowProblem]
+
+    def problem(self, address: str) -> RowProblem | None:
+        """The problem of ``address``'s row (0x or not, any case); None: no bad row."""
+        return self.problems.get(address.lower().removeprefix("0x"))
+
+    def get(self, address: str) -> T | None:
+        """The value of ``address``'s good row (0x or not, any case); None: none."""
+        return self.values.get(address.lower().removeprefix("0x"))
 
 
 @dataclass(frozen=True)
@@ -50,24 +84,79 @@ class DataDir:
             yield UserRow(int(row[0]), row[1], row[2])
 
     def balances(self) -> dict[str, int]:
-        """Opening balance per lower-case address without 0x (smallest unit)."""
-        out = {}
-        for key, values in self.balance_rows().items():
-            amount = parse_balance(values)
-            if amount is None:
-                raise RecordError(
-                    f"{self.balances_csv}: balance of {key} is {','.join(values)!r}, not a "
-                    "non-negative integer below 2**256", path=str(self.balances_csv),
-                    hint="fix the row or regenerate; `cic-seed validate DIR` lists every bad row")
-            out[key] = amount
-        return out
+        """Opening balance per lower-case address without 0x (smallest unit).
+
+        RecordError naming the first bad row if any row is bad; :meth:`read_balances` instead
+        keeps the good rows and says what is wrong with each bad one."""
+        read = self.read_balances()
+        _refuse(read, self.balances_csv)
+        return read.values
+
+    def read_balances(self) -> CheckedRows[int]:
+        """balances.csv row by row: the opening balance of every good row, and a
+        :class:`RowProblem` (line, field, what is wrong) per address whose row is bad, so one
+        bad row quarantines one user. RecordError only if the file as a whole is unreadable."""
+        values: dict[str, int] = {}
+        problems: dict[str, RowProblem] = {}
+        lines: dict[str, int] = {}
+        path = self.balances_csv
+        for lineno, row in self._rows(path):
+            if not row:
+                continue  # a blank line holds nobody's balance
+            key, fields = row[0], row[1:]
+            if key in lines:
+                problems[key] = RowProblem(path, lineno, "address", "a second row for this "
+                                           f"address (the first is line {lines[key]})")
+                values.pop(key, None)
+                continue
+            lines[key] = lineno
+            why = balance_value_problem(fields)
+            if why is not None:
+                problems[key] = RowProblem(path, lineno, "amount", why)
+            else:
+                values[key] = int(fields[0])
+        return CheckedRows(values, problems)
 
     def balance_rows(self) -> dict[str, list[str]]:
         """balances.csv as read, unchecked: the values per lower-case address without 0x."""
         return self._address_rows(self.balances_csv)
 
     def tags(self) -> dict[str, list[str]]:
-        return self._address_rows(self.tags_csv)
+        """Tags per lower-case address without 0x; RecordError naming the first bad row if
+        any row is bad (:meth:`read_tags` keeps the good rows)."""
+        read = self.read_tags()
+        _refuse(read, self.tags_csv)
+        return read.values
+
+    def read_tags(self) -> CheckedRows[list[str]]:
+        """tags.csv row by row (``address,tag[,tag...]``; ``address,`` is a user without
+        tags): the tags of every good row and a :class:`RowProblem` per address whose row is
+        bad. RecordError only if the file as a whole is unreadable."""
+        values: dict[str, list[str]] = {}
+        problems: dict[str, RowProblem] = {}
+        lines: dict[str, int] = {}
+        path = self.tags_csv
+        for lineno, row in self._rows(path):
+            if not row:
+                continue
+            key, fields = row[0], row[1:]
+            if key in lines:
+                problems[key] = RowProblem(path, lineno, "address", "a second row for this "
+                                           f"address (the first is line {lines[key]})")
+                values.pop(key, None)
+                continue
+            lines[key] = lineno
+            if not fields:
+                problems[key] = RowProblem(path, lineno, "tags", "missing: expected "
+                                           "address,tag[,tag...] (address, for no tags)")
+            elif fields == [""]:
+                values[key] = []
+            elif any(not tag.strip() for tag in fields):
+                problems[key] = RowProblem(path, lineno, "tags",
+                                           f"an empty tag in {','.join(fields)[:60]!r}")
+            else:
+                values[key] = fields
+        return CheckedRows(values, problems)
 
     def _address_rows(self, path: Path) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
@@ -96,12 +185,30 @@ _DIGITS = re.compile(r"[0-9]+")
 UINT256_LIMIT = 2**256
 
 
-def parse_balance(values: list[str]) -> int | None:
-    """The amount of one balances.csv row's values (None: not one integer in [0, 2**256))."""
-    if len(values) != 1 or not _DIGITS.fullmatch(values[0]) or len(values[0]) > 80:
-        return None
-    amount = int(values[0])
-    return amount if amount < UINT256_LIMIT else None
+def balance_value_problem(values: list[str]) -> str | None:
+    """What is wrong with the amount field(s) of one balances.csv row (None: it is one
+    integer in [0, 2**256), the smallest unit)."""
+    if not values or values == [""]:
+        return "missing: expected address,amount"
+    if len(values) != 1:
+        return (f"expected one amount, found {len(values)} fields "
+                f"({','.join(values)[:40]!r})")
+    value = values[0]
+    if not _DIGITS.fullmatch(value):
+        return f"{value[:40]!r} is not a whole number (digits 0-9 only, in the smallest unit)"
+    if len(value) > 80 or int(value) >= UINT256_LIMIT:
+        return f"{value[:40]!r} is not below 2**256"
+    return None
+
+
+def _refuse(read: CheckedRows[Any], path: Path) -> None:
+    """RecordError naming the first bad row of ``read`` (none: nothing)."""
+    if read.problems:
+        first = min(read.problems.values(), key=lambda p: p.line)
+        raise RecordError(f"{path}:{first.line}: field {first.field}: {first.problem}",
+                          path=str(path),
+                          hint="fix the row or regenerate; `cic-seed validate DIR` lists "
+                          "every bad row")
 
 
 def keyfile_path(keystore: Path, address: str) -> Path:

@@ -1,4 +1,5 @@
-"""What a user gets from (seed, index) alone: private key, address, phone number, opening balance.
+"""What a user gets from (seed, index) alone: private key, address, phone number, opening balance,
+preferred language.
 
 A generated user's private key is never written to ``src/``. Whoever needs it derives it again
 from the manifest's seed and the user's index (``users.csv``)::
@@ -74,3 +75,19 @@ def opening_balance(seed: int, index: int, max_balance: int) -> int:
     digest = hashlib.sha512(_BALANCE_DOMAIN + seed.to_bytes(16, "big", signed=True)
                             + index.to_bytes(8, "big")).digest()
     return int.from_bytes(digest, "big") % (max_balance + 1)  # bias < 2**-380 for any max we allow
+
+
+#: The languages a user may prefer (the USSD menus speak both), in menu order.
+LANGUAGES = ("en", "sw")
+
+
+def preferred_language(seed: int, index: int) -> str:
+    """User ``index``'s preferred language, ``en`` or ``sw`` -- the one place it is decided.
+
+    The person schema has no language field, so it is derived, not stored: USSD registration
+    answers the language menu with it, the metadata preferences document carries it, and the
+    verifier expects it in both. (The domain tag is the one USSD registration always used, so
+    users registered before this function moved here keep their language.)
+    """
+    digest = hashlib.sha256(f"cic-ussd-language:{seed}:{index}".encode()).digest()
+    return LANGUAGES[digest[0] % len(LANGUAGES)]

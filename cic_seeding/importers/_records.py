@@ -10,15 +10,14 @@ from collections.abc import Iterable
 
 from eth_utils import is_checksum_address
 
-from cic_seeding.datadir import DataDir, UserRow
-from cic_seeding.datadir.layout import parse_balance
+from cic_seeding.datadir import CheckedRows, DataDir, UserRow
 from cic_seeding.records import jsonsafe
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps, person_errors
 
 _balances_lock = threading.Lock()
 #: balances.csv rows by (path, mtime_ns, size): parsed once per file version, not per user.
-_balances_cache: dict[tuple[str, int, int], dict[str, list[str]]] = {}
+_balances_cache: dict[tuple[str, int, int], CheckedRows[int]] = {}
 
 
 def record_problem(data: DataDir, user: UserRow) -> str | None:
@@ -45,29 +44,30 @@ def _short(what: object, limit: int = 200) -> str:
 
 
 def balance_problem(data: DataDir, user: UserRow) -> str | None:
-    """Why ``user`` has no usable opening balance in balances.csv (None: it has one)."""
-    key = user.address.lower().removeprefix("0x")
-    values = _balance_rows(data).get(key)
-    if values is None:
+    """Why ``user`` has no usable opening balance in balances.csv (None: it has one): no row,
+    or a bad one (its line, field and what is wrong)."""
+    read = _balances(data)
+    problem = read.problem(user.address)
+    if problem is not None:
+        return (f"opening balance of {user.address} cannot be read: {problem}; fix the row "
+                "or regenerate")
+    if read.get(user.address) is None:
         return (f"no opening balance for {user.address} in {data.balances_csv}; add its row "
                 "or regenerate (`cic-seed validate DIR` lists every gap)")
-    if parse_balance(values) is None:
-        return (f"opening balance {','.join(values)!r} of {user.address} in {data.balances_csv} "
-                "is not an integer in [0, 2**256); fix the row or regenerate")
     return None
 
 
-def _balance_rows(data: DataDir) -> dict[str, list[str]]:
+def _balances(data: DataDir) -> CheckedRows[int]:
     path = data.balances_csv
     try:
         st = path.stat()
     except OSError:
-        return data.balance_rows()  # raises the RecordError that names the file
+        return data.read_balances()  # raises the RecordError that names the file
     version = (str(path.resolve()), st.st_mtime_ns, st.st_size)
     with _balances_lock:
         rows = _balances_cache.get(version)
         if rows is None:
-            rows = data.balance_rows()
+            rows = data.read_balances()
             _balances_cache.clear()
             _balances_cache[version] = rows
         return rows

@@ -126,6 +126,14 @@ class Importer(abc.ABC):
     service: ClassVar[Service | None] = None
     #: Values of ``import_executor`` this importer runs with ("local": :meth:`executor` None).
     executors: ClassVar[tuple[str, ...]] = ("local",)
+    #: Who holds the keys of the users this importer registers: ``"sovereign"`` (the default:
+    #: each user its own, in ``keystore/``), ``"custodial"`` (a custodial engine), or None
+    #: (it registers no keys: it works on another importer's users). The verifier reads it
+    #: to tell which checks apply (``local_key``, ``custodial_key``).
+    custody: ClassVar[str | None] = "sovereign"
+    #: True if the users this importer handles have an account at the USSD gateway (the
+    #: verifier's ``ussd`` checks apply to them).
+    ussd_accounts: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, *, store: StateStore | None = None,
                  data: DataDir | None = None, progress: Progress | None = None,

@@ -51,6 +51,7 @@ class CicEthImporter(Importer):
     """Creates every generated user's account in the custodial engine."""
 
     name = "cic_eth"
+    custody = "custodial"
     service = CUSTODIAL_ENGINE
     in_flight = 4
 

@@ -1,7 +1,7 @@
 """The USSD importer (``cic_ussd``): every user registers itself by dialling the gateway.
 
 Per user, a USSD session walks the registration menus with the user's own data: language
-(seeded, :func:`~cic_seeding.ussd.pins.seeded_language`), given and family name, gender,
+(seeded, :func:`~cic_seeding.generate.keys.preferred_language`), given and family name, gender,
 location, and the seeded PIN twice (:func:`~cic_seeding.ussd.pins.seeded_pin`). Many sessions
 run at once (``ussd_concurrency``). The gateway creates the custodial account in the
 background and writes the user's phone pointer to the metadata server; the importer learns
@@ -32,6 +32,7 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.errors import CicSeedError, ImporterError
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.meta.client import MetaClient
@@ -40,7 +41,7 @@ from cic_seeding.records.vcard import decode_vcard
 from cic_seeding.remote import USSD_GATEWAY, poll
 from cic_seeding.state import norm
 from cic_seeding.ussd.client import Screen, UssdClient
-from cic_seeding.ussd.pins import seeded_language, seeded_pin
+from cic_seeding.ussd.pins import seeded_pin
 from cic_seeding.ussd.texts import LANGUAGES, text
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def registration_inputs(doc: Mapping[str, Any], seed: int, index: int) -> list[s
     """What user ``index`` types into the registration menus, in order."""
     card = decode_vcard(doc["vcard"])
     pin = seeded_pin(seed, index)
-    return [LANGUAGE_CHOICE[seeded_language(seed, index)], card.given, card.family,
+    return [LANGUAGE_CHOICE[preferred_language(seed, index)], card.given, card.family,
             GENDER_CHOICE.get(str(doc.get("gender")), "3"),
             str((doc.get("location") or {}).get("area_name", "")), pin, pin]
 
@@ -79,6 +80,8 @@ class CicUssdImporter(Importer):
     """Registers every generated user through the USSD gateway's menus."""
 
     name = "cic_ussd"
+    custody = "custodial"
+    ussd_accounts = True
     service = USSD_GATEWAY
     in_flight = 3
 
@@ -178,7 +181,7 @@ class CicUssdImporter(Importer):
                         "or 'still being created' (a registered one): is CIC_USSD_URL a CIC "
                         "USSD gateway?")
                 return ref  # registered before (pending or active): the pointer will tell
-            expected = registration_screens(seeded_language(self.seed, user.index))
+            expected = registration_screens(preferred_language(self.seed, user.index))
             for i, wanted in enumerate(expected):
                 screen = self.client.request(session, user.phone, "*".join(inputs[:i + 1]))
                 if screen not in wanted:  # stop: more input would answer another question

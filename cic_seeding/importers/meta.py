@@ -56,6 +56,7 @@ class MetaImporter(Importer):
     """Writes the four metadata documents of every user a chain importer has imported."""
 
     name = "cic_meta"
+    custody = None  # it writes documents of another importer's users
 
     def __init__(self, settings: Settings, *, client: MetaClient | None = None,
                  **kw: Any) -> None:
@@ -74,9 +75,11 @@ class MetaImporter(Importer):
     # -- primitives ------------------------------------------------------------------------
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         found, missing = self.source.documents(users)
+        bad = {a: str(why) for a, why in missing.items()}
+        bad.update((a, str(d.tags_problem)) for a, d in found.items() if d.tags_problem)
         with self._lock:
-            self._docs.update(found)
-        return missing
+            self._docs.update((a, d) for a, d in found.items() if a not in bad)
+        return bad
 
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         # Writes are idempotent (same document: no-op on the server), so a user not confirmed

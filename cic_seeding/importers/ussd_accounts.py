@@ -21,11 +21,12 @@ from typing import Any
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import ConfigError, DataDirError
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.records.person import phone_of
 from cic_seeding.state import StateStore
 from cic_seeding.ussd.accounts import ACTIVE, Accounts
-from cic_seeding.ussd.pins import read_pins, seeded_language
+from cic_seeding.ussd.pins import read_pins
 
 
 def open_accounts(settings: Settings) -> Accounts:
@@ -42,6 +43,8 @@ class UssdPinsImporter(Importer):
     """Sets seeded PIN hashes, status and language of gateway accounts (``pins.csv``)."""
 
     name = "ussd-pins"
+    custody = None  # the accounts' own importer registered their keys
+    ussd_accounts = True
     in_flight = 1
     with_pins = True
 
@@ -66,7 +69,7 @@ class UssdPinsImporter(Importer):
             if target is None or (self.with_pins and pin_hash is None):
                 continue
             rows.append((u.phone, target.lower(), pin_hash, ACTIVE,
-                         seeded_language(self.seed, u.index)))
+                         preferred_language(self.seed, u.index)))
         self.accounts.upsert_seeded(rows)
         return [Submission(u.address, u.phone, targets.get(u.phone)) for u in users]
 

@@ -17,7 +17,7 @@ from dataclasses import replace
 from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
-from cic_seeding.datadir import DataDir, dataset_settings
+from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
 from cic_seeding.state import FUND, StateStore, norm, open_state_store
@@ -55,10 +55,9 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         if store is None:
             store = resources.enter_context(open_state_store(settings))
         users = cls.sync_users(data, store)
-        balances = {norm(k): v for k, v in data.balances().items()}  # read once, checked
-        unbalanced = sorted(t for t, a in users.items() if a not in balances)
-        for t in unbalanced:  # paid nothing, reported failed: a rerun after the fix pays them
-            del users[t]
+        read = data.read_balances()  # read once, row by row: a bad row quarantines one user
+        balances = {norm(k): v for k, v in read.values.items()}
+        quarantined = _quarantine(users, read, data)
         fund = funding(network, settings.token_symbol, mint)
         chain = RegistryChain(network, str(spec))
         setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
@@ -69,12 +68,31 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         payer, plan, options = payments_of(importer, cls.payment_scheme())(setup, options)
         result = Syncer(importer, chain, store, payer, plan, users, options, stop,
                         prepaid=chain.prepaid).run()
-        if unbalanced:
-            log.error("%d users have no row in %s; nothing was paid to them",
-                      len(unbalanced), data.balances_csv)
-            result.users += len(unbalanced)
-            result.failed += len(unbalanced)
-            result.failures = [(t, FUND, f"no opening balance for {t} in {data.balances_csv}; "
-                                "add its row (or regenerate), then rerun")
-                               for t in unbalanced] + result.failures
+        if quarantined:
+            log.error("%d users have no usable row in %s; nothing was paid to them",
+                      len(quarantined), data.balances_csv)
+            result.users += len(quarantined)
+            result.failed += len(quarantined)
+            result.failures = [(t, FUND, why) for t, why in quarantined.items()] \
+                + result.failures
         return result
+
+
+def _quarantine(users: dict[str, str], read: CheckedRows[int], data: DataDir
+                ) -> dict[str, str]:
+    """Take the users without a usable balances.csv row out of ``users`` (target ->
+    data-directory address); returns ``{target: why}`` for them, in target order. They are paid
+    nothing and reported failed; a rerun after the fix pays them."""
+    out = {}
+    for target in sorted(users):
+        address = users[target]
+        problem = read.problem(address)
+        if problem is not None:
+            out[target] = (f"opening balance of {address} cannot be read: {problem}; fix the "
+                           "row (or regenerate), then rerun")
+        elif read.get(address) is None:
+            out[target] = (f"no opening balance for {target} in {data.balances_csv}; add its "
+                           "row (or regenerate), then rerun")
+    for target in out:
+        del users[target]
+    return out

@@ -21,7 +21,6 @@ from cic_seeding.errors import DataDirError
 PIN_RE = re.compile(r"[0-9]{4}")
 #: bcrypt cost used when none is given (2**10 rounds: slow enough, quick enough for a devnet).
 DEFAULT_ROUNDS = 10
-LANGUAGES = ("en", "sw")
 PINS_CSV = "pins.csv"
 
 
@@ -32,11 +31,6 @@ def _digest(seed: int, index: int, purpose: str) -> bytes:
 def seeded_pin(seed: int, index: int) -> str:
     """The 4-digit PIN of user ``index`` of a dataset generated with ``seed``."""
     return f"{int.from_bytes(_digest(seed, index, 'pin')[:8], 'big') % 10_000:04d}"
-
-
-def seeded_language(seed: int, index: int) -> str:
-    """The preferred language (``en`` or ``sw``) of user ``index`` of a dataset."""
-    return LANGUAGES[_digest(seed, index, "language")[0] % len(LANGUAGES)]
 
 
 def hash_pin(pin: str, rounds: int = DEFAULT_ROUNDS) -> str:

@@ -14,8 +14,16 @@ entry-point group (the entry-point name must equal the check's ``id``)::
 
         def check(self, users):
             ...
-            return {u.address: Verdict.passed() if ... else Verdict.failed("nonce 0")
+            return {u.address: Verdict.passed() if ... else
+                    Verdict.failed("the user never sent a transaction", f"nonce {n}")
                     for u in users}
+
+A failed verdict's ``reason`` is one sentence that every user failing the same way shares (the
+reports group users by it), its ``detail`` what is particular to this user (amounts, paths), its
+``error`` the exception behind it, if any. A check that does not concern some users (custodial
+keys of sovereign users) says so in :meth:`Check.not_applicable_to` (all of the importer's
+users) or :meth:`Check.not_applicable` (one user): *not applicable* is not a skip. A skip means
+the check applies but could not run.
 """
 
 from __future__ import annotations
@@ -34,9 +42,15 @@ from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.tolerance import Tolerance
 
 #: Reason given for a user without an address on the target chain.
-NOT_IMPORTED = "not imported"
+NOT_IMPORTED = "not imported: the importer gave it no address on the target chain"
 #: Backends a check may need; ``--skip-custodial/--skip-metadata/--skip-ussd`` skip the last three.
 BACKENDS = ("chain", "keystore", "state", "custodial", "meta", "ussd")
+#: Verdict outcomes.
+OK, FAILED, SKIPPED, NOT_APPLICABLE = "ok", "failed", "skipped", "not_applicable"
+#: Custody of the users of an importer (``Importer.custody``).
+SOVEREIGN, CUSTODIAL = "sovereign", "custodial"
+#: The kinds of users a check may not concern (its not-applicable reasons).
+SOVEREIGN_USERS, CUSTODIAL_USERS = "sovereign users", "custodial users"
 
 
 @dataclass(frozen=True)
@@ -44,13 +58,24 @@ class ImportState:
     """What the state store says ``importer`` did: its users by (0x lower-case) address.
 
     ``location`` names the store (for messages); ``exists`` is False when there is no store at
-    all (nothing was imported).
+    all (nothing was imported). ``custody`` is who holds the keys of the importer's users
+    (``sovereign``, ``custodial``; None: unknown or not the importer's business), ``ussd`` True
+    when the importer registers its users through the USSD gateway, and ``ussd_users`` the
+    users some USSD importer (``ussd-pins`` ...) has in the store.
     """
 
     importer: str
     location: str
     users: dict[str, UserState] = field(default_factory=dict)
     exists: bool = True
+    custody: str | None = SOVEREIGN
+    ussd: bool = False
+    ussd_users: frozenset[str] = frozenset()
+
+    def on_ussd(self, address: str) -> bool:
+        """Whether the user (0x lower-case data-directory address) was registered (or its
+        registration attempted) through the USSD gateway."""
+        return self.ussd or address in self.ussd_users
 
     @property
     def known(self) -> int:
@@ -71,7 +96,9 @@ class VerifyUser:
     ``opening_balance`` is from balances.csv in the dataset's smallest unit (None: no row).
     ``import_status`` is the importer's state of the user (``confirmed``, ``submitted``,
     ``pending``, ``failed``; None: the state store does not know the user) and
-    ``import_reason`` why it failed, if it did.
+    ``import_reason`` why it failed, if it did. ``balance_problem`` says what is wrong with the
+    user's balances.csv row (file, line, field) when it cannot be read: the user is quarantined
+    (its balance check fails with this), the others are verified as usual.
     """
 
     index: int
@@ -81,29 +108,45 @@ class VerifyUser:
     phone: str = ""
     import_status: str | None = None
     import_reason: str | None = None
+    balance_problem: str | None = None
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """One check's answer for one user: passed, failed (with a reason) or skipped."""
+    """One check's answer for one user: passed, failed, skipped or not applicable.
 
-    outcome: str  # "ok" | "failed" | "skipped"
+    A failure's ``reason`` is a sentence shared by every user failing the same way, ``detail``
+    this user's particulars and ``error`` the exception behind it (``Class: text``), if any.
+    """
+
+    outcome: str  # OK | FAILED | SKIPPED | NOT_APPLICABLE
     reason: str = ""
+    detail: str = ""
+    error: str = ""
 
     @classmethod
     def passed(cls) -> Verdict:
         return _PASSED
 
     @classmethod
-    def failed(cls, reason: str) -> Verdict:
-        return cls("failed", reason)
+    def failed(cls, reason: str, detail: str = "",
+               error: BaseException | str | None = None) -> Verdict:
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        return cls(FAILED, reason, detail, error or "")
 
     @classmethod
     def skipped(cls, reason: str) -> Verdict:
-        return cls("skipped", reason)
+        """The check applies to the user but could not run (say why)."""
+        return cls(SKIPPED, reason)
+
+    @classmethod
+    def not_applicable(cls, reason: str) -> Verdict:
+        """The check does not concern this user (say which kind of user it is)."""
+        return cls(NOT_APPLICABLE, reason)
 
 
-_PASSED = Verdict("ok")
+_PASSED = Verdict(OK)
 
 
 @dataclass(frozen=True)
@@ -157,6 +200,20 @@ class Check(abc.ABC):
         """
         return None
 
+    @classmethod
+    def not_applicable_to(cls, imports: ImportState) -> str | None:
+        """Why this check concerns none of the users of the importer ``imports`` describes,
+        naming the kind of users (``"sovereign users"``); None: it may concern them.
+
+        Such a check is reported as not applicable: not run, not a skip.
+        """
+        return None
+
+    def not_applicable(self, user: VerifyUser) -> str | None:
+        """Why this check does not concern ``user`` (the kind of user it is); None: it does.
+        Asked before :meth:`check` sees the user."""
+        return None
+
     @abc.abstractmethod
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
         """A verdict per user of ``users``, keyed by ``user.address``."""
@@ -169,7 +226,10 @@ class Check(abc.ABC):
         verdicts: dict[str, Verdict] = {}
         todo = []
         for user in users:
-            if self.needs_target and user.target is None:
+            why = self.not_applicable(user)
+            if why is not None:
+                verdicts[user.address] = Verdict.not_applicable(why)
+            elif self.needs_target and user.target is None:
                 verdicts[user.address] = Verdict.failed(NOT_IMPORTED)
             else:
                 todo.append(user)

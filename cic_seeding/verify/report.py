@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no scripts, no network).
 
-It shows the run's summary, a table of every check with its counts, a histogram of the data
-directory's opening balances, and the failing users of each check with their reasons::
+It shows the run's summary, a table of every check with its counts (not-applicable and skipped
+checks said so, with why), a histogram of the data directory's opening balances, and the
+failures of each check grouped by reason, with counts and the failing users::
 
     from cic_seeding.verify.report import write_html_report
     write_html_report(result, "report.html")  # opening balances read from result.directory
@@ -16,8 +17,15 @@ from decimal import Decimal
 from pathlib import Path
 
 from cic_seeding.datadir import DataDir
-from cic_seeding.errors import VerifyError
-from cic_seeding.verify.result import CheckResult, VerifyResult
+from cic_seeding.errors import CicSeedError, VerifyError
+from cic_seeding.verify.result import (
+    FAILED,
+    NOT_APPLICABLE,
+    SKIPPED,
+    CheckResult,
+    VerifyResult,
+    plural,
+)
 
 #: Failing users listed per check; the rest are counted (JSON and --results-dir list all).
 MAX_LISTED = 200
@@ -35,10 +43,11 @@ th{background:#f5f7f9;font-weight:600}td.n,th.n{text-align:right;font-variant-nu
 code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
 .badge{display:inline-block;padding:.05rem .5rem;border-radius:.7rem;font-size:.8rem;
 font-weight:600;color:#fff}.pass{background:#1f883d}.fail{background:#cf222e}
-.skip{background:#9a6700}.verdict{font-size:1.05rem;margin:.25rem 0 1rem}
+.skip{background:#9a6700}.na{background:#6e7781}.verdict{font-size:1.05rem;margin:.25rem 0 1rem}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:0}
 dt{color:#57606a}dd{margin:0}.note{color:#57606a}.more{color:#57606a;font-style:italic}
 table.failures{table-layout:fixed}table.failures td.mono{word-break:break-all}
+p.group{margin:.6rem 0 .2rem}.error{color:#57606a;font-size:.85em}
 .bar{fill:#0969da}.axis{stroke:#57606a;stroke-width:1}.grid{stroke:#e3e6ea;stroke-width:1}
 svg text{font:11px system-ui,sans-serif;fill:#1d232a}
 """
@@ -92,6 +101,7 @@ def render_html(result: VerifyResult, opening: Sequence[int] = (), *, decimals: 
         f'<p class="verdict">{_badge("pass" if result.ok else "fail", verdict)} '
         f"{_e(result.summary())}</p>",
         _facts(result),
+        *[f'<p class="status">{_e(line)}</p>' for line in result.status_lines()],
         *[f'<p class="note">note: {_e(n)}</p>' for n in result.notes],
         "<h2>Checks</h2>", _checks_table(result),
         "<h2>Opening balances</h2>", _balances(opening, decimals, symbol),
@@ -107,9 +117,9 @@ def write_html_report(result: VerifyResult, path: str | Path, *,
     ``data`` (default: the result's data directory); VerifyError if it cannot be written."""
     data = data or DataDir(result.directory)
     try:
-        opening = list(data.balances().values())
+        opening = list(data.read_balances().values.values())  # bad rows are left out
         decimals = data.manifest().decimals
-    except (OSError, ValueError):
+    except (OSError, ValueError, CicSeedError):
         opening, decimals = [], result.token_decimals or 0
     target = Path(path)
     try:
@@ -144,32 +154,47 @@ def _facts(result: VerifyResult) -> str:
              else f"{_amount(result.faucet_amount, decimals)} {result.token_symbol or ''}"),
             ("--balance-adjust", result.balance_adjust),
             ("duration", f"{result.seconds:.2f} s"),
-            ("stopped early (-x)", "yes" if result.stopped_early else None)]
+            ("stopped early (-x)", "yes" if result.stopped_early else None),
+            ("--strict", "yes" if result.strict else None)]
     items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in rows if v is not None)
     return f"<dl>{items}</dl>"
 
 
-def _state(c: CheckResult) -> tuple[str, str]:
-    if c.skipped_because is not None:
+def _state(c: CheckResult, strict: bool) -> tuple[str, str]:
+    state = c.state
+    if state == FAILED or strict:
+        return "fail", "fail"
+    if state == NOT_APPLICABLE:
+        return "na", "n/a"
+    if state == SKIPPED:
         return "skip", "skipped"
-    return ("pass", "pass") if c.passed_all else ("fail", "fail")
+    return "pass", "pass"
 
 
 def _checks_table(result: VerifyResult) -> str:
     head = ("<tr><th>check</th><th>result</th><th class=n>ok</th><th class=n>failed</th>"
-            "<th class=n>skipped</th><th class=n>total</th><th class=n>seconds</th>"
-            "<th>what it verifies</th></tr>")
+            "<th class=n>skipped</th><th class=n>n/a</th><th class=n>total</th>"
+            "<th class=n>seconds</th><th>what it verifies</th></tr>")
+    strict = {c.id for c in result.strict_skipped()}
     rows = []
     for c in result.checks.values():
-        kind, label = _state(c)
-        why = f" ({_e(c.skipped_because)})" if c.skipped_because else ""
-        problems = f"; {len(c.problems)} run problem(s)" if c.problems else ""
+        kind, label = _state(c, c.id in strict)
+        why = ""
+        if c.state == NOT_APPLICABLE:
+            why = f" (not applicable: {_e(c.not_applicable_because)})"
+        elif c.skip_reason is not None and c.skipped:
+            why = f" (skipped: {_e(c.skip_reason)})"
+        if c.id in strict:
+            why += " under --strict"
+        problems = f"; {plural(len(c.problems), 'run problem')}" if c.problems else ""
         rows.append(
             f'<tr id="check-{_e(c.id)}" data-check="{_e(c.id)}" data-result="{label}" '
             f'data-ok="{c.ok}" data-failed="{c.failed}" data-skipped="{c.skipped}" '
-            f'data-total="{c.total}"><td><code>{_e(c.id)}</code></td>'
+            f'data-not-applicable="{c.not_applicable}" data-total="{c.total}">'
+            f"<td><code>{_e(c.id)}</code></td>"
             f"<td>{_badge(kind, label)}{why}{problems}</td><td class=n>{c.ok}</td>"
-            f"<td class=n>{c.failed}</td><td class=n>{c.skipped}</td><td class=n>{c.total}</td>"
+            f"<td class=n>{c.failed}</td><td class=n>{c.skipped}</td>"
+            f"<td class=n>{c.not_applicable}</td><td class=n>{c.total}</td>"
             f"<td class=n>{c.seconds:.2f}</td><td>{_e(c.description)}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -240,6 +265,8 @@ def _target(address: str, target: str | None) -> str:
 
 
 def _failures(result: VerifyResult, max_listed: int) -> str:
+    """Per failing check: its run problems, then its failures grouped by reason (the
+    sentence of the text report), each group with its users, ``max_listed`` per check."""
     failing = [c for c in result.checks.values() if not c.passed_all]
     if not failing:
         return '<p class="note">none: every user passed every check that ran</p>'
@@ -249,15 +276,22 @@ def _failures(result: VerifyResult, max_listed: int) -> str:
                    "failed</h3>")
         out += [f'<p class="problem" data-check="{_e(c.id)}">run problem: {_e(p)}</p>'
                 for p in c.problems]
-        if not c.failures:
-            continue
-        rows = "".join(
-            f'<tr class="failure" data-check="{_e(c.id)}"><td class="mono">{_e(f.address)}'
-            f'</td><td class="mono">{_target(f.address, f.target)}</td><td>{_e(f.reason)}'
-            "</td></tr>" for f in c.failures[:max_listed])
-        out.append('<table class="failures"><colgroup><col style="width:27%">'
-                   '<col style="width:27%"><col></colgroup><tr><th>address</th>'
-                   f"<th>on the target chain</th><th>reason</th></tr>{rows}</table>")
+        left = max_listed
+        for group in c.failure_groups():
+            out.append(f'<p class="group" data-check="{_e(c.id)}" data-users="{group.users}" '
+                       f'data-reason="{_e(group.reason)}"><b>{_e(group.sentence())}</b></p>')
+            shown = group.failures[:max(left, 0)]
+            left -= len(shown)
+            if not shown:
+                continue
+            rows = "".join(
+                f'<tr class="failure" data-check="{_e(c.id)}"><td class="mono">{_e(f.address)}'
+                f'</td><td class="mono">{_target(f.address, f.target)}</td><td>{_e(f.detail)}'
+                + (f' <span class="error">{_e(f.error)}</span>' if f.error else "")
+                + "</td></tr>" for f in shown)
+            out.append('<table class="failures"><colgroup><col style="width:27%">'
+                       '<col style="width:27%"><col></colgroup><tr><th>address</th>'
+                       f"<th>on the target chain</th><th>detail</th></tr>{rows}</table>")
         if len(c.failures) > max_listed:
             out.append(f'<p class="more">... and {len(c.failures) - max_listed} more (all are '
                        "in --format json and --results-dir)</p>")

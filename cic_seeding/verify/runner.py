@@ -16,9 +16,18 @@ from dataclasses import dataclass
 
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, Manifest, dataset_settings
-from cic_seeding.errors import ConfigError, UsageError, VerifyError
+from cic_seeding.errors import CicSeedError, ConfigError, UsageError, VerifyError
 from cic_seeding.verify._memo import BatchMemo
-from cic_seeding.verify.base import Check, CheckContext, ImportState, VerifyUser
+from cic_seeding.verify.base import (
+    FAILED,
+    NOT_APPLICABLE,
+    OK,
+    SKIPPED,
+    Check,
+    CheckContext,
+    ImportState,
+    VerifyUser,
+)
 from cic_seeding.verify.port import VerifyChain
 from cic_seeding.verify.registry import check_ids, get_check, unknown_check
 from cic_seeding.verify.result import CheckResult, Failure, VerifyResult
@@ -29,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Backends that may be skipped, and the flag that skips each.
 SKIP_FLAGS = {"custodial": "--skip-custodial", "meta": "--skip-metadata", "ussd": "--skip-ussd"}
+#: The services behind those backends, for "did not answer" reasons.
+SERVICES = {"custodial": "the custodial engine", "meta": "the metadata server",
+            "ussd": "the USSD gateway"}
 
 Connect = Callable[[Settings], VerifyChain]
 Progress = Callable[[int, int], None]  # (users done, users in all)
@@ -37,7 +49,8 @@ Progress = Callable[[int, int], None]  # (users done, users in all)
 @dataclass(frozen=True)
 class VerifyOptions:
     """What to verify. ``include`` empty means every installed check; ``skip_backends`` holds
-    keys of :data:`SKIP_FLAGS`; ``balance_adjust`` is the ``--balance-adjust`` text."""
+    keys of :data:`SKIP_FLAGS`; ``balance_adjust`` is the ``--balance-adjust`` text; with
+    ``strict`` a check that applies but is skipped fails the run."""
 
     importer: str = "eth"
     include: tuple[str, ...] = ()
@@ -46,31 +59,50 @@ class VerifyOptions:
     stop_on_failure: bool = False
     batch_size: int = 500
     balance_adjust: str | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True)
+class CheckPlan:
+    """The selected checks in id order: those to run, those skipped (why, and whether
+    ``--skip-*`` asked for it) and those that concern none of the users (which kind they are)."""
+
+    run: list[type[Check]]
+    skipped: dict[type[Check], str]
+    deliberate: frozenset[type[Check]]
+    not_applicable: dict[type[Check], str]
 
 
 def select_checks(options: VerifyOptions, settings: Settings | None = None
                   ) -> tuple[list[type[Check]], dict[type[Check], str]]:
-    """``(checks to run, {check skipped: why})`` in id order; only these are loaded.
+    """``(checks to run, {check skipped: why})`` in id order (:func:`plan_checks` without
+    knowing the importer's users)."""
+    plan = plan_checks(options, settings)
+    return plan.run, plan.skipped
 
-    A check is skipped when ``--skip-*`` names one of its backends, or (given ``settings``)
-    when it says it is :meth:`~Check.unavailable` and was not asked for by name: the metadata
-    checks run by default only when a metadata server is configured.
+
+def plan_checks(options: VerifyOptions, settings: Settings | None = None,
+                imports: ImportState | None = None) -> CheckPlan:
+    """Which selected checks run; only these are loaded.
+
+    Given ``imports``, a check that concerns none of the importer's users
+    (:meth:`~Check.not_applicable_to`) is not applicable: never run, never a skip. A check is
+    skipped when ``--skip-*`` names one of its backends, or (given ``settings``) when it says
+    it is :meth:`~Check.unavailable` and was not asked for by name: the metadata checks run by
+    default only when a metadata server is configured.
 
     UsageError for an unknown id (with near matches and the valid ids), an unknown backend to
     skip, or a selection that leaves nothing to run; ConfigError for a check asked for by name
     (``--include``) that cannot run with ``settings``.
     """
-    ids = check_ids()
-    for name in (*options.include, *options.exclude):
-        if name not in ids:
-            raise unknown_check(name, ids)
-    for backend in options.skip_backends:
-        if backend not in SKIP_FLAGS:
-            raise UsageError(f"cannot skip backend {backend!r}",
-                             hint=f"skippable backends: {', '.join(SKIP_FLAGS)}")
+    ids = validate_options(options)
     chosen = [get_check(i) for i in ids
               if (not options.include or i in options.include) and i not in options.exclude]
+    na = {c: why for c in chosen
+          if imports is not None and (why := c.not_applicable_to(imports)) is not None}
+    chosen = [c for c in chosen if c not in na]
     skipped = {c: SKIP_FLAGS[b] for c in chosen for b in c.backends if b in options.skip_backends}
+    deliberate = frozenset(skipped)
     for c in chosen:
         why = None if c in skipped or settings is None else c.unavailable(settings)
         if why is None:
@@ -83,9 +115,23 @@ def select_checks(options: VerifyOptions, settings: Settings | None = None
         skipped[c] = why
     run = [c for c in chosen if c not in skipped]
     if not run:
-        raise UsageError("no checks left to run after --include/--exclude/--skip-*",
+        why = "".join(f"; {c.id} does not apply ({r})" for c, r in na.items())
+        raise UsageError(f"no checks left to run after --include/--exclude/--skip-*{why}",
                          hint=f"installed checks: {', '.join(ids)}")
-    return run, skipped
+    return CheckPlan(run, skipped, deliberate, na)
+
+
+def validate_options(options: VerifyOptions) -> list[str]:
+    """The installed check ids; UsageError for an unknown id or backend in ``options``."""
+    ids = check_ids()
+    for name in (*options.include, *options.exclude):
+        if name not in ids:
+            raise unknown_check(name, ids)
+    for backend in options.skip_backends:
+        if backend not in SKIP_FLAGS:
+            raise UsageError(f"cannot skip backend {backend!r}",
+                             hint=f"skippable backends: {', '.join(SKIP_FLAGS)}")
+    return ids
 
 
 def connect_chain(settings: Settings) -> VerifyChain:
@@ -116,22 +162,23 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
     tolerance = Tolerance.parse(options.balance_adjust) if options.balance_adjust else None
     if options.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
-    run, skipped = select_checks(options, settings)
+    validate_options(options)
     data = DataDir(settings.data_dir)
     manifest = data.manifest()
     imports = load_import(settings, options.importer)
+    plan = plan_checks(options, settings, imports)
     users = load_users(data, imports)
     memo = None
-    if any("chain" in c.backends for c in run):
+    if any("chain" in c.backends for c in plan.run):
         memo = _connected(settings, chain, connect)
     ctx = _context(settings, data, manifest, memo, tolerance, imports)
-    result = _blank_result(settings, options, users, ctx, run, skipped)
-    if imports.known == 0 and any(c.needs_target or "state" in c.backends for c in run):
+    result = _blank_result(settings, options, users, ctx, plan)
+    if imports.known == 0 and any(c.needs_target or "state" in c.backends for c in plan.run):
         result.notes.append(f"importer {options.importer!r} has no users in the state store "
                             f"{imports.location}: nobody was imported by it "
                             "(wrong --importer?)")
     started = time.perf_counter()
-    _run_batches([c(ctx) for c in run], users, options, result, memo, progress)
+    _run_batches([c(ctx) for c in plan.run], users, options, result, memo, progress)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -165,20 +212,22 @@ def _context(settings: Settings, data: DataDir, manifest: Manifest, chain: Batch
 
 
 def _blank_result(settings: Settings, options: VerifyOptions, users: list[VerifyUser],
-                  ctx: CheckContext, run: list[type[Check]],
-                  skipped: dict[type[Check], str]) -> VerifyResult:
+                  ctx: CheckContext, plan: CheckPlan) -> VerifyResult:
     result = VerifyResult(
         directory=settings.data_dir, importer=options.importer, users=len(users),
         token_symbol=ctx.chain.token_symbol if ctx.chain else None,
         token_address=ctx.chain.token_address if ctx.chain else None,
         token_decimals=ctx.token_decimals if ctx.chain else None,
         faucet_amount=ctx.faucet_amount if ctx.chain else None,
-        balance_adjust=ctx.balance_adjust.describe() if ctx.balance_adjust else None)
-    for cls in sorted([*run, *skipped], key=lambda c: c.id):
-        why = skipped.get(cls)
+        balance_adjust=ctx.balance_adjust.describe() if ctx.balance_adjust else None,
+        strict=options.strict)
+    for cls in sorted([*plan.run, *plan.skipped, *plan.not_applicable], key=lambda c: c.id):
+        why, na = plan.skipped.get(cls), plan.not_applicable.get(cls)
         result.checks[cls.id] = CheckResult(
             cls.id, cls.description, tuple(cls.groups), total=len(users),
-            skipped=len(users) if why else 0, skipped_because=why)
+            skipped=len(users) if why else 0, skipped_because=why,
+            skip_deliberate=cls in plan.deliberate,
+            not_applicable=len(users) if na else 0, not_applicable_because=na)
     return result
 
 
@@ -187,43 +236,87 @@ def _run_batches(checks: list[Check], users: list[VerifyUser], options: VerifyOp
                  ) -> None:
     """Each check once per user, batch by batch, then each check's :meth:`~Check.finish`;
     with ``stop_on_failure`` stop after the first check that fails a user, and count every
-    user not checked as skipped."""
+    user not checked as skipped. A service that stops answering (after its client's retries)
+    skips the checks that need it for the users left, saying so."""
+    down: dict[str, str] = {}  # backend -> why its checks stopped
     try:
         for start in range(0, len(users), options.batch_size):
             batch = users[start:start + options.batch_size]
             if memo is not None:
                 memo.reset()
             for check in checks:
-                _record(result.checks[check.id], batch, check)
-                if options.stop_on_failure and result.checks[check.id].failed:
+                into = result.checks[check.id]
+                _record(into, batch, check, down)
+                if options.stop_on_failure and into.failed:
                     result.stopped_early = True
                     return
             log.debug("verified users %d..%d", start, start + len(batch) - 1)
             if progress is not None:
                 progress(start + len(batch), len(users))
         for check in checks:
-            result.checks[check.id].problems.extend(check.finish())
+            if result.checks[check.id].skipped_because is None:
+                result.checks[check.id].problems.extend(check.finish())
     finally:
         for check in checks:
             check.close()
         for c in result.checks.values():
-            c.skipped += c.total - c.ok - c.failed - c.skipped
+            c.skipped += c.total - c.ok - c.failed - c.skipped - c.not_applicable
+            if c.total and c.not_applicable == c.total and c.not_applicable_because is None:
+                c.not_applicable_because = c.na_reasons.most_common(1)[0][0]
 
 
-def _record(into: CheckResult, batch: list[VerifyUser], check: Check) -> None:
-    started = time.perf_counter()
-    verdicts = check.verify(batch)
-    into.seconds += time.perf_counter() - started
+def _record(into: CheckResult, batch: list[VerifyUser], check: Check,
+            down: dict[str, str]) -> None:
+    """Verify ``batch`` with ``check`` into ``into``; when a service the check needs is down,
+    set ``into.skipped_because`` instead (the check stops: the users it would have checked
+    are counted skipped at the end, those it does not concern not applicable)."""
+    todo = []
     for user in batch:
+        why = check.not_applicable(user)
+        if why is None:
+            todo.append(user)
+        else:
+            into.not_applicable += 1
+            into.na_reasons[why] += 1
+    services = [b for b in check.backends if b in SERVICES]
+    gone = next((down[b] for b in services if b in down), None)
+    if into.skipped_because is not None or gone is not None:
+        into.skipped_because = into.skipped_because or gone
+        return
+    started = time.perf_counter()
+    try:
+        verdicts = check.verify(todo) if todo else {}
+    except CicSeedError as exc:
+        if not (exc.transient and services):
+            raise
+        log.warning("check %s stops: %s", check.id, exc)
+        why = f"{SERVICES[services[0]]} did not answer: {one_line(str(exc))}"
+        down.update((b, why) for b in services)
+        into.skipped_because = why
+        return
+    finally:
+        into.seconds += time.perf_counter() - started
+    for user in todo:
         verdict = verdicts[user.address]
-        if verdict.outcome == "ok":
+        if verdict.outcome == OK:
             into.ok += 1
             into.passed.append(user.address)
-        elif verdict.outcome == "failed":
+        elif verdict.outcome == FAILED:
             into.failed += 1
-            into.failures.append(Failure(user.address, verdict.reason, user.target))
-        elif verdict.outcome == "skipped":
+            into.failures.append(Failure(user.address, verdict.reason, user.target,
+                                         verdict.detail, verdict.error))
+        elif verdict.outcome == SKIPPED:
             into.skipped += 1
+            into.skip_reasons[verdict.reason] += 1
+        elif verdict.outcome == NOT_APPLICABLE:
+            into.not_applicable += 1
+            into.na_reasons[verdict.reason] += 1
         else:
             raise VerifyError(f"check {check.id!r} answered {verdict!r} for {user.address}",
-                              hint="a check must answer Verdict.passed/failed/skipped")
+                              hint="a check must answer Verdict.passed/failed/skipped/"
+                              "not_applicable")
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line (a library's multi-line message joined by spaces)."""
+    return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())

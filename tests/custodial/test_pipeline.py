@@ -60,7 +60,11 @@ def _pipeline(devnet: Devnet, tmp_path: Path, pg_schema: str) -> None:
     checks = verify.checks
     for check in ("accounts_index", "balance", "faucet", "gas", "custodial_key"):
         assert checks[check].ok == 100, checks[check].line()
-    assert checks["local_key"].skipped == 100  # no keyfiles: the engine holds the keys
+    # no keyfiles (the engine holds the keys), no USSD accounts: not applicable, not skipped
+    assert verify.not_applicable() == {"local_key": "custodial users",
+                                       "ussd": "users not registered through USSD",
+                                       "ussd_pins": "users not registered through USSD"}
+    assert (checks["local_key"].not_applicable, checks["local_key"].skipped) == (100, 0)
 
     # every user one account, one registration, gas gift, faucet payout and balance transfer
     # (signed by the engine); two workers, one signer, no nonce error

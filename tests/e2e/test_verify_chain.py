@@ -27,7 +27,14 @@ from cic_seeding.importers.eth import EthImporter
 from cic_seeding.state import open_state_store
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
-from cic_seeding.verify import VerifyOptions, VerifyResult, connect_chain, run_verify
+from cic_seeding.units import dataset_to_token_exact
+from cic_seeding.verify import (
+    NOT_IMPORTED,
+    VerifyOptions,
+    VerifyResult,
+    connect_chain,
+    run_verify,
+)
 from cic_seeding.verify._batch_reader import BatchReaderChain
 from tests.e2e.test_eth_pipeline import seed_users
 from tests.helpers import run_script
@@ -111,6 +118,8 @@ def test_a_clean_seeding_passes_every_check(seeded: Seeded) -> None:
     for c in META:  # no metadata server configured: skipped, and said why
         assert clean.checks[c].skipped_because is not None
         assert "no metadata server is configured" in clean.checks[c].skipped_because
+    assert clean.not_applicable() == {c: "sovereign users"
+                                      for c in ("custodial_key", "ussd", "ussd_pins")}
 
 
 def test_tampering_is_caught_by_exact_count_and_address(seeded: Seeded) -> None:
@@ -122,10 +131,40 @@ def test_tampering_is_caught_by_exact_count_and_address(seeded: Seeded) -> None:
         assert [f.address for f in check.failures] == bad, cid
     reasons = {cid: result.checks[cid].failures[0].reason for cid, bad in
                seeded.tampered.items() if bad}
-    assert reasons["accounts_index"].startswith("AccountsIndex.have(")
-    assert reasons["balance"].startswith("token balance ")
-    assert reasons["gas"] == "native balance is 0 wei"
-    assert reasons["local_key"].startswith("no keyfile ")
+    assert reasons == {
+        "accounts_index": "the AccountsIndex does not have the user",
+        "balance": "the token balance differs from the expected amount",
+        "gas": "the user has no gas: its native balance is 0 wei",
+        "local_key": "there is no keyfile for the user under keystore/"}
+
+
+def test_the_report_reads_like_a_diagnosis(seeded: Seeded) -> None:
+    """The tampered world's text report: one line per check and reason, counted, naming the
+    users with their particulars (the balance check: two users, one reason)."""
+    result = run_verify(seeded.settings)
+    u = seeded.users
+    text = result.render_text().splitlines()
+    failures = text[text.index("failures:") + 1:-1]
+
+    def balance(i: int, moved: int) -> str:
+        data = DataDir(seeded.settings.data_dir)
+        opening = dataset_to_token_exact(data.balances()[u[i][2:]], data.manifest().decimals,
+                                         result.token_decimals or 0)
+        faucet = result.faucet_amount
+        assert faucet is not None and opening is not None
+        want = opening + faucet
+        return f"{u[i]}: expected {want} (opening {opening} + faucet {faucet}), found " \
+               f"{want - moved}"
+
+    assert failures == [
+        f"  accounts_index: 1 user -- the AccountsIndex does not have the user ({u[2]})",
+        f"  balance: 2 users -- the token balance differs from the expected amount "
+        f"({balance(0, 1)}; {balance(1, 3)})",
+        f"  gas: 2 users -- the user has no gas: its native balance is 0 wei ({u[4]}, {u[5]})",
+        f"  local_key: 1 user -- there is no keyfile for the user under keystore/ "
+        f"({u[3]}: keystore/{u[3][2:]}.json)"]
+    assert text[-1] == (f"{COUNT} users of token {result.token_symbol}, 6 checks (eth import): "
+                        "FAILED: 6 failures in 4 checks")
 
 
 def test_both_readers_see_the_same_chain(seeded: Seeded) -> None:
@@ -246,10 +285,10 @@ def test_users_never_imported_and_foreign_users_are_reported(module_devnet: Devn
     assert (imported.ok, imported.failed) == (9, 3)
     assert [f.address for f in imported.failures] == users[9:]
     assert imported.failures[0].reason.startswith(
-        "never imported: importer 'eth' has no record of this user")
+        "never imported: importer 'eth' has no record of the user")
     for cid in ("accounts_index", "balance", "faucet", "gas"):  # nothing to read for them
         assert [(f.address, f.reason) for f in result.checks[cid].failures] == [
-            (u, "not imported") for u in users[9:]]
+            (u, NOT_IMPORTED) for u in users[9:]]
 
     # the state store also holds users this data directory does not have
     with open_state_store(settings) as store:

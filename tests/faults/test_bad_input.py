@@ -15,12 +15,13 @@ repeated). ``[id]`` is a parameter of the test in the group heading.
      3 address with a bad EIP-55 checksum          import eth        [bad_checksum]
      4 address the manifest seed does not derive   import eth        [underived_address]
      5 duplicate phone                             import (any)      [duplicate_phone]
-     6 record without a balances.csv row           import eth, sync  [no_balance_row]
-     7 negative balance                            import eth, sync  [negative_balance]
-     8 non-integer balance                         import eth, sync  [fractional_balance]
-     9 balance overflowing uint256                 import eth, sync  [overflowing_balance]
-    10 balance in non-ASCII digits ('²')           import eth, sync  [unicode_digit_balance]
-       (7-10: the sync then refuses balances.csv with one line before paying anyone)
+     6 record without a balances.csv row           import, sync, verify [no_balance_row]
+     7 negative balance                            import, sync, verify [negative_balance]
+     8 non-integer balance                         import, sync, verify [fractional_balance]
+     9 balance overflowing uint256                 import, sync, verify [overflowing_balance]
+    10 balance in non-ASCII digits ('²')           import, sync, verify [unicode_digit_balance]
+       (6-10: the sync pays the others and reports that user with its row's line and field;
+       verify fails that user only)
     11 corrupt JSON record under new/              import cic_meta   test_a_corrupt_new_record_...
     12 balances.csv row without a user             sync, validate    test_a_balances_row_without_...
     13 balances.csv row removed after the import   sync              test_a_sync_refuses_a_...
@@ -98,11 +99,11 @@ from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET
 from cic_seeding.chain.signer import Signer
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.generate.generator import GenerateOptions, generate
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.cic_ussd import registration_screens
 from cic_seeding.meta.client import MetaClient
 from cic_seeding.records.pointers import person_pointer
 from cic_seeding.state import open_state_store
-from cic_seeding.ussd.pins import seeded_language
 from tests.conftest import devnet_settings
 from tests.e2e.procs import files_in, users_in
 from tests.faults._chain import network, registered, token_balances
@@ -181,7 +182,8 @@ class Bad:
     the run reports and the exact reason it gives."""
 
     apply: Callable[[DataDir, list[UserRow]], tuple[str, str]]
-    sync_error: Callable[[DataDir, UserRow], str] | None = None  # the sync's refusal
+    #: What the sync reports for that user (None: the sync is not concerned).
+    sync_reason: Callable[[DataDir, UserRow], str] | None = None
 
 
 def _schema(data: DataDir, users: list[UserRow]) -> tuple[str, str]:
@@ -245,21 +247,30 @@ def _no_balance_row(data: DataDir, users: list[UserRow]) -> tuple[str, str]:
                             "add its row or regenerate (`cic-seed validate DIR` lists every gap)")
 
 
+def _no_balance_row_in_sync(data: DataDir, victim: UserRow) -> str:
+    return (f"no opening balance for {victim.address.lower()} in {data.balances_csv}; add its "
+            "row (or regenerate), then rerun")
+
+
 def _balance(value: str) -> Bad:
+    digits = value.isascii() and value.isdigit()
+    problem = (f"{value[:40]!r} is not below 2**256" if digits else
+               f"{value!r} is not a whole number (digits 0-9 only, in the smallest unit)")
+
+    def row(data: DataDir) -> str:
+        return f"balances.csv line {VICTIM + 1}, field amount: {problem}"
+
     def apply(data: DataDir, users: list[UserRow]) -> tuple[str, str]:
         victim = users[VICTIM]
         set_balance(data, victim, value)
-        return victim.address, (f"opening balance {value!r} of {victim.address} in "
-                                f"{data.balances_csv} is not an integer in [0, 2**256); fix "
-                                "the row or regenerate")
+        return victim.address, (f"opening balance of {victim.address} cannot be read: "
+                                f"{row(data)}; fix the row or regenerate")
 
-    def sync_error(data: DataDir, victim: UserRow) -> str:
-        key = victim.address.lower()[2:]
-        return (f"error: {data.balances_csv}: balance of {key} is {value!r}, not a "
-                "non-negative integer below 2**256; fix the row or regenerate; `cic-seed "
-                "validate DIR` lists every bad row")
+    def sync_reason(data: DataDir, victim: UserRow) -> str:
+        return (f"opening balance of {victim.address.lower()} cannot be read: {row(data)}; "
+                "fix the row (or regenerate), then rerun")
 
-    return Bad(apply, sync_error)
+    return Bad(apply, sync_reason)
 
 
 PER_USER = {
@@ -268,7 +279,7 @@ PER_USER = {
     "bad_checksum": Bad(_bad_checksum),
     "underived_address": Bad(_underived_address),
     "duplicate_phone": Bad(_duplicate_phone),
-    "no_balance_row": Bad(_no_balance_row),
+    "no_balance_row": Bad(_no_balance_row, _no_balance_row_in_sync),
     "negative_balance": _balance("-5"),
     "fractional_balance": _balance("1.5"),
     "overflowing_balance": _balance(str(2**256)),
@@ -296,25 +307,44 @@ def test_a_bad_user_fails_alone(cli: InCli, module_devnet: Devnet, tmp_path: Pat
     assert not keyfile_of(data, address).exists() and not keyfile_of(data, victim.address).exists()
     assert not data.new.has(address) and not data.new.has(victim.address)
 
-    sync_error = PER_USER[kind].sync_error
-    if sync_error is not None:  # a broken balances.csv: the sync refuses it before paying
-        run = cli("sync", "eth", "--dir", str(data.root), "--devnet",
-                  str(module_devnet.directory), "--timeout", "30", "--poll", "0.05")
-        assert run.returncode == 1
-        assert the_error_line(run.stderr) == sync_error(data, victim)
-        assert set(token_balances(module_devnet, others).values()) == {0}
-    elif kind == "no_balance_row":  # the sync pays the others and reports the one left
+    sync_reason = PER_USER[kind].sync_reason
+    if sync_reason is not None:  # a bad balances.csv row: that user is quarantined, not the run
         run = cli("sync", "eth", "--dir", str(data.root), "--devnet",
                   str(module_devnet.directory), "--timeout", "30", "--poll", "0.05")
         assert run.returncode == 1 and "7/8 users paid, 1 failed" in run.stdout, run
-        assert (f"  failed {victim.address.lower()} fund: no opening balance for "
-                f"{victim.address.lower()} in {data.balances_csv}; add its row (or "
-                "regenerate), then rerun") in run.stdout.splitlines(), run.stdout
+        assert "error: " not in run.stderr, run.stderr
+        assert (f"  failed {victim.address.lower()} fund: {sync_reason(data, victim)}"
+                in run.stdout.splitlines()), run.stdout
         faucet = network(module_devnet).client.call(network(module_devnet).faucet,
                                                     FAUCET.fn("tokenAmount"))
-        opening = data.balances()
+        opening = data.read_balances().values
         assert token_balances(module_devnet, others) == {
             a: opening[a.lower()[2:]] + faucet for a in others}
+        assert_verify_names_only(cli, data, module_devnet, victim)
+
+
+def assert_verify_names_only(cli: InCli, data: DataDir, devnet: Devnet, victim: UserRow) -> None:
+    """verify exits 1; every failure of every check is the victim's, everyone else passes."""
+    run = cli("verify", str(data.root), "--devnet", str(devnet.directory), "--format", "json")
+    assert run.returncode == 1, run
+    checks = json.loads(run.stdout)["checks"]
+    ran = {c: r for c, r in checks.items() if r["status"] in ("passed", "failed")}
+    assert set(ran) == {"accounts_index", "balance", "faucet", "gas", "imported", "local_key"}
+    for cid, r in ran.items():
+        assert [f["address"] for f in r["failures"]] == [victim.address.lower()], cid
+        assert (r["ok"], r["problems"]) == (COUNT - 1, []), cid
+    balance = checks["balance"]["failures"][0]
+    problem = data.read_balances().problem(victim.address)
+    if problem is None:
+        assert (balance["reason"], balance["detail"]) == (
+            "it has no row in balances.csv", "")
+    else:
+        assert (balance["reason"], balance["detail"]) == (
+            "its balances.csv row cannot be read", str(problem))
+    text = cli("verify", str(data.root), "--devnet", str(devnet.directory))
+    named = victim.address.lower() + (f": {balance['detail']}" if balance["detail"] else "")
+    assert f"  balance: 1 user -- {balance['reason']} ({named})" in text.stdout.splitlines(), \
+        text.stdout
 
 
 def test_a_corrupt_new_record_fails_that_user_only(cli: InCli, module_devnet: Devnet,
@@ -330,8 +360,8 @@ def test_a_corrupt_new_record_fails_that_user_only(cli: InCli, module_devnet: De
               str(module_devnet.directory), env=meta_env(meta.url, meta.token))
     assert run.returncode == 1 and "Traceback" not in run.stderr, run
     assert failures(run.stdout) == {victim.address.lower(): (
-        "its new/ record cannot be read: Expecting property name enclosed in double quotes: "
-        "line 1 column 2 (char 1)")}
+        f"its new/ record cannot be read: {data.new.path(victim.address)} (JSONDecodeError: "
+        "Expecting property name enclosed in double quotes: line 1 column 2 (char 1))")}
     with MetaClient(meta.url) as client:
         for user in users:
             got = client.get(person_pointer(user.address))
@@ -794,7 +824,7 @@ def test_a_ussd_gateway_answering_unexpected_menus(cli: InCli, module_devnet: De
         run = cli("import", "cic_ussd", "--dir", str(data.root), "--devnet",
                   str(module_devnet.directory), env=env)
     assert run.returncode == 1 and "Traceback" not in run.stderr, run
-    gender = registration_screens(seeded_language(data.manifest().seed, midway.index))[2]
+    gender = registration_screens(preferred_language(data.manifest().seed, midway.index))[2]
     assert failures(run.stdout) == {
         first.address.lower(): (
             f"the USSD gateway {proxy} opened the session of {first.phone} with an unexpected "

@@ -54,10 +54,11 @@ from cic_seeding.chain.connect import connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.meta.documents import DocumentSource
 from cic_seeding.state import norm
 from cic_seeding.ussd.accounts import ACTIVE
-from cic_seeding.ussd.pins import seeded_language, write_pins
+from cic_seeding.ussd.pins import write_pins
 from tests.conftest import devnet_settings
 from tests.custodial.world import make_data
 from tests.e2e.procs import clean_env, files_in, seed_args
@@ -415,7 +416,7 @@ class UssdAccountsWorld(World):
         seed = data.manifest().seed
         users = {norm(u.address): u for u in data.users()}
         pins = self._pins(data)
-        return {u: [(t, ACTIVE, seeded_language(seed, users[u].index),
+        return {u: [(t, ACTIVE, preferred_language(seed, users[u].index),
                      pins[users[u].phone] if self.with_pins else "")]
                 for u, t in targets.items()}
 

@@ -13,8 +13,9 @@ from cic_devnet.meta.process import MetaServerProcess
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import ConfigError
+from cic_seeding.generate.keys import preferred_language
 from cic_seeding.importers.meta import meta_client
-from cic_seeding.meta.documents import DocumentSource
+from cic_seeding.meta.documents import DocumentSource, UserDocuments
 from cic_seeding.verify import (
     VerifyOptions,
     VerifyResult,
@@ -77,8 +78,10 @@ def test_all_four_pass_after_a_cic_meta_import(imported: Settings,
 def test_selected_by_default_when_a_server_is_configured(imported: Settings) -> None:
     result = run_verify(imported, VerifyOptions(exclude=(
         "accounts_index", "balance", "faucet", "gas", "local_key")))
-    ran = {c for c, r in result.checks.items() if r.skipped_because is None}
+    ran = {c for c, r in result.checks.items() if r.ran}
     assert ran == {"imported", *META}
+    assert result.not_applicable() == {c: "sovereign users"
+                                       for c in ("custodial_key", "ussd", "ussd_pins")}
     assert all(result.checks[c].ok == COUNT for c in META)
 
 
@@ -105,9 +108,77 @@ def test_tampered_documents_are_caught_by_exact_count(
     for c in META:
         assert [f.address for f in result.checks[c].failures] == sorted(
             tampered[c], key=[u.address.lower() for u in users].index)
-    assert "gender" in result.checks["metadata"].failures[0].reason
-    assert "preferred_language None, expected 'en'" in \
-        result.checks["metadata_preferences"].failures[0].reason
+    assert result.checks["metadata"].failures[0].detail == "first at key 'gender'"
+    preferences = result.checks["metadata_preferences"].failures[0]
+    assert preferences.reason == ("its preferences document holds another preferred_language "
+                                  "than the user's")
+    wanted = preferred_language(data.manifest().seed, users[9].index)
+    assert preferences.detail == f"preferred_language None, expected {wanted!r}"
+
+
+def test_preferences_hold_each_users_language_and_the_other_one_fails(
+        imported: Settings, data: DataDir, meta_server: MetaServerProcess) -> None:
+    """The documents the importer wrote carry preferred_language(seed, index), both languages
+    occur, and a document with the other language fails that user only."""
+    users = list(data.users())
+    seed = data.manifest().seed
+    found, _ = DocumentSource(data).documents(users)
+    languages = [preferred_language(seed, u.index) for u in users]
+    assert set(languages) == {"en", "sw"}
+    with meta_client(settings_for(data, meta_server)) as client:
+        for u, lang in zip(users, languages, strict=True):
+            got = client.get(pointer_of(found[u.address], "preferences"))
+            assert got == {"preferred_language": lang}, u
+        victim = users[5]
+        other = {"en": "sw", "sw": "en"}[languages[5]]
+        client.put(pointer_of(found[victim.address], "preferences"),
+                   {"preferred_language": other})
+    result = verify_meta(imported)
+    (failure,) = result.checks["metadata_preferences"].failures
+    assert failure.address == victim.address.lower()
+    assert failure.detail == f"preferred_language {other!r}, expected {languages[5]!r}"
+    assert all(result.checks[c].passed_all for c in META if c != "metadata_preferences")
+
+
+def pointer_of(docs: UserDocuments, kind: str) -> str:
+    (pointer,) = [p for k, p, _ in docs.items() if k == kind]
+    return pointer
+
+
+def test_a_malformed_tags_row_fails_that_users_custom_document_only(
+        imported: Settings, data: DataDir) -> None:
+    users = list(data.users())
+    victim = users[4]
+    key = victim.address.lower()[2:]
+    lines = data.tags_csv.read_text().splitlines()
+    (at,) = [i for i, line in enumerate(lines) if line.startswith(key + ",")]
+    lines[at] = f"{key},individual,,food"
+    data.tags_csv.write_text("\n".join(lines) + "\n")
+    result = verify_meta(imported)
+    assert {c: r.failed for c, r in result.checks.items()} == {
+        "metadata": 0, "metadata_custom": 1, "metadata_phone": 0, "metadata_preferences": 0}
+    (failure,) = result.checks["metadata_custom"].failures
+    assert failure.address == victim.address.lower()
+    assert failure.reason == "its tags.csv row is malformed"
+    assert failure.detail == (f"tags.csv line {at + 1}, field tags: an empty tag in "
+                              "'individual,,food'")
+    assert f"  metadata_custom: 1 user -- its tags.csv row is malformed ({victim.address.lower()}" \
+        in result.render_text()
+
+
+def test_an_unreadable_new_record_fails_that_user_only(imported: Settings,
+                                                       data: DataDir) -> None:
+    row = list(data.users())[2]  # sovereign: new/ keyed by its own address
+    data.new.path(row.address).write_bytes(b"{broken")
+    result = verify_meta(imported)
+    for c in META:
+        (failure,) = result.checks[c].failures
+        assert failure.address == row.address.lower()
+        assert failure.reason == "its new/ record cannot be read"
+        assert failure.detail == str(data.new.path(row.address))
+        assert failure.error == ("JSONDecodeError: Expecting property name enclosed in double "
+                                 "quotes: line 1 column 2 (char 1)")
+    assert all(result.checks[c].ok == COUNT - 1 for c in META)
 
 
 def test_a_user_without_a_new_record_fails_all_four(imported: Settings, data: DataDir) -> None:

@@ -47,7 +47,9 @@ def test_accounts_index_catches_unregistered_users(tmp_path: Path) -> None:
     result = verify(world)
     assert failed(result) == {"accounts_index": 2, "balance": 0, "faucet": 0, "gas": 0}
     assert [f.address for f in result.checks["accounts_index"].failures] == world.addresses[3:5]
-    assert "AccountsIndex.have" in result.checks["accounts_index"].failures[0].reason
+    first = result.checks["accounts_index"].failures[0]
+    assert first.reason == "the AccountsIndex does not have the user"
+    assert first.detail == ""  # a sovereign user: its target is its own address
 
 
 def test_gas_catches_users_without_native_balance(tmp_path: Path) -> None:
@@ -69,7 +71,9 @@ def test_faucet_and_balance_without_the_faucet(tmp_path: Path) -> None:
     (bad,) = result.checks["balance"].failures
     assert bad.address == wrongly_counted
     opening = world.opening[wrongly_counted]
-    assert bad.reason.startswith(f"token balance {opening + FAUCET} != expected {opening}")
+    assert bad.reason == "the token balance differs from the expected amount"
+    assert bad.detail == f"expected {opening} (opening {opening} + faucet 0), found " \
+                         f"{opening + FAUCET}"
 
 
 def test_balance_catches_one_smallest_unit(tmp_path: Path) -> None:
@@ -79,10 +83,15 @@ def test_balance_catches_one_smallest_unit(tmp_path: Path) -> None:
     assert failed(verify(world)) == {"accounts_index": 0, "balance": 2, "faucet": 0, "gas": 0}
 
 
-def test_faucet_amount_zero_skips_faucet_and_expects_opening(tmp_path: Path) -> None:
+def test_faucet_amount_zero_makes_faucet_not_applicable_and_expects_opening(
+        tmp_path: Path) -> None:
     world = make_world(tmp_path, faucet=0)
-    result = verify(world)
-    assert result.ok and result.checks["faucet"].skipped == 20
+    result = verify(world, strict=True)  # not applicable is no skip, even under --strict
+    faucet = result.checks["faucet"]
+    assert result.ok and (faucet.not_applicable, faucet.skipped) == (20, 0)
+    assert faucet.state == "not_applicable"
+    assert result.not_applicable() == {
+        "faucet": "users of a faucet that pays nothing (tokenAmount 0)"}
     assert result.checks["balance"].ok == 20
     assert world.chain.calls["faucet_next_time"] == 0
 
@@ -168,7 +177,9 @@ def test_local_key_catches_a_wrong_password(tmp_path: Path) -> None:
     c = result.checks["local_key"]
     assert (c.ok, c.failed, c.total) == (2, 1, 3)
     assert c.failures[0].address == world.addresses[2]
-    assert "does not decrypt" in c.failures[0].reason and "not-foo" not in c.failures[0].reason
+    bad = c.failures[0]
+    assert bad.reason == "its keyfile does not decrypt with keystore_password"
+    assert "not-foo" not in bad.reason + bad.detail + bad.error
     assert result.token_symbol is None  # no chain was needed
 
 
@@ -183,9 +194,10 @@ def test_local_key_catches_missing_and_foreign_keyfiles_in_a_pool(
     other.rename(keyfile_path(world.data.keystore, world.addresses[2]))  # 2 holds 1's key
     c = local_key(world).checks["local_key"]
     assert (c.ok, c.failed) == (1, 3)
-    reasons = {f.address: f.reason for f in c.failures}
-    assert reasons[world.addresses[1]].startswith("no keyfile")
-    assert f"holds the key of {world.addresses[1]}" in reasons[world.addresses[2]]
+    reasons = {f.address: (f.reason, f.detail) for f in c.failures}
+    assert reasons[world.addresses[1]][0] == "there is no keyfile for the user under keystore/"
+    assert reasons[world.addresses[2]][0] == "its keyfile holds the key of another address"
+    assert reasons[world.addresses[2]][1].endswith(f"holds the key of {world.addresses[1]}")
 
 
 # -- --balance-adjust at its bounds: N and P%, either sign, both sides of each bound ----------
@@ -244,10 +256,11 @@ def test_imported_names_each_user_the_importer_did_not_confirm(tmp_path: Path) -
     c = result.checks["imported"]
     assert (c.ok, c.failed, c.total) == (4, 5, 9)
     reasons = [f.reason for f in c.failures]
-    assert reasons[0].startswith("not imported: the eth import has not reached this user")
-    assert reasons[1] == "the eth import failed: AccountsIndex.add reverted"
+    assert reasons[0].startswith("not imported: the eth import has not reached the user")
+    assert (reasons[1], c.failures[1].detail) == ("the eth import failed",
+                                                  "AccountsIndex.add reverted")
     assert reasons[2].startswith("the eth import was submitted but never confirmed")
-    assert reasons[4].startswith("never imported: importer 'eth' has no record of this user")
+    assert reasons[4].startswith("never imported: importer 'eth' has no record of the user")
     assert [f.address for f in c.failures] == [*world.addresses[4:], user_address(SEED, 8).lower()]
     assert c.problems == []
 
@@ -265,7 +278,7 @@ def test_store_users_missing_from_the_data_directory_fail_the_run(tmp_path: Path
            f"({foreign[0]}, {foreign[1]}, {foreign[2]}, ...)" in problem
     text = result.render_text()
     assert "imported: 3/3, 1 run problem" in text and f"  imported: {problem}" in text
-    assert text.splitlines()[-1].endswith("FAILED: 1 failures in 1 checks")
+    assert text.splitlines()[-1].endswith("FAILED: 1 failure in 1 check")
     assert json.loads(result.render_json())["checks"]["imported"]["problems"] == [problem]
     suite = ET.fromstring(result.render_junit())
     failure = suite.find("testcase[@name='imported']/failure")

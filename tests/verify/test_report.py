@@ -24,6 +24,7 @@ class Parsed(HTMLParser):
         super().__init__()
         self.rows: dict[str, dict[str, str]] = {}
         self.failures: dict[str, list[list[str]]] = {}
+        self.groups: dict[str, list[tuple[str, str]]] = {}
         self.bars: list[int] = []
         self.tags: list[str] = []
         self.text: list[str] = []
@@ -40,6 +41,9 @@ class Parsed(HTMLParser):
         elif tag == "tr" and a.get("class") == "failure":
             self._row = []
             self.failures.setdefault(a["data-check"], []).append(self._row)
+        elif tag == "p" and a.get("class") == "group":
+            self.groups.setdefault(a["data-check"], []).append((a["data-users"],
+                                                                a["data-reason"]))
         elif tag == "rect":
             self.bars.append(int(a["data-count"]))
         elif tag == "td" and self._row is not None:
@@ -85,7 +89,10 @@ def test_report_holds_every_check_its_counts_and_failures(tmp_path: Path) -> Non
         assert row["data-result"] == ("pass" if c.passed_all else "fail")
     assert [r[0] for r in html.failures["accounts_index"]] == world.addresses[:4]
     (balance,) = html.failures["balance"]
-    assert balance[0] == world.addresses[7] and balance[2].startswith("token balance ")
+    assert balance[0] == world.addresses[7] and balance[2].startswith("expected ")
+    assert html.groups == {
+        "accounts_index": [("4", "the AccountsIndex does not have the user")],
+        "balance": [("1", "the token balance differs from the expected amount")]}
     assert set(html.failures) == {"accounts_index", "balance"}
     assert "FAILED" in "".join(html.text)
 

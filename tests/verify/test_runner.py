@@ -18,7 +18,7 @@ from cic_seeding.verify import (
     run_verify,
 )
 from cic_seeding.verify import registry as check_registry
-from tests.verify.fakes import World, make_world
+from tests.verify.fakes import FAUCET, World, make_world
 
 BUILT_IN = ["accounts_index", "balance", "custodial_key", "faucet", "gas", "imported",
             "local_key", "metadata", "metadata_custom", "metadata_phone", "metadata_preferences",
@@ -160,17 +160,79 @@ def failing_world(tmp_path: Path, n: int = 30) -> tuple[World, VerifyResult]:
 
 def test_text_rendering(tmp_path: Path) -> None:
     world, result = failing_world(tmp_path)
+    a = world.addresses
     text = result.render_text()
-    lines = text.splitlines()
-    assert lines[:4] == ["accounts_index: 18/30, 12 failed", "balance: 30/30", "faucet: 30/30",
-                         "gas: 29/30, 1 failed"]
-    assert f"  accounts_index: {world.addresses[0]}: AccountsIndex.have(" in text
-    assert "  accounts_index: ... and 2 more" in lines
-    assert lines[-1] == "30 users of token GFT, 4 checks (eth import): FAILED: 13 failures in " \
-                        "2 checks"
+    assert text.splitlines() == [
+        "accounts_index: 18/30, 12 failed", "balance: 30/30", "faucet: 30/30",
+        "gas: 29/30, 1 failed",
+        "failures:",
+        f"  accounts_index: 12 users -- the AccountsIndex does not have the user (e.g. {a[0]}, "
+        f"{a[1]}, {a[2]})",
+        f"  gas: 1 user -- the user has no gas: its native balance is 0 wei ({a[5]})",
+        "30 users of token GFT, 4 checks (eth import): FAILED: 13 failures in 2 checks"]
     assert "\x1b[" not in text
     coloured = result.render_text(colour=True)
     assert "\x1b[31m18/30\x1b[0m" in coloured and "\x1b[32m30/30\x1b[0m" in coloured
+
+
+def test_grouped_text_of_a_tampered_world_with_two_reasons(tmp_path: Path) -> None:
+    """Two users hold a unit too few, one more has a bad balances.csv row: one line per
+    reason, counted, with example users and their particulars; every user under -vv."""
+    world = make_world(tmp_path, n=12)
+    a, opening = world.addresses, world.opening
+    for i in (2, 7):
+        world.chain.balances[a[i]] -= 1
+    lines = world.data.balances_csv.read_text().splitlines()
+    lines[9] = f"{a[9][2:]},12x"
+    world.data.balances_csv.write_text("\n".join(lines) + "\n")
+    result = chain_only(world, include=("balance",))
+
+    def expected(i: int) -> str:
+        want = opening[a[i]] + FAUCET
+        return f"expected {want} (opening {opening[a[i]]} + faucet {FAUCET}), found {want - 1}"
+
+    bad_row = ("balances.csv line 10, field amount: '12x' is not a whole number "
+               "(digits 0-9 only, in the smallest unit)")
+    assert result.render_text().splitlines() == [
+        "balance: 9/12, 3 failed",
+        "failures:",
+        f"  balance: 2 users -- the token balance differs from the expected amount "
+        f"({a[2]}: {expected(2)}; {a[7]}: {expected(7)})",
+        f"  balance: 1 user -- its balances.csv row cannot be read ({a[9]}: {bad_row})",
+        "12 users of token GFT, 1 check (eth import): FAILED: 3 failures in 1 check"]
+    detailed = result.render_text(verbose=2).splitlines()
+    assert detailed[3:5] == [f"    {a[2]}: {expected(2)}", f"    {a[7]}: {expected(7)}"]
+    assert detailed[6] == f"    {a[9]}: {bad_row}"
+    doc = json.loads(result.render_json())["checks"]["balance"]
+    assert doc["failure_groups"] == [
+        {"reason": "the token balance differs from the expected amount", "users": 2,
+         "examples": [a[2], a[7]]},
+        {"reason": "its balances.csv row cannot be read", "users": 1, "examples": [a[9]]}]
+    assert [(f["address"], f["detail"]) for f in doc["failures"]] == [
+        (a[2], expected(2)), (a[7], expected(7)), (a[9], bad_row)]
+
+
+def test_examples_and_exceptions(tmp_path: Path) -> None:
+    """Four users fail one way: three are named "e.g."; the exception behind a failure is
+    in JSON and under -vv, not in the plain text."""
+    world = make_world(tmp_path, n=5)
+    world.data.keystore.mkdir()
+    for a in world.addresses[:4]:
+        (world.data.keystore / f"{a[2:]}.json").write_text("{not json")
+    result = run_verify(world.settings, VerifyOptions(include=("local_key",)))
+    a = world.addresses
+    text = result.render_text()
+    assert "  local_key: 5 users -- " not in text
+    (group,) = [line for line in text.splitlines() if line.startswith("  local_key: 4 users")]
+    assert group.startswith("  local_key: 4 users -- its keyfile cannot be read as JSON (e.g. "
+                            f"{a[0]}: ")
+    assert group.count("; ") == 2 and a[3] not in group and "JSONDecodeError" not in text
+    assert "  local_key: 1 user -- there is no keyfile for the user under keystore/ (" in text
+    detailed = result.render_text(verbose=2)
+    assert detailed.count("[JSONDecodeError: Expecting property name enclosed in double "
+                          "quotes: line 1 column 2 (char 1)]") == 4
+    failures = json.loads(result.render_json())["checks"]["local_key"]["failures"]
+    assert [f["error"].split(":")[0] for f in failures] == ["JSONDecodeError"] * 4 + [""]
 
 
 def test_junit_rendering(tmp_path: Path) -> None:
@@ -182,8 +244,12 @@ def test_junit_rendering(tmp_path: Path) -> None:
     assert list(cases) == ["accounts_index", "balance", "faucet", "gas"]
     failure = cases["accounts_index"].find("failure")
     assert failure is not None
-    assert failure.get("message") == "12 of 30 users failed accounts_index (18 ok, 0 skipped)"
-    assert failure.text is not None and len(failure.text.splitlines()) == 11
+    assert failure.get("message") == ("12 of 30 users failed accounts_index (18 ok, 0 skipped, "
+                                      "0 not applicable)")
+    assert failure.text is not None
+    lines = failure.text.splitlines()
+    assert lines[0].startswith("12 users -- the AccountsIndex does not have the user (e.g. ")
+    assert len(lines) == 1 + 10 + 1 and lines[-1].endswith("... and 2 more (all in --format json)")
     assert cases["balance"].find("failure") is None
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert props["token_symbol"] == "GFT" and props["users"] == "30"
@@ -207,7 +273,8 @@ def test_json_rendering(tmp_path: Path) -> None:
     gas = doc["checks"]["gas"]
     assert (gas["ok"], gas["failed"], gas["skipped"], gas["total"]) == (29, 1, 0, 30)
     assert gas["failures"] == [{"address": world.addresses[5], "target": world.addresses[5],
-                                "reason": "native balance is 0 wei"}]
+                                "reason": "the user has no gas: its native balance is 0 wei",
+                                "detail": "", "error": ""}]
     assert len(doc["checks"]["accounts_index"]["failures"]) == 12
 
 
@@ -219,7 +286,8 @@ def test_results_dir(tmp_path: Path) -> None:
         f"{kind}_{cid}" for cid in result.checks for kind in ("success", "error"))
     assert (out / "success_gas").read_text().splitlines() == \
         [a for a in world.addresses if a != world.addresses[5]]
-    assert (out / "error_gas").read_text() == f"{world.addresses[5]} native balance is 0 wei\n"
+    assert (out / "error_gas").read_text() == \
+        f"{world.addresses[5]} the user has no gas: its native balance is 0 wei\n"
     errors = (out / "error_accounts_index").read_text().splitlines()
     assert [line.split(" ", 1)[0] for line in errors] == world.addresses[:12]
     assert (out / "error_balance").read_text() == ""

@@ -19,7 +19,8 @@ class AccountsIndexCheck(ChainCheck):
             assert u.target is not None  # the base class filtered the others
             ok = bool(self.answer(have, u.target, "AccountsIndex.have"))
             out[u.address] = Verdict.passed() if ok else Verdict.failed(
-                f"AccountsIndex.have({u.target}) is false")
+                "the AccountsIndex does not have the user",
+                "" if u.target == u.address else f"its target {u.target}")
         return out
 
 
@@ -34,7 +35,8 @@ class GasCheck(ChainCheck):
         for u in users:
             assert u.target is not None
             ok = self.answer(wei, u.target, "native balance") > 0
-            out[u.address] = Verdict.passed() if ok else Verdict.failed("native balance is 0 wei")
+            out[u.address] = Verdict.passed() if ok else Verdict.failed(
+                "the user has no gas: its native balance is 0 wei")
         return out
 
 
@@ -45,13 +47,13 @@ class FaucetCheck(ChainCheck):
 
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
         if self.ctx.faucet_amount == 0:
-            skip = Verdict.skipped("the faucet's tokenAmount() is 0: it pays nobody")
-            return {u.address: skip for u in users}
+            none = Verdict.not_applicable("users of a faucet that pays nothing (tokenAmount 0)")
+            return {u.address: none for u in users}
         next_time = self.chain.faucet_next_time(targets_of(users))
         out = {}
         for u in users:
             assert u.target is not None
             ok = self.answer(next_time, u.target, "faucet nextTime") != 0
             out[u.address] = Verdict.passed() if ok else Verdict.failed(
-                "the faucet never paid this user (nextTime is 0)")
+                "the faucet never paid the user (nextTime is 0)")
         return out

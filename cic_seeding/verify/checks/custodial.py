@@ -1,9 +1,10 @@
 """The custodial key check: the custodial engine holds the key of the user's target address.
 
-Asked through the engine's API (``cic_custodial.account.have``, one request per batch). A
-sovereign user (its target is its own generated address) is skipped: its key is its own. The
-check needs a custodial engine (``custodial_broker_url``, or a devnet started with
-``--custodial``); without one it is skipped unless asked for by name.
+Asked through the engine's API (``cic_custodial.account.have``, one request per batch). It
+does not apply to sovereign users (an importer whose users hold their own keys, or a user
+whose target is its own generated address). The check needs a custodial engine
+(``custodial_broker_url``, or a devnet started with ``--custodial``); without one it is
+skipped unless asked for by name.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from collections.abc import Mapping, Sequence
 from cic_seeding.config import Settings
 from cic_seeding.custodial import TASK_HAVE, CustodialClient, engine_client, unconfigured
 from cic_seeding.errors import VerifyError
-from cic_seeding.verify.base import Check, Verdict, VerifyUser
+from cic_seeding.verify.base import (
+    SOVEREIGN,
+    SOVEREIGN_USERS,
+    Check,
+    ImportState,
+    Verdict,
+    VerifyUser,
+)
 
-SOVEREIGN = "sovereign user: its key is its own (the target is the generated address)"
 #: Seconds to wait for the engine's answer about one batch (one quick database read).
 ASK_TIMEOUT = 30.0
 
@@ -33,9 +40,16 @@ class CustodialKeyCheck(Check):
     def unavailable(cls, settings: Settings) -> str | None:
         return unconfigured(settings)
 
+    @classmethod
+    def not_applicable_to(cls, imports: ImportState) -> str | None:
+        return SOVEREIGN_USERS if imports.custody == SOVEREIGN else None
+
+    def not_applicable(self, user: VerifyUser) -> str | None:
+        return SOVEREIGN_USERS if user.target == user.address else None
+
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
-        out = {u.address: Verdict.skipped(SOVEREIGN) for u in users if u.target == u.address}
-        custodial = [u for u in users if u.address not in out and u.target is not None]
+        out: dict[str, Verdict] = {}
+        custodial = [u for u in users if u.target is not None]
         if not custodial:
             return out
         held = self._ask([u.target for u in custodial if u.target is not None])
@@ -45,7 +59,7 @@ class CustodialKeyCheck(Check):
                 raise VerifyError(f"the custodial engine gave no answer for {u.target} "
                                   f"(check {self.id!r})")
             out[u.address] = Verdict.passed() if held[u.target] else Verdict.failed(
-                f"the custodial engine holds no key for {u.target}")
+                "the custodial engine holds no key for the user's address", u.target)
         return out
 
     def _ask(self, targets: list[str]) -> dict[str, bool]:

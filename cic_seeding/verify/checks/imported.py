@@ -33,14 +33,14 @@ class ImportedCheck(Check):
             return Verdict.passed()
         if status is None:
             return Verdict.failed(f"never imported: importer {importer!r} has no record of "
-                                  f"this user (run `cic-seed import {importer}`)")
+                                  f"the user (run `cic-seed import {importer}`)")
         if status == "failed":
-            return Verdict.failed(f"the {importer} import failed: {user.import_reason}")
+            return Verdict.failed(f"the {importer} import failed", user.import_reason or "")
         if status == "submitted":
             return Verdict.failed(f"the {importer} import was submitted but never confirmed "
                                   f"(rerun `cic-seed import {importer}` to confirm it)")
-        return Verdict.failed(f"not imported: the {importer} import has not reached this user "
-                              f"({status}; rerun `cic-seed import {importer}`)")
+        return Verdict.failed(f"not imported: the {importer} import has not reached the user "
+                              f"(rerun `cic-seed import {importer}`)", status)
 
     def finish(self) -> list[str]:
         imports = self.ctx.imports

@@ -16,32 +16,43 @@ from typing import ClassVar
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.datadir import keyfile_path
 from cic_seeding.generate.keys import address_of
-from cic_seeding.verify.base import Check, Verdict, VerifyUser
+from cic_seeding.verify.base import (
+    CUSTODIAL,
+    CUSTODIAL_USERS,
+    Check,
+    ImportState,
+    Verdict,
+    VerifyUser,
+)
+
+#: Why a keyfile fails: ``(reason, detail, error)``; None: it decrypts to its address.
+Why = tuple[str, str, str] | None
 
 
-def _decrypt_chunk(keystore: str, addresses: Sequence[str], password: str
-                   ) -> dict[str, str | None]:
+def _decrypt_chunk(keystore: str, addresses: Sequence[str], password: str) -> dict[str, Why]:
     """Per address: None if its keyfile decrypts to it, else why not."""
     return {a: _decrypt_one(Path(keystore), a, password) for a in addresses}
 
 
-def _decrypt_one(keystore: Path, address: str, password: str) -> str | None:
+def _decrypt_one(keystore: Path, address: str, password: str) -> Why:
     path = keyfile_path(keystore, address)
+    name = f"{keystore.name}/{path.name}"
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return f"no keyfile {path}"
+        return "there is no keyfile for the user under keystore/", name, ""
     except (OSError, ValueError) as exc:
-        return f"keyfile {path} cannot be read as JSON: {exc}"
+        return "its keyfile cannot be read as JSON", name, f"{type(exc).__name__}: {exc}"
     try:
         key = decrypt_v3(doc, password)
     except Exception as exc:  # a bad file raises ValueError/KeyError/TypeError/...
-        return f"keyfile {path} does not decrypt with keystore_password: {exc}"
+        return ("its keyfile does not decrypt with keystore_password", name,
+                f"{type(exc).__name__}: {exc}")
     found = address_of(key).lower()
-    return None if found == address.lower() else f"keyfile {path} holds the key of {found}"
+    if found == address.lower():
+        return None
+    return "its keyfile holds the key of another address", f"{name} holds the key of {found}", ""
 
-
-_CUSTODIAL = Verdict.skipped("custodial user: the custodial engine holds its key")
 
 
 class LocalKeyCheck(Check):
@@ -54,16 +65,21 @@ class LocalKeyCheck(Check):
 
     _pool: ProcessPoolExecutor | None = None
 
-    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
-        # a custodial user (imported under a new address) has no keyfile: the engine holds it
-        out = {u.address: _CUSTODIAL for u in users
-               if u.target is not None and u.target != u.address}
-        reasons = self._decrypt([u.address for u in users if u.address not in out])
-        out.update((a, Verdict.passed() if r is None else Verdict.failed(r))
-                   for a, r in reasons.items())
-        return out
+    @classmethod
+    def not_applicable_to(cls, imports: ImportState) -> str | None:
+        return CUSTODIAL_USERS if imports.custody == CUSTODIAL else None
 
-    def _decrypt(self, addresses: list[str]) -> dict[str, str | None]:
+    def not_applicable(self, user: VerifyUser) -> str | None:
+        # a custodial user (imported under a new address) has no keyfile: the engine holds it
+        custodial = user.target is not None and user.target != user.address
+        return CUSTODIAL_USERS if custodial else None
+
+    def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        reasons = self._decrypt([u.address for u in users])
+        return {a: Verdict.passed() if r is None else Verdict.failed(*r)
+                for a, r in reasons.items()}
+
+    def _decrypt(self, addresses: list[str]) -> dict[str, Why]:
         keystore = str(self.ctx.data.keystore)
         password = self.ctx.settings.keystore_password
         workers = self.ctx.settings.workers or os.cpu_count() or 1
@@ -74,7 +90,7 @@ class LocalKeyCheck(Check):
         step = max(1, -(-len(addresses) // workers))
         futures = [self._pool.submit(_decrypt_chunk, keystore, addresses[i:i + step], password)
                    for i in range(0, len(addresses), step)]
-        out: dict[str, str | None] = {}
+        out: dict[str, Why] = {}
         for f in futures:
             out.update(f.result())
         return out

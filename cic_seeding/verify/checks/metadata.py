@@ -2,8 +2,11 @@
 
 ``metadata`` (person document = the ``new/`` record), ``metadata_phone`` (phone pointer ->
 the address), ``metadata_custom`` (tags = tags.csv) and ``metadata_preferences`` (preferences
-with ``preferred_language``). The four share one client and read each batch once, all kinds
-together, ``meta_concurrency`` requests in flight (:func:`cic_seeding.meta.audit.audit`).
+with the user's ``preferred_language``, :func:`~cic_seeding.generate.keys.preferred_language`).
+A user whose ``new/`` record cannot be read or whose tags.csv row is bad fails the documents
+that need it, with what is wrong; the others are checked as usual. The four share one client
+and read each batch once, all kinds together, ``meta_concurrency`` requests in flight
+(:func:`cic_seeding.meta.audit.audit`).
 
 They need a metadata server (``meta_url``, or a devnet started with ``--meta``); without one
 they are skipped unless asked for by name, which is then a configuration error.
@@ -18,7 +21,14 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.meta.audit import audit
 from cic_seeding.meta.client import MetaClient
-from cic_seeding.meta.documents import CUSTOM, PERSON, PHONE, PREFERENCES, DocumentSource
+from cic_seeding.meta.documents import (
+    CUSTOM,
+    PERSON,
+    PHONE,
+    PREFERENCES,
+    DocumentSource,
+    Finding,
+)
 from cic_seeding.verify.base import Check, CheckContext, Verdict, VerifyUser
 
 _SHARED = "metadata"
@@ -41,12 +51,12 @@ class _MetaReader:
         self._kinds: set[str] = set()
         self._client: MetaClient | None = None
         self._batch: tuple[str, ...] = ()
-        self._failures: dict[str, dict[str, str]] = {}
+        self._failures: dict[str, dict[str, Finding]] = {}
 
     def want(self, kind: str) -> None:
         self._kinds.add(kind)
 
-    def failures(self, users: Sequence[VerifyUser], kind: str) -> dict[str, str]:
+    def failures(self, users: Sequence[VerifyUser], kind: str) -> dict[str, Finding]:
         """``{user address: reason}`` of the users in ``users`` failing ``kind``."""
         key = tuple(u.address for u in users)
         if key != self._batch:
@@ -93,8 +103,12 @@ class MetadataCheck(Check):
 
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
         failures = self._reader.failures(users, self.kind)
-        return {u.address: Verdict.failed(failures[u.address]) if u.address in failures
-                else Verdict.passed() for u in users}
+        out = {}
+        for u in users:
+            why = failures.get(u.address)
+            out[u.address] = Verdict.passed() if why is None else Verdict.failed(
+                why.reason, why.detail, why.error or None)
+        return out
 
     def close(self) -> None:
         self._reader.close()
@@ -114,5 +128,6 @@ class MetadataCustomCheck(MetadataCheck):
 
 class MetadataPreferencesCheck(MetadataCheck):
     id = "metadata_preferences"
-    description = "the preferences document is on the metadata server with preferred_language"
+    description = ("the preferences document on the metadata server holds the user's "
+                   "preferred_language")
     kind = PREFERENCES
