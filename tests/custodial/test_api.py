@@ -36,7 +36,7 @@ from cic_seeding.errors import (
     ServiceError,
 )
 from cic_seeding.importers import cic_eth
-from cic_seeding.verify.base import CheckContext, VerifyUser
+from cic_seeding.verify.base import NOT_IMPORTED, CheckContext, VerifyUser
 from cic_seeding.verify.checks.custodial import CustodialKeyCheck
 from tests.custodial.world import (
     Harness,
@@ -211,7 +211,7 @@ def test_custodial_key_check_asks_the_engine(client: CustodialClient, served: Ha
     assert verdicts[users[1].address].reason == \
         "the custodial engine holds no key for the user's address"
     assert verdicts[users[1].address].detail == stranger
-    assert verdicts[users[3].address].reason == "not imported"
+    assert verdicts[users[3].address].reason == NOT_IMPORTED
     assert CustodialKeyCheck.unavailable(settings) is None
     bare = dataclasses.replace(settings, custodial_broker_url=None, custodial_queue=None)
     assert "no custodial engine is configured" in str(CustodialKeyCheck.unavailable(bare))
