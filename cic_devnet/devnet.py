@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import eth_keyfile
 
+from cic_devnet._pids import runs
 from cic_devnet.deploy import DeployOptions, deploy_cic
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.registry import CicNetwork
@@ -89,11 +90,7 @@ def _running(info: dict[str, Any]) -> bool:
     pid = (info.get("anvil") or {}).get("pid")
     if not pid:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"anvil" in cmdline
+    return runs(int(pid), "anvil")
 
 
 def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,

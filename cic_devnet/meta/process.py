@@ -58,4 +58,4 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
 def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
     still ``python -m cic_devnet.meta``. Returns whether it was running."""
-    return stop_pid_of(pid, b"cic_devnet.meta", timeout)
+    return stop_pid_of(pid, "cic_devnet.meta", timeout)

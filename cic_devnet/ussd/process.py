@@ -12,7 +12,7 @@ from cic_devnet._pids import stop_pid_of
 from cic_devnet._server import ServerProcess, await_ready, spawn
 from cic_seeding.ussd.client import DEFAULT_SERVICE_CODE
 
-MARKER = b"cic_devnet.ussd"
+MARKER = "cic_devnet.ussd"
 
 
 @dataclass(frozen=True)
