@@ -46,12 +46,14 @@ _NPM_PLATFORMS = {
     ("darwin", "x86_64"): "darwin-amd64", ("darwin", "arm64"): "darwin-arm64",
 }
 _LISTENING = re.compile(rb"Listening on ([0-9.]+):(\d+)")
-_SETUP_HINT = "run `bash scripts/setup.sh` (or `npm install` in the project root) to install it"
+_SETUP_HINT = "run `bash scripts/setup.sh` (or `npm ci` in the project root) to install it"
 
 
 def anvil_binary() -> Path:
-    """The anvil executable: ``$CIC_ANVIL_BIN``, else the npm package's binary, else ``anvil``
-    on PATH. Raises :class:`ServiceError` naming what was tried when none exists."""
+    """The anvil executable: ``$CIC_ANVIL_BIN``, else the npm package's binary (in the
+    checkout this code runs from, else -- for an installed wheel -- under the current
+    directory's ``node_modules``), else ``anvil`` on PATH. Raises :class:`ServiceError` naming
+    what was tried when none exists."""
     override = os.environ.get(ANVIL_BIN_ENV)
     if override:
         path = Path(override).expanduser()
@@ -62,10 +64,11 @@ def anvil_binary() -> Path:
     tried = []
     npm = _NPM_PLATFORMS.get((sys.platform, platform.machine().lower()))
     if npm:
-        path = _PROJECT_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{npm}" / "bin" / "anvil"
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        tried.append(str(path))
+        for root in dict.fromkeys((_PROJECT_ROOT, Path.cwd().resolve())):
+            path = root / "node_modules" / "@foundry-rs" / f"anvil-{npm}" / "bin" / "anvil"
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+            tried.append(str(path))
     on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
