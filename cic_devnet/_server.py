@@ -7,6 +7,7 @@ ready line ``{"url": ...}`` on stdout and answers ``GET /_health``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
@@ -19,7 +20,23 @@ from typing import Self
 
 import requests
 
-from cic_seeding.errors import ServiceError, ServiceUnavailableError
+from cic_seeding.errors import ConfigError, ServiceError, ServiceUnavailableError
+
+#: What each service of the devnet imports, by the extra of cic-seeding that installs it.
+EXTRA_MODULES = {
+    "meta": ("starlette", "uvicorn"),
+    "custodial": ("celery", "kombu", "redis", "psycopg2"),
+    "ussd": ("bcrypt", "starlette", "uvicorn", "celery", "kombu", "redis", "psycopg2"),
+}
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Raise :class:`ConfigError` (before anything starts) naming the packages ``what`` needs
+    that are not installed, and the extra that installs them."""
+    missing = [m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, not installed",
+                          hint=f"pip install 'cic-seeding[{extra}]' (or [all])")
 
 
 class ServerProcess:

@@ -10,16 +10,17 @@ import sys
 
 from cic_seeding.cli.app import cli
 
-#: Top-level module of an optional dependency -> the extra of cic-seeding that installs it
-#: (``[project.optional-dependencies]``; tests/test_packaging.py keeps the two in step).
-OPTIONAL_MODULES = {
-    "bcrypt": "ussd",
-    "celery": "custodial",
-    "kombu": "custodial",
-    "psycopg2": "postgres",
-    "redis": "custodial",
-    "starlette": "meta",
-    "uvicorn": "meta",
+#: Top-level module of an optional dependency -> the extras of cic-seeding that install it,
+#: the one to suggest first (``[project.optional-dependencies]``; ``devnet`` and ``all`` hold
+#: every one; tests/test_packaging.py keeps the two in step).
+OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
+    "bcrypt": ("ussd",),
+    "celery": ("custodial", "ussd"),
+    "kombu": ("custodial", "ussd"),
+    "psycopg2": ("postgres", "custodial", "ussd"),
+    "redis": ("custodial", "ussd"),
+    "starlette": ("meta", "ussd"),
+    "uvicorn": ("meta", "ussd"),
 }
 
 
@@ -27,11 +28,13 @@ def missing_extra(exc: BaseException) -> str | None:
     """The one-line error for an ImportError of an optional dependency, else None."""
     if not isinstance(exc, ModuleNotFoundError) or not exc.name:
         return None
-    extra = OPTIONAL_MODULES.get(exc.name.split(".")[0])
-    if extra is None:
+    module = exc.name.split(".")[0]
+    extras = OPTIONAL_MODULES.get(module)
+    if extras is None:
         return None
-    return (f"error: this needs {exc.name.split('.')[0]}, an optional dependency: install "
-            f"cic-seeding[{extra}] (pip install 'cic-seeding[{extra}]', or [all])")
+    return (f"error: this needs {module}, an optional dependency: pip install "
+            f"'cic-seeding[{extras[0]}]' (it comes with "
+            f"{', '.join(f'[{e}]' for e in (*extras, 'all'))})")
 
 
 def main(argv: list[str] | None = None) -> int:
