@@ -13,6 +13,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,10 +34,19 @@ EXTRA_MODULES = {
 def require_extra(extra: str, what: str) -> None:
     """Raise :class:`ConfigError` (before anything starts) naming the packages ``what`` needs
     that are not installed, and the extra that installs them."""
-    missing = [m for m in EXTRA_MODULES[extra] if importlib.util.find_spec(m) is None]
+    missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
     if missing:
         raise ConfigError(f"{what} needs {', '.join(missing)}, not installed",
                           hint=f"pip install 'cic-seeding[{extra}]' (or [all])")
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # kombu and celery replace their module object (no __spec__)
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class ServerProcess:

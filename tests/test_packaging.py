@@ -426,3 +426,13 @@ def test_the_wheel_declares_the_entry_points_and_dependencies(wheel: Path) -> No
     assert {_name(r) for r in requires if "extra ==" not in r} == core()
     for extra, dists in extras().items():
         assert {_name(r) for r in requires if f"extra == \"{extra}\"" in r} == dists, extra
+
+
+def test_a_service_extra_already_loaded_counts_as_installed() -> None:
+    """kombu replaces its module object with one without ``__spec__``: ``find_spec`` then
+    raises, and `devnet up --ussd` failed in a fresh venv."""
+    import kombu  # noqa: F401
+
+    from cic_devnet._server import require_extra
+
+    require_extra("ussd", "the USSD gateway")  # no error
