@@ -1,42 +1,106 @@
-"""Stopping a devnet service known only by its process id (from devnet.json)."""
+"""Processes known only by their id (from devnet.json): is it still ours, stop it, wait for it.
+
+Everything goes through psutil, so it reads the same on Linux, macOS and the BSDs. Signals go
+to the :class:`psutil.Process` that was looked at, which checks it is still the same process
+(by its creation time), so a pid the OS reused meanwhile is never signalled.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 
-def runs(pid: int, marker: bytes) -> bool:
-    """True if process ``pid`` exists and its command line holds ``marker``."""
+from cic_seeding.errors import ServiceError
+
+_ENDED = (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+
+
+def live(pid: int) -> psutil.Process | None:
+    """Process ``pid`` while it runs, else None. A zombie counts as ended, unless other
+    threads of it still run: a leader that called exit shows as a zombie while its other
+    threads wind down (anvil exits from a worker thread), holding its port until the last one
+    is gone."""
+    if pid <= 0:
+        return None
     try:
-        return marker in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() in _ENDED and proc.num_threads() <= 1:
+            return None
+    except psutil.NoSuchProcess:  # ZombieProcess too: the platform cannot tell more
+        return None
+    except psutil.AccessDenied:
+        pass  # another user's process: it runs, though we may not read all of it
+    return proc
+
+
+def program_name(proc: psutil.Process) -> str | None:
+    """Program name (argv[0]'s basename) of ``proc``, None once it has ended, and
+    ``"(unreadable)"`` for another user's. Right after exec (and for a zombie leader whose
+    threads still run) the command line may be empty: the kernel's name then."""
+    try:
+        argv = proc.cmdline()
+        return Path(argv[0]).name if argv and argv[0] else proc.name()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.AccessDenied:
+        return "(unreadable)"
+
+
+def holds(proc: psutil.Process, marker: str) -> bool:
+    """True if ``proc``'s command line holds ``marker`` (False once it has ended)."""
+    try:
+        return marker in " ".join(proc.cmdline())
+    except psutil.Error:
         return False
 
 
-def _gone(pid: int) -> bool:
+def runs(pid: int, marker: str) -> bool:
+    """True if process ``pid`` runs and its command line holds ``marker``."""
+    proc = live(pid)
+    return proc is not None and holds(proc, marker)
+
+
+def wait_gone(pid: int, still: Callable[[int], bool], timeout: float) -> bool:
+    """Wait up to ``timeout`` s while ``still(pid)`` holds; returns whether it stopped holding."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while still(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)  # poll back-off, bounded by the deadline
+        delay = min(delay * 2, 0.1)
+    return True
+
+
+def terminate(proc: psutil.Process, still: Callable[[int], bool], timeout: float,
+              what: str) -> bool:
+    """SIGTERM ``proc``, wait up to ``timeout`` s while ``still(pid)`` holds, then SIGKILL.
+    Returns whether SIGKILL was needed. Raises :class:`ServiceError` when the OS refuses a
+    signal or the process survives SIGKILL by 5 s."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # a zombie has exited
+        proc.terminate()
+        if wait_gone(proc.pid, still, timeout):
+            return False
+        proc.kill()
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        raise ServiceError(f"not allowed to signal {what} (pid {proc.pid})",
+                           hint="it belongs to another user; stop it as that user") from None
+    if not wait_gone(proc.pid, still, 5.0):
+        raise ServiceError(f"{what} (pid {proc.pid}) survived SIGKILL",
+                           hint=f"check `ps -p {proc.pid}`")
+    return True
 
 
-def stop_pid_of(pid: int, marker: bytes, timeout: float = 10.0) -> bool:
+def stop_pid_of(pid: int, marker: str, timeout: float = 10.0) -> bool:
     """SIGTERM ``pid`` if it still runs a program whose command line holds ``marker`` (a
     reused pid is left alone), wait up to ``timeout`` s, then SIGKILL. Returns whether it ran."""
-    if not runs(pid, marker):
+    proc = live(pid)
+    if proc is None or not holds(proc, marker):
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _gone(pid) or not runs(pid, marker):
-            return True
-        time.sleep(0.02)  # polling for the exit, bounded by the deadline
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    terminate(proc, lambda p: runs(p, marker), timeout, marker)
     return True

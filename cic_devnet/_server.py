@@ -7,11 +7,13 @@ ready line ``{"url": ...}`` on stdout and answers ``GET /_health``.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +21,32 @@ from typing import Self
 
 import requests
 
-from cic_seeding.errors import ServiceError, ServiceUnavailableError
+from cic_seeding.errors import ConfigError, ServiceError, ServiceUnavailableError
+
+#: What each service of the devnet imports, by the extra of cic-seeding that installs it.
+EXTRA_MODULES = {
+    "meta": ("starlette", "uvicorn"),
+    "custodial": ("celery", "kombu", "redis", "psycopg2"),
+    "ussd": ("bcrypt", "starlette", "uvicorn", "celery", "kombu", "redis", "psycopg2"),
+}
+
+
+def require_extra(extra: str, what: str) -> None:
+    """Raise :class:`ConfigError` (before anything starts) naming the packages ``what`` needs
+    that are not installed, and the extra that installs them."""
+    missing = [m for m in EXTRA_MODULES[extra] if not _installed(m)]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, not installed",
+                          hint=f"pip install 'cic-seeding[{extra}]' (or [all])")
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:  # kombu and celery replace their module object (no __spec__)
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class ServerProcess:

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from cic_devnet._pids import live, program_name, terminate
 from cic_seeding.errors import ServiceError, ServiceUnavailableError
 
 #: anvil's (and hardhat's) well-known test mnemonic; never hold real value on its keys.
@@ -45,12 +46,14 @@ _NPM_PLATFORMS = {
     ("darwin", "x86_64"): "darwin-amd64", ("darwin", "arm64"): "darwin-arm64",
 }
 _LISTENING = re.compile(rb"Listening on ([0-9.]+):(\d+)")
-_SETUP_HINT = "run `bash scripts/setup.sh` (or `npm install` in the project root) to install it"
+_SETUP_HINT = "run `bash scripts/setup.sh` (or `npm ci` in the project root) to install it"
 
 
 def anvil_binary() -> Path:
-    """The anvil executable: ``$CIC_ANVIL_BIN``, else the npm package's binary, else ``anvil``
-    on PATH. Raises :class:`ServiceError` naming what was tried when none exists."""
+    """The anvil executable: ``$CIC_ANVIL_BIN``, else the npm package's binary (in the
+    checkout this code runs from, else -- for an installed wheel -- under the current
+    directory's ``node_modules``), else ``anvil`` on PATH. Raises :class:`ServiceError` naming
+    what was tried when none exists."""
     override = os.environ.get(ANVIL_BIN_ENV)
     if override:
         path = Path(override).expanduser()
@@ -61,10 +64,11 @@ def anvil_binary() -> Path:
     tried = []
     npm = _NPM_PLATFORMS.get((sys.platform, platform.machine().lower()))
     if npm:
-        path = _PROJECT_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{npm}" / "bin" / "anvil"
-        if path.is_file() and os.access(path, os.X_OK):
-            return path
-        tried.append(str(path))
+        for root in dict.fromkeys((_PROJECT_ROOT, Path.cwd().resolve())):
+            path = root / "node_modules" / "@foundry-rs" / f"anvil-{npm}" / "bin" / "anvil"
+            if path.is_file() and os.access(path, os.X_OK):
+                return path
+            tried.append(str(path))
     on_path = shutil.which("anvil")
     if on_path:
         return Path(on_path)
@@ -100,7 +104,7 @@ class AnvilProcess:
         """True while the process runs (a zombie counts as ended)."""
         if self._proc is not None:
             return self._proc.poll() is None
-        return _is_anvil(_process_name(self.pid))
+        return _anvil_runs(self.pid)
 
     def stop(self, timeout: float = 10.0) -> StopReport:
         """SIGTERM (anvil then writes its state file), wait up to ``timeout`` s, then SIGKILL.
@@ -259,83 +263,26 @@ def _wait_chain_id(node: AnvilProcess, proc: subprocess.Popen[bytes], deadline: 
 
 def stop_pid(pid: int, timeout: float = 10.0) -> StopReport:
     """Stop the anvil with process id ``pid`` (known only from a pid file): SIGTERM, wait up to
-    ``timeout`` s, then SIGKILL. Signals nothing unless ``/proc/<pid>`` (or ``ps``) shows the
-    pid runs a program named ``anvil*``; a pid that is gone or now belongs to another program
-    is reported as not running, not raised. Raises :class:`ServiceError` only when the OS
-    refuses the signal."""
-    name = _process_name(pid)
-    if name is None:
+    ``timeout`` s, then SIGKILL. Signals nothing unless the pid runs a program named
+    ``anvil*``; a pid that is gone or now belongs to another program is reported as not
+    running, not raised. Raises :class:`ServiceError` only when the OS refuses the signal."""
+    proc = live(pid)
+    name = program_name(proc) if proc is not None else None
+    if proc is None or name is None:
         return StopReport(pid, False, detail=f"anvil is not running (no process {pid})")
     if not _is_anvil(name):
         return StopReport(pid, False, detail=f"anvil is not running: pid {pid} now belongs to "
                                              f"{name!r}, which was left alone")
-    if not _signal(pid, signal.SIGTERM):
-        return StopReport(pid, False, detail=f"anvil is not running (pid {pid} just exited)")
-    if _wait_gone(pid, timeout):
+    if not terminate(proc, _anvil_runs, timeout, "anvil"):
         return StopReport(pid, True, detail=f"anvil (pid {pid}) stopped")
-    _signal(pid, signal.SIGKILL)
-    if not _wait_gone(pid, 5.0):
-        raise ServiceError(f"anvil (pid {pid}) survived SIGKILL", hint="check `ps -p {pid}`")
     return StopReport(pid, True, forced=True,
                       detail=f"anvil (pid {pid}) ignored SIGTERM for {timeout:g} s and was killed")
 
 
-def _signal(pid: int, sig: signal.Signals) -> bool:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        raise ServiceError(f"not allowed to signal anvil (pid {pid})",
-                           hint="it belongs to another user; stop it as that user") from None
-    return True
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while _is_anvil(_process_name(pid)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(delay)  # poll back-off, bounded by the deadline
-        delay = min(delay * 2, 0.1)
-    return True
-
-
-def _process_name(pid: int) -> str | None:
-    """Program name (argv[0]'s basename) of a live process, or None if there is none; a zombie
-    counts as none. Right after exec Linux may show an empty cmdline: the kernel's comm then."""
-    if pid <= 0:
-        return None
-    if not Path("/proc/self/stat").exists():  # macOS, BSD
-        out = subprocess.run(["ps", "-o", "stat=,comm=", "-p", str(pid)], capture_output=True,
-                             text=True, check=False).stdout.split(None, 1)
-        return Path(out[1].strip()).name if len(out) == 2 and out[0][0] != "Z" else None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except PermissionError:
-        return "(unreadable)"
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
-    if _stat_state(stat) in ("Z", "X") and not _any_thread_alive(pid):
-        return None
-    return Path(argv0.decode(errors="replace")).name if argv0 else comm
-
-
-def _stat_state(stat: str) -> str:
-    return stat[stat.rindex(")") + 2:][:1]
-
-
-def _any_thread_alive(pid: int) -> bool:
-    """A leader that called exit shows 'Z' while its other threads still wind down (anvil
-    exits from a worker thread), holding its port until the last one is gone."""
-    for task in Path(f"/proc/{pid}/task").glob("*/stat"):
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            if _stat_state(task.read_text()) not in ("Z", "X"):
-                return True
-    return False
+def _anvil_runs(pid: int) -> bool:
+    """True while ``pid`` runs a program named ``anvil*`` (a zombie counts as ended)."""
+    proc = live(pid)
+    return proc is not None and _is_anvil(program_name(proc))
 
 
 def _is_anvil(name: str | None) -> bool:

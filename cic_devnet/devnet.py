@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import eth_keyfile
 
+from cic_devnet._pids import runs
+from cic_devnet._server import require_extra
 from cic_devnet.deploy import DeployOptions, deploy_cic
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.registry import CicNetwork
@@ -89,11 +91,7 @@ def _running(info: dict[str, Any]) -> bool:
     pid = (info.get("anvil") or {}).get("pid")
     if not pid:
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"anvil" in cmdline
+    return runs(int(pid), "anvil")
 
 
 def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None = None,
@@ -118,6 +116,9 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     from cic_devnet.anvil import dev_key, start_anvil
 
     meta, custodial = meta or ussd, custodial or ussd
+    for extra, wanted in (("ussd", ussd), ("meta", meta), ("custodial", custodial)):
+        if wanted:  # before anything starts
+            require_extra(extra, f"devnet up --{extra}")
     embedded = bool(custodial and custodial_options and custodial_options.embedded)
     if ussd and embedded:
         raise UsageError("the USSD gateway cannot use an embedded custodial engine: it is a "

@@ -11,10 +11,12 @@ readme = Path(__file__).resolve().parent.parent / "README.md"
 rows = ["| variable | key | default | meaning |", "|---|---|---|---|"]
 rows += [f"| `{v}` | `{k}` | {d or '-'} | {h} |" for v, k, d, h in environment_table()]
 rows.append("| `CIC_CONFIG` | - | - | config file to read (TOML) |")
-rows.append("| `CIC_ANVIL_BIN` | - | - | anvil binary to run (default: the npm package's, "
-            "then `anvil` on PATH) |")
+rows.append("| `CIC_ANVIL_BIN` | - | - | anvil binary to run (default: the npm package's "
+            "under the checkout's, then the current directory's node_modules, then `anvil` on "
+            "PATH) |")
 rows.append("| `CIC_TEST_PG_URL` | - | postgresql://postgres@127.0.0.1:5432/cic_seeding_test | "
-            "PostgreSQL the tests use |")
+            "PostgreSQL the tests use (the default one is started, and its database created, "
+            "at session start) |")
 text = readme.read_text()
 new = re.sub(r"<!-- env-table -->.*<!-- /env-table -->",
              "<!-- env-table -->\n" + "\n".join(rows) + "\n<!-- /env-table -->", text, flags=re.S)

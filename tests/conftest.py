@@ -3,10 +3,13 @@ PostgreSQL schemas, a metadata server and the USSD stack (gateway, engine, metad
 
 Every devnet runs on a free port in the test's temporary directory and is stopped by pid
 afterwards, so any number can run at once; every schema is one nobody used, dropped after.
+At session start PostgreSQL and Redis are started when they do not answer, and the test
+database is created when missing (tests/services.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,9 +20,18 @@ from cic_devnet.devnet import Devnet, devnet_up
 from cic_devnet.meta.process import MetaServerProcess, start_meta_server
 from cic_seeding.config import Settings, load_settings
 from tests.pg import fresh_schema
+from tests.services import ensure_services
 
 if TYPE_CHECKING:
     from tests.ussd.world import Stack
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The services every PostgreSQL or Redis test needs, up before the first test."""
+    capture = session.config.pluginmanager.getplugin("capturemanager")
+    with (capture.global_and_fixture_disabled() if capture is not None
+          else contextlib.nullcontext()):
+        ensure_services()
 
 
 @pytest.fixture(autouse=True)

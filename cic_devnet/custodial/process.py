@@ -22,7 +22,7 @@ from cic_devnet._pids import runs, stop_pid_of
 from cic_seeding.custodial import TASK_STATUS, CustodialClient
 from cic_seeding.errors import ServiceError
 
-MARKER = b"cic_devnet.custodial"
+MARKER = "cic_devnet.custodial"
 
 
 @dataclass

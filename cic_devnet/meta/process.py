@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 
 from cic_devnet._pids import stop_pid_of
-from cic_devnet._server import ServerProcess, await_ready, spawn
+from cic_devnet._server import ServerProcess, await_ready, require_extra, spawn
 
 
 @dataclass
@@ -42,6 +42,7 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
     (else a temporary one, removed on stop); ``detach`` lets it outlive this process (a
     background devnet), to be stopped by pid.
     """
+    require_extra("meta", "the metadata server")
     token = token or secrets.token_urlsafe(32)
     cmd = [sys.executable, "-m", "cic_devnet.meta", "--port", str(port), "--db", db,
            "--token-file", "-", "--log-level", log_level]
@@ -58,4 +59,4 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
 def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
     still ``python -m cic_devnet.meta``. Returns whether it was running."""
-    return stop_pid_of(pid, b"cic_devnet.meta", timeout)
+    return stop_pid_of(pid, "cic_devnet.meta", timeout)

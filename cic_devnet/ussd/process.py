@@ -9,10 +9,10 @@ import sys
 from dataclasses import dataclass, field
 
 from cic_devnet._pids import stop_pid_of
-from cic_devnet._server import ServerProcess, await_ready, spawn
+from cic_devnet._server import ServerProcess, await_ready, require_extra, spawn
 from cic_seeding.ussd.client import DEFAULT_SERVICE_CODE
 
-MARKER = b"cic_devnet.ussd"
+MARKER = "cic_devnet.ussd"
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def start_gateway(options: GatewayOptions, *, port: int = 0, timeout: float = 20
 
     The metadata token reaches the child on stdin, never on its command line.
     """
+    require_extra("ussd", "the USSD gateway")
     cmd = [sys.executable, "-m", "cic_devnet.ussd", "--port", str(port), "--db", options.db,
            "--redis", options.redis, "--broker", options.broker, "--queue", options.queue,
            "--meta-url", options.meta_url, "--meta-token-file", "-",

@@ -1,23 +1,87 @@
-"""The ``cic-seed`` click group and what every command shares: settings, verbosity, errors."""
+"""The ``cic-seed`` click group and what every command shares: settings, verbosity, errors.
+
+The group is lazy: a command's module is imported only when that command runs or shows its
+help, so ``cic-seed --help`` imports no command module, and a command module imports the heavy
+libraries (signing, ABI, Celery, ...) inside the command's function. ``COMMANDS`` names each
+command's module and the one-line summary ``cic-seed --help`` lists (the first sentence of the
+command's docstring; tests/test_packaging.py keeps the two in step).
+"""
 
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from cic_seeding.config import Settings, load_settings
 from cic_seeding.errors import CicSeedError
-from cic_seeding.log import setup_logging
+
+if TYPE_CHECKING:
+    from cic_seeding.config import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: command name -> (module that defines it, its summary in ``cic-seed --help``)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "config": ("cic_seeding.cli.config_cmd", "Inspect configuration."),
+    "demo": ("cic_seeding.cli.demo_cmd",
+             "Devnet up, generate, import (eth), sync, verify, print the report."),
+    "devnet": ("cic_seeding.cli.devnet_cmd",
+               "Run a local devnet: anvil with the CIC contracts deployed."),
+    "doctor": ("cic_seeding.cli.doctor_cmd",
+               "Check that the chain, registry, signer and services are ready; exit 1 if not."),
+    "generate": ("cic_seeding.cli.generate_cmd",
+                 "Generate COUNT users into a data directory (no services needed)."),
+    "import": ("cic_seeding.cli.import_cmd",
+               "Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."),
+    "import-worker": ("cic_seeding.cli.import_cmd", "Run an import worker for "
+                      "`cic-seed import eth --executor celery` (until stopped)."),
+    "importers": ("cic_seeding.cli.import_cmd", "List the installed importers."),
+    "sync": ("cic_seeding.cli.import_cmd", "Give every registered user of importer NAME its "
+             "opening balance, faucet payout and gas."),
+    "traffic": ("cic_seeding.cli.import_cmd",
+                "Replay DIR's transactions.csv as transfers between imported sovereign users."),
+    "validate": ("cic_seeding.cli.generate_cmd",
+                 "Check a data directory against every rule; exit 1 if any fails."),
+    "verify": ("cic_seeding.cli.verify_cmd",
+               "Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any "
+               "fails (or, with --strict, a check that applies was skipped)."),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module (which registers the command on it) only when
+    the command is looked up, and lists unloaded commands by their summary in ``COMMANDS``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name][0])
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = [n for n in self.list_commands(ctx)
+                 if n in COMMANDS or not self.commands[n].hidden]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            loaded = self.commands.get(name)
+            short = (loaded.get_short_help_str(limit) if loaded is not None
+                     else click.utils.make_default_short_help(COMMANDS[name][1], limit))
+            rows.append((name, short))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml "
               "if present.")
@@ -41,6 +105,9 @@ def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
 
     ``devnet=False``: a command that makes a devnet, or has no use for one, leaves the devnet
     directory's file unread (it may not exist yet)."""
+    from cic_seeding.config import load_settings
+    from cic_seeding.log import setup_logging
+
     obj = ctx.find_root().obj or {}
     settings = load_settings(flags, obj.get("config_file"), devnet=devnet)
     setup_logging(-1 if quiet else verbose, settings.secrets())

@@ -8,7 +8,6 @@ import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import chain_flags, chain_options
-from cic_seeding.doctor import doctor
 
 
 @cli.command("doctor")
@@ -21,6 +20,8 @@ from cic_seeding.doctor import doctor
 def doctor_command(ctx: click.Context, /, data_dir: str | None, verbose: int, quiet: bool,
                    **kw: Any) -> int:
     """Check that the chain, registry, signer and services are ready; exit 1 if not."""
+    from cic_seeding.doctor import doctor  # keeps -h quick
+
     settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, **chain_flags(kw))
     result = doctor(settings)
     click.echo(result.render_text())

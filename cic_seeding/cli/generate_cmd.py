@@ -16,8 +16,6 @@ from cic_seeding.cli.app import (
     verbosity_options,
 )
 from cic_seeding.errors import UsageError
-from cic_seeding.generate.generator import GenerateOptions, generate
-from cic_seeding.generate.validate import validate
 
 
 class _OneLineUsageError(click.ClickException):
@@ -83,6 +81,8 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
     With -f, options left out take the directory's manifest values; giving another value than
     the manifest's is an error.
     """
+    from cic_seeding.generate.generator import GenerateOptions, generate  # keeps -h quick
+
     if reset and append:
         raise UsageError("--reset and -f exclude each other",
                          hint="--reset wipes the directory, -f appends to it")
@@ -115,6 +115,8 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
 @handles_errors
 def validate_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
     """Check a data directory against every rule; exit 1 if any fails."""
+    from cic_seeding.generate.validate import validate  # keeps -h quick
+
     settings_from(ctx, verbose, quiet, devnet=False)
     result = validate(directory)
     click.echo(result.render_text())

@@ -18,7 +18,6 @@ from cic_seeding.cli.app import (
     verbosity_options,
 )
 from cic_seeding.cli.chain_options import chain_flags, chain_options
-from cic_seeding.importers.registry import get_importer, importer_names
 
 
 @contextmanager
@@ -70,6 +69,8 @@ def import_command(ctx: click.Context, /, name: str, directory: str | None, data
                    keystore_kdf: str | None, batch_funder: str | None,
                    import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."""
+    from cic_seeding.importers.registry import get_importer  # keeps -h quick
+
     settings = settings_from(ctx, verbose, quiet, data_dir=directory or data_dir,
                              batch_size=batch_size, state_url=state_url, batch_funder=batch_funder,
                              keystore_kdf=keystore_kdf, import_executor=import_executor,
@@ -166,6 +167,8 @@ def sync_command(ctx: click.Context, /, name: str, data_dir: str | None, follow:
 @cli.command("importers")
 def importers_command() -> None:
     """List the installed importers."""
+    from cic_seeding.importers.registry import get_importer, importer_names
+
     for name in importer_names():
         cls = get_importer(name)
         doc = (cls.__doc__ or "").strip().splitlines()

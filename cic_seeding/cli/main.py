@@ -1,22 +1,40 @@
-"""Entry point of ``cic-seed``: the group with every command module attached."""
+"""Entry point of ``cic-seed``: the lazy group of every command (``cli.app.COMMANDS``).
+
+Nothing here imports a command module: ``cic-seed --help`` lists the commands from their
+summaries, and ``cic-seed CMD ...`` imports CMD's module only.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from cic_seeding.cli import (
-    config_cmd,
-    demo_cmd,
-    devnet_cmd,
-    doctor_cmd,
-    generate_cmd,
-    import_cmd,
-    verify_cmd,
-)
 from cic_seeding.cli.app import cli
 
-COMMAND_MODULES = (config_cmd, demo_cmd, devnet_cmd, doctor_cmd, generate_cmd, import_cmd,
-                   verify_cmd)
+#: Top-level module of an optional dependency -> the extras of cic-seeding that install it,
+#: the one to suggest first (``[project.optional-dependencies]``; ``devnet`` and ``all`` hold
+#: every one; tests/test_packaging.py keeps the two in step).
+OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
+    "bcrypt": ("ussd",),
+    "celery": ("custodial", "ussd"),
+    "kombu": ("custodial", "ussd"),
+    "psycopg2": ("postgres", "custodial", "ussd"),
+    "redis": ("custodial", "ussd"),
+    "starlette": ("meta", "ussd"),
+    "uvicorn": ("meta", "ussd"),
+}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """The one-line error for an ImportError of an optional dependency, else None."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    module = exc.name.split(".")[0]
+    extras = OPTIONAL_MODULES.get(module)
+    if extras is None:
+        return None
+    return (f"error: this needs {module}, an optional dependency: pip install "
+            f"'cic-seeding[{extras[0]}]' (it comes with "
+            f"{', '.join(f'[{e}]' for e in (*extras, 'all'))})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.Abort):
             click.echo("aborted", err=True)
             return 130
+        message = missing_extra(exc)
+        if message is not None:
+            click.echo(message, err=True)
+            return 2
         raise
     return rv if isinstance(rv, int) else 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -16,20 +16,16 @@ from cic_seeding.cli.app import (
     verbosity_options,
 )
 from cic_seeding.cli.chain_options import chain_flags, chain_options
-from cic_seeding.config import Settings
 from cic_seeding.errors import UsageError, VerifyError
-from cic_seeding.verify import (
-    VerifyOptions,
-    VerifyResult,
-    all_checks,
-    connect_chain,
-    run_verify,
-)
-from cic_seeding.verify.report import write_html_report
-from cic_seeding.verify.runner import Connect
 
-#: How the command reaches the chain; tests replace it with a fake.
-CONNECT: Connect = connect_chain
+if TYPE_CHECKING:  # the verifier is imported when the command runs: -h stays quick
+    from cic_seeding.config import Settings
+    from cic_seeding.verify import VerifyOptions, VerifyResult
+    from cic_seeding.verify.runner import Connect
+
+#: How the command reaches the chain (None: ``cic_seeding.verify.connect_chain``); tests
+#: replace it with a fake.
+CONNECT: Connect | None = None
 
 
 @cli.command("verify")
@@ -81,6 +77,8 @@ def verify_command(ctx: click.Context, /, directory: str | None, list_verificati
     if results_dir:
         result.write_results_dir(results_dir)
     if html_report:
+        from cic_seeding.verify.report import write_html_report
+
         written = write_html_report(result, html_report)
         if not quiet:
             click.echo(f"HTML report: {written}", err=True)
@@ -91,6 +89,8 @@ def verify_command(ctx: click.Context, /, directory: str | None, list_verificati
 def _options(importer: str, include: tuple[str, ...], exclude: tuple[str, ...],
              skip_custodial: bool, skip_metadata: bool, skip_ussd: bool, stop_on_failure: bool,
              strict: bool, balance_adjust: str | None, batch_size: int) -> VerifyOptions:
+    from cic_seeding.verify import VerifyOptions
+
     flags = {"custodial": skip_custodial, "meta": skip_metadata, "ussd": skip_ussd}
     return VerifyOptions(importer=importer, include=include, exclude=exclude,
                          skip_backends=frozenset(b for b, on in flags.items() if on),
@@ -99,8 +99,10 @@ def _options(importer: str, include: tuple[str, ...], exclude: tuple[str, ...],
 
 
 def _run(settings: Settings, options: VerifyOptions, quiet: bool) -> VerifyResult:
+    from cic_seeding.verify import connect_chain, run_verify
+
     progress = _show_progress if stderr_is_terminal() and not quiet else None
-    return run_verify(settings, options, connect=CONNECT, progress=progress)
+    return run_verify(settings, options, connect=CONNECT or connect_chain, progress=progress)
 
 
 def _show_progress(done: int, total: int) -> None:
@@ -128,6 +130,8 @@ def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool,
 
 
 def _list_checks() -> int:
+    from cic_seeding.verify import all_checks
+
     checks = all_checks()
     width = max((len(c.id) for c in checks), default=0)
     for c in checks:

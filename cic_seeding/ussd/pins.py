@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import bcrypt
-
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import DataDirError
 
@@ -37,6 +35,8 @@ def hash_pin(pin: str, rounds: int = DEFAULT_ROUNDS) -> str:
     """A bcrypt hash of a 4-digit PIN; ValueError for anything else."""
     if not PIN_RE.fullmatch(pin):
         raise ValueError("a PIN is exactly 4 digits")
+    import bcrypt  # the ussd extra; deferred so the PIN derivation needs only the core
+
     return bcrypt.hashpw(pin.encode(), bcrypt.gensalt(rounds)).decode()
 
 
@@ -44,6 +44,8 @@ def check_pin(pin: str, hashed: str | None) -> bool:
     """Whether ``pin`` matches the bcrypt ``hashed`` (False for no hash or a bad one)."""
     if not hashed or not PIN_RE.fullmatch(pin):
         return False
+    import bcrypt
+
     try:
         return bcrypt.checkpw(pin.encode(), hashed.encode())
     except ValueError:

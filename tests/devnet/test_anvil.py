@@ -127,10 +127,28 @@ def test_missing_npm_binary_says_what_to_run(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CIC_ANVIL_BIN", raising=False)
     monkeypatch.setattr(anvil, "_PROJECT_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ServiceError, match="anvil not found") as err:
         anvil.anvil_binary()
-    assert "bash scripts/setup.sh" in str(err.value) and "npm install" in str(err.value)
+    assert "bash scripts/setup.sh" in str(err.value) and "npm ci" in str(err.value)
+
+
+def test_an_installed_package_finds_anvil_under_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel installed into a venv lives in site-packages: anvil comes from the project
+    directory it runs in (after `npm ci` there)."""
+    found = anvil.anvil_binary()
+    project = tmp_path / "project"
+    (project / "node_modules").mkdir(parents=True)
+    relative = found.relative_to(anvil._PROJECT_ROOT / "node_modules")
+    (project / "node_modules" / relative).parent.mkdir(parents=True)
+    (project / "node_modules" / relative).symlink_to(found)
+    monkeypatch.delenv("CIC_ANVIL_BIN", raising=False)
+    monkeypatch.setattr(anvil, "_PROJECT_ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert anvil.anvil_binary() == project / "node_modules" / relative
 
 
 def test_corrupt_state_file_fails_with_anvils_reason(start: Start, tmp_path: Path) -> None:
