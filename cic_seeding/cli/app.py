@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from cic_seeding.cli import legacy
 from cic_seeding.config import Settings, load_settings
 from cic_seeding.errors import CicSeedError
 from cic_seeding.log import setup_logging
@@ -18,9 +19,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml "
-              "if present.")
+@click.option("--config", "config_file", type=click.Path(),
+              help="Config file (TOML), or a config directory of the older data-seeding "
+              "scripts (ini files). Default: $CIC_CONFIG, else config/cic-seed.toml if present.")
 @click.version_option(package_name="cic-seeding")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
@@ -29,10 +30,12 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 def verbosity_options(fn: F) -> F:
+    """``-q``, ``-v``/``-vv``, and the options every command shares with the older scripts
+    (``-c/--config``, ``--env-prefix``: :mod:`cic_seeding.cli.legacy`)."""
     fn = click.option("-v", "--verbose", count=True,
                       help="More output (-vv: debug, tracebacks).")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(fn)
-    return fn
+    return legacy.common_options(fn)
 
 
 def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
@@ -41,10 +44,12 @@ def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
 
     ``devnet=False``: a command that makes a devnet, or has no use for one, leaves the devnet
     directory's file unread (it may not exist yet)."""
-    obj = ctx.find_root().obj or {}
-    settings = load_settings(flags, obj.get("config_file"), devnet=devnet)
+    obj = legacy.root_obj(ctx)
+    settings = load_settings(legacy.merged_flags(obj, flags), obj.get("config_file"),
+                             devnet=devnet, env_prefix=obj.get("env_prefix"))
     setup_logging(-1 if quiet else verbose, settings.secrets())
     obj["verbosity"] = -1 if quiet else verbose
+    legacy.tell_notes(obj, settings, -1 if quiet else verbose)
     return settings
 
 
