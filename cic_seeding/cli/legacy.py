@@ -93,7 +93,7 @@ def noted_option(*decls: str, why: str, is_flag: bool = False, metavar: str = "V
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         if value not in (None, False):
             done = "still works" if expose else "is not needed"
-            note(ctx, f"{param.opts[-1]} {done}: {why}")
+            note(ctx, f"{'/'.join(param.opts)} {done}: {why}")
         return value
 
     def decorate(fn: F) -> F:
