@@ -1,15 +1,24 @@
 """Every command of the older data-seeding README, typed as it writes it (placeholders filled
 in), against MIGRATING.md's devnet (``cic-seed devnet up --meta --custodial --ussd``): the
-sovereign, custodial and USSD imports with their syncers, the metadata scripts, the pins and
-USSD data, and verify. Each flow ends with the ``cic-seed`` forms on the same data directory,
-which find the work done and verify the same, line for line; the older environment names
-alone are enough for verify; verify picks the importers from the data directory."""
+sovereign, custodial and USSD imports with their syncers (MIGRATING.md's worked example runs
+them, sync first for eth), the metadata scripts, the pins and USSD data in both spellings, and
+verify with an older config directory. Each flow ends with the ``cic-seed`` forms on the same
+data directory, which find the work done and verify the same, line for line; the older
+environment names alone are enough for verify; verify picks the importers from the data
+directory."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
+from pathlib import Path
 
+import pytest
+
+from tests.helpers import ROOT
 from tests.migration.conftest import USERS, OldWorld
 
 Run = subprocess.CompletedProcess[str]
@@ -36,18 +45,6 @@ def generate(world: OldWorld, directory: str) -> None:
                  directory, str(USERS)))
 
 
-def import_metadata(world: OldWorld, directory: str) -> None:
-    """Step 4: the three Node scripts (now the Python import; the metadata server's URL by its
-    older name, its write token by this toolkit's: the older scripts signed with PGP)."""
-    env = {"META_URL": world.meta_url, "CIC_META_TOKEN_FILE": world.meta_token_file}
-    first = ok(world.run("node", "cic_meta/import_meta.js", directory, str(USERS), env=env))
-    assert f"cic_meta: {USERS} users imported this run" in first.stdout
-    for script in ("import_meta_phone.js", "import_meta_preferences.js"):
-        again = ok(world.run("node", f"cic_meta/{script}", directory, str(USERS), env=env))
-        assert f"cic_meta: 0 users imported this run (0 already on chain), {USERS} before" \
-            in again.stdout
-
-
 def verify_both_ways(world: OldWorld, directory: str, expect: dict[str, str]) -> Run:
     """Step 5 as the older README writes it, and ``cic-seed verify DIR --devnet``: both exit
     0 with the same report; ``expect`` maps checks to the line each must show."""
@@ -61,102 +58,96 @@ def verify_both_ways(world: OldWorld, directory: str, expect: dict[str, str]) ->
     return old
 
 
-def test_sovereign_readme_forms(old_world: OldWorld) -> None:
-    """Steps 1, 3 (sync first, then Alternative 1), 4 and 5."""
+@pytest.fixture(scope="module")
+def example(old_world: OldWorld, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MIGRATING.md's worked example, run once by bash from a directory laid out like this
+    checkout (its scripts and config/, and the devnet as devnet/); its directory."""
+    where = tmp_path_factory.mktemp("example")
+    text = (ROOT / "MIGRATING.md").read_text()
+    block = text.split("<!-- worked-example -->\n```sh\n", 1)[1].split("```\n", 1)[0]
+    for name in ("create_import_users.py", "create_import_pins.py", "verify.py", "eth",
+                 "cic_eth", "cic_ussd", "cic_meta", "config"):
+        (where / name).symlink_to(ROOT / name)
+    (where / "devnet").symlink_to(old_world.devnet)
+    env = {**os.environ, **old_world.env()}
+    del env["CIC_KEYFILE_PASSWORD_FILE"]  # the example sets it
+    log = where / "example.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["bash", "-c", block], cwd=where, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=900)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # what it left behind, if it failed
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = log.read_text()
+    assert rc == 0, output
+    reports = [line for line in output.splitlines() if "users of token GFT" in line]
+    assert len(reports) == 4 and all(line.endswith("all ok") for line in reports), output
+    assert "note: --redis-host-callback is not needed" in output
+    return where
+
+
+EVERY = f"{USERS}/{USERS}"
+CHECKS = ("accounts_index", "balance", "faucet", "gas", "imported", "metadata",
+          "metadata_phone", "metadata_custom", "metadata_preferences")
+CUSTODIAL = ("custodial_key", "ussd", "ussd_pins")
+
+
+def test_the_cic_seed_forms_find_the_worked_example_done(old_world: OldWorld,
+                                                          example: Path) -> None:
+    """After the older forms (sync first for eth, after the import for cic_eth and cic_ussd;
+    the Node metadata scripts; pins and USSD data), ``cic-seed import`` and ``sync`` find
+    nothing left to do, and verify with an older config directory reports what ``cic-seed
+    verify --devnet`` reports, line for line, every check passing."""
+    for name, importer, more in (("users", "eth", ("local_key",)),
+                                 ("custodial", "cic_eth", CUSTODIAL),
+                                 ("ussd", "cic_ussd", CUSTODIAL)):
+        directory = str(example / name)
+        again = ok(old_world.cic_seed("import", importer, directory))
+        assert f"{importer}: 0 users imported this run (0 already on chain), {USERS} before" \
+            in again.stdout
+        paid = ok(old_world.cic_seed("sync", directory, "--timeout", "120"))
+        assert f"sync {importer}: done: {EVERY} users paid" in paid.stdout
+        report = verify_both_ways(old_world, directory,
+                                  {c: f"{c}: {EVERY}" for c in (*CHECKS, *more)})
+        if importer != "eth":
+            assert "not applicable: local_key (custodial users)" in report.stdout
+
+
+def test_pins_and_ussd_data_in_the_plain_spelling(old_world: OldWorld, example: Path) -> None:
+    """The worked example used the README's words (``pinsdir <pins dir>``, ``userdir <users
+    dir>``); the older scripts' plain positionals name the same directories."""
     w = old_world
-    generate(w, "users")
-    sync = w.popen("eth/sync.py", "-i", w.chain_spec, "-y", w.key_file, "-p", w.eth_provider,
-                   "-r", w.registry, "users", log=w.work / "eth-sync.log")
-    try:
-        seed = ok(w.run("python", "eth/seed.py", "-v", "-p", w.eth_provider, "-r", w.registry,
-                        "-y", w.key_file, "users"))
-        assert f"eth: {USERS} users imported this run" in seed.stdout
-        assert sync.wait(timeout=300) == 0, (w.work / "eth-sync.log").read_text()
-    finally:
-        if sync.poll() is None:
-            sync.kill()
-            sync.wait()
-    assert f"sync eth: done: {USERS}/{USERS} users paid" in (w.work / "eth-sync.log").read_text()
-    import_metadata(w, "users")
-    every = f"{USERS}/{USERS}"
-    verify_both_ways(w, "users", {c: f"{c}: {every}" for c in (
-        "accounts_index", "balance", "faucet", "gas", "local_key", "imported", "metadata",
-        "metadata_phone", "metadata_custom", "metadata_preferences")})
-
-    # the cic-seed forms find nothing left to do
-    again = ok(w.cic_seed("import", "eth", "users"))
-    assert f"eth: 0 users imported this run (0 already on chain), {USERS} before" in again.stdout
-    paid = ok(w.cic_seed("sync", "eth", "users", "--timeout", "120"))
-    assert f"{USERS}/{USERS} users paid" in paid.stdout
-
-
-def test_custodial_pins_and_ussd_data_readme_forms(old_world: OldWorld) -> None:
-    """Step 3 Alternative 2 (cic_eth) with its syncer, step 4 (metadata, then the pins and
-    USSD data in both spellings of the older README) and step 5; then the older environment
-    names alone (with and without CONFINI_ENV_PREFIX) verify the same."""
-    w = old_world
-    generate(w, "custodial")
-    older = w.older_env()
-    seed = ok(w.run("python", "cic_eth/seed.py", "-v", "--redis-host-callback", "redis",
-                    "custodial", env=older))
-    assert f"cic_eth: {USERS} users imported this run" in seed.stdout
-    assert "note: --redis-host-callback is not needed" in seed.stderr
-    sync = ok(w.run("cic_eth/sync.py", "-i", w.chain_spec, "-y", w.key_file, "-p",
-                    w.eth_provider, "-r", w.registry, "custodial", env=older))
-    assert f"sync cic_eth: done: {USERS}/{USERS} users paid" in sync.stdout
-    import_metadata(w, "custodial")
-
-    # the pins and USSD data: the README's words (pinsdir, userdir) and the plain positionals
-    devnet = {"CIC_DEVNET_DIR": str(w.devnet)}
+    custodial = str(example / "custodial")
+    assert json.loads((example / "pins" / "pins.json").read_text())["data_dir"] == \
+        str(Path(custodial).resolve())
     pins = ok(w.run("python", "create_import_pins.py", "-c", "config", "-v", "--userdir",
-                    "custodial", "pinsdir", "pins"))
-    assert pins.stdout.strip() == "pins/pins.csv"
-    assert json.loads((w.work / "pins" / "pins.json").read_text())["users"] == USERS
-    ok(w.run("python", "create_import_pins.py", "-c", "config", "-v", "--userdir", "custodial",
-             "pins-plain"))
-    for script, forms in (("import_pins", (("pinsdir", "pins"), ("pins-plain",))),
-                          ("import_ussd_data", (("userdir", "custodial"), ("custodial",)))):
-        name = "ussd-pins" if script == "import_pins" else "ussd-data"
-        first = ok(w.run("python", f"cic_ussd/{script}.py", "-c", "config", "-v", *forms[0],
-                         env=devnet))
-        assert f"{name}: {USERS} users imported this run" in first.stdout
-        again = ok(w.run("python", f"cic_ussd/{script}.py", "-c", "config", "-v", *forms[1],
+                    custodial, "pins-plain"))
+    assert pins.stdout.strip() == "pins-plain/pins.csv"
+    devnet = {"CIC_DEVNET_DIR": str(w.devnet)}
+    for script, name, where in (("import_pins", "ussd-pins", "pins-plain"),
+                                ("import_ussd_data", "ussd-data", custodial)):
+        again = ok(w.run("python", f"cic_ussd/{script}.py", "-c", "config", "-v", where,
                          env=devnet))  # the same data directory: nothing left to do
         assert f"{name}: 0 users imported this run (0 already on chain), {USERS} before" \
             in again.stdout
 
-    every = f"{USERS}/{USERS}"
-    report = verify_both_ways(w, "custodial", {c: f"{c}: {every}" for c in (
-        "accounts_index", "balance", "custodial_key", "imported", "metadata", "ussd",
-        "ussd_pins")})
-    assert "not applicable: local_key (custodial users)" in report.stdout
 
-    # the older environment names alone are enough for verify
+def test_the_older_environment_names_alone_verify(old_world: OldWorld, example: Path) -> None:
+    """verify.py with nothing but the older environment names, bare or behind
+    CONFINI_ENV_PREFIX, reports what ``cic-seed verify --devnet`` does; config show names
+    them as the sources."""
+    w = old_world
+    custodial = str(example / "custodial")
+    report = ok(w.cic_seed("verify", custodial))
     for prefix in ("", "CIC_OLD"):
-        alone = ok(w.run("python", "verify.py", "custodial", env=w.older_env(prefix)))
+        alone = ok(w.run("python", "verify.py", custodial, env=w.older_env(prefix)))
         assert alone.stdout == report.stdout
     shown = ok(w.cli("config", "show", env=w.older_env("CIC_OLD")))
     assert "(env CIC_OLD_RPC_PROVIDER)" in shown.stdout
     assert "(env CIC_OLD_CELERY_BROKER_URL)" in shown.stdout
-
-
-def test_ussd_readme_forms(old_world: OldWorld) -> None:
-    """Step 3 Alternative 3 (cic_ussd, the gateway named by --ussd-provider), its syncer,
-    step 4 and step 5."""
-    w = old_world
-    generate(w, "ussd")
-    devnet = {"CIC_DEVNET_DIR": str(w.devnet)}
-    seed = ok(w.run("python", "cic_ussd/seed.py", "-v", "--ussd-provider", w.ussd_endpoint,
-                    "ussd", env=devnet))
-    assert f"cic_ussd: {USERS} users imported this run" in seed.stdout
-    sync = ok(w.run("cic_ussd/sync.py", "-i", w.chain_spec, "-y", w.key_file, "-p",
-                    w.eth_provider, "-r", w.registry, "ussd", env=w.older_env()))
-    assert f"sync cic_ussd: done: {USERS}/{USERS} users paid" in sync.stdout
-    import_metadata(w, "ussd")
-    every = f"{USERS}/{USERS}"
-    verify_both_ways(w, "ussd", {c: f"{c}: {every}" for c in (
-        "accounts_index", "balance", "custodial_key", "imported", "metadata", "ussd",
-        "ussd_pins")})
 
 
 def test_verify_picks_each_importer_of_the_data_directory(old_world: OldWorld) -> None:
@@ -186,3 +177,5 @@ def test_verify_picks_each_importer_of_the_data_directory(old_world: OldWorld) -
     guess = w.cic_seed("sync", "both")
     assert guess.returncode == 2
     assert "error: the users of both were imported by cic_eth and eth" in guess.stderr
+
+
