@@ -500,7 +500,7 @@ def load_settings(
     older: dict[str, OlderValue] = {}
     notes: list[str] = []
     if path and Path(path).is_dir():
-        toml, older, notes = _read_config_dir(Path(path))
+        toml, older = _read_config_dir(Path(path))
     elif path:
         toml = Path(path)
     elif DEFAULT_CONFIG_FILE.is_file():
@@ -633,10 +633,13 @@ def legacy_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _read_config_dir(path: Path) -> tuple[Path | None, dict[str, OlderValue], list[str]]:
-    """``(its cic-seed.toml or None, its older keys, notes)`` of a config directory."""
+def _read_config_dir(path: Path) -> tuple[Path | None, dict[str, OlderValue]]:
+    """``(its cic-seed.toml or None, its older keys)`` of a config directory."""
     toml = path / CONFIG_DIR_TOML
-    inis = sorted(p for p in path.iterdir() if p.suffix == ".ini" and p.is_file())
+    try:
+        inis = sorted(p for p in path.iterdir() if p.suffix == ".ini" and p.is_file())
+    except OSError as exc:
+        raise ConfigError(f"config directory {path} cannot be read: {exc.strerror}") from None
     if not inis and not toml.is_file():
         raise ConfigError(f"config directory {path} holds neither *.ini files (the older "
                           f"layout) nor {CONFIG_DIR_TOML}",
@@ -658,7 +661,7 @@ def _read_config_dir(path: Path) -> tuple[Path | None, dict[str, OlderValue], li
                     continue  # an empty key is no value (as the older scripts read it)
                 older[f"{section.upper()}_{key.upper()}"] = OlderValue(
                     value.strip(), f"{ini} [{section}] {key}")
-    return (toml if toml.is_file() else None), older, []
+    return (toml if toml.is_file() else None), older
 
 
 def _older_env(env: Mapping[str, str], prefix: str | None,

@@ -6,6 +6,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -185,7 +186,7 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
     from cic_seeding.sync.run import run_sync
     from cic_seeding.sync.syncer import SyncOptions
 
-    name = paths[0] if paths and paths[0] in importer_names() else None
+    name = _sync_name(paths, data_dir)
     directory = directory_of(paths[1:] if name else paths, data_dir)
     settings = settings_from(ctx, verbose, quiet, data_dir=directory, state_url=state_url,
                              confirmations=confirmations, batch_funder=batch_funder,
@@ -204,6 +205,17 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok or (follow and result.stopped) else 1
+
+
+def _sync_name(paths: tuple[str, ...], data_dir: str | None) -> str | None:
+    """NAME of ``sync [NAME] [DIR]``: the first of two words, or the one word unless it is a
+    directory and no --dir is given (None: DIR alone)."""
+    if len(paths) != 1:
+        return paths[0] if paths else None
+    word = paths[0]
+    if word in importer_names() or data_dir is not None or not Path(word).is_dir():
+        return word
+    return None
 
 
 def _sync_importer(settings: Settings) -> str:

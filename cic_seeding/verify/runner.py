@@ -184,14 +184,25 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
         raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
     validate_options(options)
     importers = importers_to_verify(settings, options)
+    if len(importers) == 1:
+        return _verify_one(settings, options, importers[0], chain, connect, progress)[0]
     parts: list[VerifyResult] = []
+    refused: list[tuple[str, UsageError]] = []
     for n, name in enumerate(importers):
-        part, chain = _verify_one(settings, options, name, chain, connect,
-                                  _offset(progress, n, len(importers)))
+        try:
+            part, chain = _verify_one(settings, options, name, chain, connect,
+                                      _offset(progress, n, len(importers)))
+        except UsageError as exc:  # none of the checks asked for concerns its users
+            refused.append((name, exc))
+            continue
         parts.append(part)
         if options.stop_on_failure and part.stopped_early:
             break
-    return parts[0] if len(importers) == 1 else combine(parts, options)
+    if not parts:
+        raise refused[0][1]
+    result = combine(parts, options)
+    result.notes += [f"importer {name!r} not verified: {exc}" for name, exc in refused]
+    return result
 
 
 def _verify_one(settings: Settings, options: VerifyOptions, importer: str,

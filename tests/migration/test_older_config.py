@@ -192,6 +192,16 @@ def test_the_data_directory_is_positional_and_dir_everywhere(
             "error: two data directories given: users and --dir "), args
 
 
+def test_sync_tells_an_importer_from_a_directory(
+        data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["sync", "ethh", "--dir", "users"], ["sync", "ethh", "users"], ["sync", "ethh"]):
+        assert main(args) == 2, args
+        assert the_error_line(capsys.readouterr().err).startswith(
+            "error: unknown importer 'ethh'; did you mean eth"), args
+    assert main(["sync", "users"]) == 2  # DIR alone: nobody imported yet, so eth's users
+    assert the_error_line(capsys.readouterr().err).startswith("error: no chain given")
+
+
 def test_the_devnet_commands_take_devnet_and_their_old_dir(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "dn").mkdir()

@@ -174,6 +174,12 @@ def test_verify_picks_each_importer_of_the_data_directory(old_world: OldWorld) -
     assert statuses["eth:local_key"] == statuses["cic_eth:custodial_key"] == "passed"
     assert statuses["eth:custodial_key"] == statuses["cic_eth:local_key"] == "not_applicable"
     assert got["ok"]
+    keys = json.loads(ok(w.cic_seed("verify", "both", "--include", "custodial_key",
+                                    "--format", "json")).stdout)
+    assert list(keys["checks"]) == ["cic_eth:custodial_key"]
+    assert keys["checks"]["cic_eth:custodial_key"]["ok"] == USERS
+    assert any(n.startswith("importer 'eth' not verified: no checks left to run")
+               for n in keys["notes"]), keys["notes"]
     guess = w.cic_seed("sync", "both")
     assert guess.returncode == 2
     assert "error: the users of both were imported by cic_eth and eth" in guess.stderr
