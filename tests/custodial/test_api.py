@@ -36,7 +36,7 @@ from cic_seeding.errors import (
     ServiceError,
 )
 from cic_seeding.importers import cic_eth
-from cic_seeding.verify.base import CheckContext, VerifyUser
+from cic_seeding.verify.base import NOT_IMPORTED, CheckContext, VerifyUser
 from cic_seeding.verify.checks.custodial import CustodialKeyCheck
 from tests.custodial.world import (
     Harness,
@@ -205,9 +205,13 @@ def test_custodial_key_check_asks_the_engine(client: CustodialClient, served: Ha
         verdicts = check.verify(users)
     finally:
         check.close()
-    assert [verdicts[u.address].outcome for u in users] == ["ok", "failed", "skipped", "failed"]
-    assert verdicts[users[1].address].reason == f"the custodial engine holds no key for {stranger}"
-    assert verdicts[users[3].address].reason == "not imported"
+    # a sovereign user (its own key) is not the engine's: the check does not apply to it
+    assert [verdicts[u.address].outcome for u in users] == ["ok", "failed", "not_applicable",
+                                                           "failed"]
+    assert verdicts[users[1].address].reason == \
+        "the custodial engine holds no key for the user's address"
+    assert verdicts[users[1].address].detail == stranger
+    assert verdicts[users[3].address].reason == NOT_IMPORTED
     assert CustodialKeyCheck.unavailable(settings) is None
     bare = dataclasses.replace(settings, custodial_broker_url=None, custodial_queue=None)
     assert "no custodial engine is configured" in str(CustodialKeyCheck.unavailable(bare))

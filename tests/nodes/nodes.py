@@ -28,6 +28,7 @@ from tests.helpers import ROOT, free_port, run_cli
 #: ganache's first account with ``--wallet.deterministic``.
 GANACHE_KEY = "0x4f3edf983ac636a65a842ce7c78d9aa706d3b113bce9c46f30d7d21715b23b1d"
 BIN = ROOT / "node_modules" / ".bin"
+HARDHAT = Path(__file__).parent / "hardhat"
 
 KINDS = ("anvil-automine", "anvil-block-time", "anvil-no-mining", "ganache", "hardhat")
 
@@ -55,10 +56,9 @@ def _command(kind: str, port: int, workdir: Path) -> tuple[list[str], int, str]:
         return [str(BIN / "ganache"), "--server.host", "127.0.0.1", "--server.port", str(port),
                 "--chain.chainId", "1337", "--wallet.deterministic", "--wallet.totalAccounts",
                 "1", "--miner.blockGasLimit", "60000000", "--logging.quiet"], 1337, GANACHE_KEY
-    if kind == "hardhat":
-        (workdir / "hardhat.config.js").write_text("module.exports = {};\n", encoding="utf-8")
-        return [str(BIN / "hardhat"), "node", "--hostname", "127.0.0.1", "--port", str(port)], \
-            31337, dev_key(0)
+    if kind == "hardhat":  # runs in HARDHAT, inside the project, where its package resolves
+        return [str(BIN / "hardhat"), "--config", str(HARDHAT / "hardhat.config.js"), "node",
+                "--hostname", "127.0.0.1", "--port", str(port)], 31337, dev_key(0)
     raise ValueError(f"unknown node kind {kind!r}; kinds: {', '.join(KINDS)}")
 
 
@@ -80,7 +80,8 @@ def running_node(kind: str, workdir: Path, *, timeout: float = 90.0) -> Iterator
     argv, chain_id, key = _command(kind, port, workdir)
     url = f"http://127.0.0.1:{port}"
     log = open(workdir / f"{kind}.log", "ab")  # noqa: SIM115 (closed below, after the node)
-    proc = subprocess.Popen(argv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+    proc = subprocess.Popen(argv, cwd=HARDHAT if kind == "hardhat" else workdir,
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
