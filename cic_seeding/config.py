@@ -515,6 +515,9 @@ def load_settings(
     for name, m in mapped.items():
         if m.from_env:
             settings = _apply(settings, {name: m.value}, m.source)
+    named = [f"{name} ({m.source})" for name, m in mapped.items() if m.from_env]
+    if named:  # generic names (CHAIN_SPEC, DATABASE_HOST) may be set for something else
+        notes.append(f"settings from the older environment names: {', '.join(named)}")
     for f in settings_fields():
         var = f.metadata["env"]
         if var in env and env[var] != "":

@@ -119,6 +119,8 @@ def test_confini_env_prefix(tmp_path: Path) -> None:
         REGISTRY, "env OLD_CIC_REGISTRY_ADDRESS")
     assert (s.custodial_broker_url, s.source_of("custodial_broker_url")) == (
         "redis://redis-host:7000/0", "env OLD_REDIS_HOST, OLD_REDIS_PORT")
+    assert "settings from the older environment names: rpc_url (env OLD_RPC_PROVIDER), " \
+        "registry_address (env OLD_CIC_REGISTRY_ADDRESS)" in s.notes[0]
     other = load_settings({}, None, env, env_prefix="NEW")  # --env-prefix
     assert other.rpc_url is None
     bare = load_settings({}, None, {"RPC_PROVIDER": "http://bare"})
