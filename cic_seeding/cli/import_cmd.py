@@ -61,8 +61,9 @@ def batch_funder_option(fn: Any) -> Any:
 @click.argument("paths", nargs=-1, metavar="[DIR]")
 @dir_option
 @click.option("--pins-dir", "pins_dir", metavar="DIR",
-              help="Directory of pins.csv (ussd-pins; default: the data directory). A DIR that "
-              "create_import_pins.py wrote pins into on their own is taken as this.")
+              help="Directory of pins.csv (ussd-pins; default: the data directory). A DIR "
+              "holding pins.json (`create_import_pins.py --userdir USERS DIR` wrote it) is "
+              "the pins directory of USERS.")
 @chain_options
 @custodial_legacy_options
 @setting_option("--ussd-provider", setting="ussd_url", metavar="URL",

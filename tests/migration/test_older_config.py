@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cic_seeding.cli.legacy import merged_flags
 from cic_seeding.cli.main import main
 from cic_seeding.config import load_settings
 from tests.helpers import the_error_line
@@ -221,6 +222,9 @@ def test_the_devnet_commands_take_devnet_and_their_old_dir(
 
 def test_the_older_redis_options_name_one_broker(
         data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parts = {"legacy_redis": {"host": "redis", "port": 7000}}
+    assert merged_flags(parts, {"data_dir": "users"}) == {
+        "data_dir": "users", "custodial_broker_url": "redis://redis:7000/0"}
     assert main(["import", "cic_ussd", "users", "--ussd-provider", "http://a",
                  "--redis-port", "7000"]) == 2
     assert the_error_line(capsys.readouterr().err) == (
