@@ -1,23 +1,13 @@
 #!/usr/bin/env python3
-"""Write DIR/pins.csv (phone, seeded 4-digit PIN, bcrypt hash) for every user of DIR.
+"""Write pins.csv (phone, seeded PIN, bcrypt hash) for every user: same as ``cic-seed pins``.
 
-Usage: python create_import_pins.py DIR [--rounds N]. Then `cic-seed import ussd-pins --dir
-DIR` puts the hashes into the USSD gateway's database, so seeded users can log in.
+``python create_import_pins.py DIR`` writes DIR/pins.csv; the older form
+``python create_import_pins.py -c config -v --userdir USERS [pinsdir] PINS`` writes PINS/pins.csv
+for the users of USERS. Then ``python cic_ussd/import_pins.py PINS`` (= ``cic-seed import
+ussd-pins``) puts the hashes into the USSD gateway's database, so seeded users can log in.
 """
 
-import argparse
-import sys
-
-from cic_seeding.errors import CicSeedError
-from cic_seeding.ussd.pins import DEFAULT_ROUNDS, write_pins
+from cic_seeding.cli.main import run_script
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dir", help="data directory (cic-seed generate)")
-    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help="bcrypt cost")
-    args = parser.parse_args()
-    try:
-        print(write_pins(args.dir, rounds=args.rounds))
-    except CicSeedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    run_script(["pins"])

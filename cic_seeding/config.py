@@ -23,16 +23,28 @@ every setting no flag, environment variable or config file gives. File names in 
 relative to DIR. A value that only makes sense with another one (the deployer's password file
 with the deployer's keyfile, ...: :data:`DEVNET_COMPANIONS`) is taken only when that one came
 from the devnet file too. ``batch_funder = "devnet"`` becomes the devnet's BatchFunder address.
+
+The older CIC data-seeding scripts read a *config directory* of ini files (``[rpc]
+provider = ...``), each key also given by an environment variable named ``SECTION_KEY``
+(``RPC_PROVIDER``; behind ``$CONFINI_ENV_PREFIX_`` when that is set). Those keys keep working:
+a directory given as the config file (``-c DIR``, ``--config DIR``, ``$CIC_CONFIG``) is read
+in that layout, and the older environment names are read always; :data:`LEGACY_KEYS` and
+:data:`LEGACY_COMPOSITES` map them onto settings. An older key ranks with its kind (a file
+key with the config file, an environment name with the environment, below this toolkit's
+own ``CIC_*`` name) and is named as its source (``env RPC_PROVIDER``, ``config/rpc.ini [rpc]
+provider``). Keys this toolkit has no use for are accepted and listed in
+:attr:`Settings.notes` (shown at ``-v``).
 """
 
 from __future__ import annotations
 
+import configparser
 import dataclasses
 import difflib
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +53,11 @@ from cic_seeding.errors import ConfigError
 from cic_seeding.remote import DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_THRESHOLD
 
 DEFAULT_CONFIG_FILE = Path("config") / "cic-seed.toml"
+#: The TOML file a config directory may hold besides older ini files.
+CONFIG_DIR_TOML = "cic-seed.toml"
 CONFIG_ENV = "CIC_CONFIG"
+#: Environment variable whose value prefixes the older configuration's environment names.
+LEGACY_PREFIX_ENV = "CONFINI_ENV_PREFIX"
 SOURCE_DEFAULT = "default"
 SOURCE_FLAG = "flag"
 #: The file a devnet directory describes its devnet in.
@@ -215,10 +231,20 @@ class Settings:
     ussd_db_schema: str | None = _key(
         None, "CIC_USSD_DB_SCHEMA", "PostgreSQL schema of the USSD gateway's accounts "
         "(default: the devnet's, when the URL is the devnet's)")
+    pins_dir: str | None = _key(
+        None, "CIC_PINS_DIR", "directory of pins.csv: create_import_pins.py writes it, "
+        "ussd-pins reads it (default: the data directory)")
+    cache_provider: str | None = _key(
+        None, "CIC_CACHE_PROVIDER", "cic-cache URL the older verify checked (--cache-provider, "
+        "CACHE_PROVIDER): accepted, and named in the verify report as not checked (this "
+        "toolkit has no cache check)")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     #: The devnet file read for ``devnet_dir`` (None: none read), kept so that :meth:`replace`
     #: can apply it again without reading it again.
     devnet_file: DevnetFile | None = field(default=None, compare=False, repr=False)
+    #: What resolving the settings noticed that a user may want to know (older keys this
+    #: toolkit does not use, ...): the CLI prints them at ``-v``.
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def source_of(self, name: str) -> str:
         return self.sources.get(name, SOURCE_DEFAULT)
@@ -455,28 +481,263 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
     devnet: bool = True,
+    env_prefix: str | None = None,
 ) -> Settings:
     """Resolve every setting: flags > environment > config file > devnet file > defaults.
 
-    ``config_file`` defaults to ``$CIC_CONFIG``, else ``config/cic-seed.toml`` when it exists.
-    The devnet file is that of ``devnet_dir`` (from any source); ``devnet=False`` leaves it
-    unread, for the commands that make a devnet rather than use one.
+    ``config_file`` defaults to ``$CIC_CONFIG``, else ``config/cic-seed.toml`` when it exists;
+    a directory is read in the older layout (its ``*.ini`` files, and its ``cic-seed.toml``
+    above them). The older environment names (``RPC_PROVIDER`` ...) are read behind
+    ``env_prefix`` (default ``$CONFINI_ENV_PREFIX``), each below this toolkit's own name for
+    the same setting. The devnet file is that of ``devnet_dir`` (from any source);
+    ``devnet=False`` leaves it unread, for the commands that make a devnet rather than use one.
     """
     env = os.environ if environ is None else environ
+    prefix = env_prefix if env_prefix is not None else env.get(LEGACY_PREFIX_ENV)
     settings = Settings()
     path = config_file or env.get(CONFIG_ENV)
-    if path:
-        settings = _apply(settings, _read_config_file(Path(path)), str(path))
+    toml: Path | None = None
+    older: dict[str, OlderValue] = {}
+    notes: list[str] = []
+    if path and Path(path).is_dir():
+        toml, older = _read_config_dir(Path(path))
+    elif path:
+        toml = Path(path)
     elif DEFAULT_CONFIG_FILE.is_file():
-        settings = _apply(settings, _read_config_file(DEFAULT_CONFIG_FILE),
-                          str(DEFAULT_CONFIG_FILE))
+        toml = DEFAULT_CONFIG_FILE
+    older.update(_older_env(env, prefix or None, older))
+    mapped = _legacy_settings(older, notes)
+    for name, m in mapped.items():
+        if not m.from_env:
+            settings = _apply(settings, {name: m.value}, m.source)
+    if toml is not None:
+        settings = _apply(settings, _read_config_file(toml), str(toml))
+    for name, m in mapped.items():
+        if m.from_env:
+            settings = _apply(settings, {name: m.value}, m.source)
+    named = [f"{name} ({m.source})" for name, m in mapped.items() if m.from_env]
+    if named:  # generic names (CHAIN_SPEC, DATABASE_HOST) may be set for something else
+        notes.append(f"settings from the older environment names: {', '.join(named)}")
     for f in settings_fields():
         var = f.metadata["env"]
         if var in env and env[var] != "":
             settings = _apply(settings, {f.name: env[var]}, f"env {var}")
     settings = _apply(settings, {k: v for k, v in (flags or {}).items() if v is not None},
                       SOURCE_FLAG)
+    settings = dataclasses.replace(settings, notes=tuple(notes))
     return _with_devnet(settings, None) if devnet else settings
+
+
+# -- the older configuration: ini directories and SECTION_KEY environment names -------------
+
+@dataclass(frozen=True)
+class OlderValue:
+    """One key of the older configuration: its value and where it was given (``env NAME`` or
+    ``FILE [section] key``)."""
+
+    value: str
+    where: str
+    from_env: bool = False
+
+
+#: Older key (``SECTION_KEY``) -> the setting it gives. Where several give one setting, the
+#: first with a value wins (then the composites of :data:`LEGACY_COMPOSITES`, in order).
+LEGACY_KEYS: tuple[tuple[str, str], ...] = (
+    ("RPC_PROVIDER", "rpc_url"),
+    ("CHAIN_SPEC", "chain_spec"),
+    ("CIC_REGISTRY_ADDRESS", "registry_address"),
+    ("TOKEN_SYMBOL", "token_symbol"),
+    ("META_PROVIDER", "meta_url"),  # the older verify's name
+    ("META_URL", "meta_url"),  # the older metadata import's name
+    ("USSD_PROVIDER", "ussd_url"),
+    ("USSD_SERVICE_CODE", "ussd_service_code"),
+    ("CELERY_BROKER_URL", "custodial_broker_url"),
+    # the engine's results travel on its broker: a result URL is its broker when none is named
+    ("CELERY_RESULT_URL", "custodial_broker_url"),
+    ("CELERY_QUEUE", "custodial_queue"),
+    ("ETH_GAS_AMOUNT", "gas_gift"),
+    ("CACHE_PROVIDER", "cache_provider"),
+)
+
+
+def _first_code(value: str) -> str:
+    """The first of a comma-separated list of USSD service codes (the older verify dialled it)."""
+    return value.split(",")[0].strip()
+
+
+#: How a value of an older key becomes the setting's (default: as it is).
+LEGACY_TRANSFORMS: dict[str, Callable[[str], str]] = {"USSD_SERVICE_CODE": _first_code}
+
+
+def _redis_url(parts: Mapping[str, str]) -> str | None:
+    host = parts.get("REDIS_HOST")
+    if not host:
+        return None
+    return f"redis://{host}:{parts.get('REDIS_PORT') or 6379}/{parts.get('REDIS_DB') or 0}"
+
+
+def _database_url(parts: Mapping[str, str]) -> str | None:
+    from urllib.parse import quote
+
+    if not (parts.get("DATABASE_HOST") or parts.get("DATABASE_NAME")):
+        return None
+    engine = (parts.get("DATABASE_ENGINE") or "postgresql").lower()
+    if not engine.startswith("postgres"):
+        raise ConfigError(f"DATABASE_ENGINE {engine!r}: the USSD accounts database must be "
+                          "PostgreSQL", hint="set DATABASE_ENGINE=postgresql, or ussd_db_url")
+    auth = quote(parts.get("DATABASE_USER") or "", safe="")
+    if auth and parts.get("DATABASE_PASSWORD"):
+        auth += ":" + quote(parts["DATABASE_PASSWORD"], safe="")
+    host = parts.get("DATABASE_HOST") or "localhost"
+    return (f"postgresql://{auth + '@' if auth else ''}{host}:"
+            f"{parts.get('DATABASE_PORT') or 5432}/{parts.get('DATABASE_NAME') or ''}")
+
+
+def _meta_host_url(parts: Mapping[str, str]) -> str | None:
+    host = parts.get("META_HOST")
+    if not host:
+        return None
+    scheme = "https" if (parts.get("META_SSL") or "").lower() in ("1", "true", "on") else "http"
+    port = parts.get("META_PORT")
+    return f"{scheme}://{host}:{port}" if port else f"{scheme}://{host}"
+
+
+#: A setting composed from several older keys: (setting, keys, how).
+LEGACY_COMPOSITES: tuple[tuple[str, tuple[str, ...],
+                               Callable[[Mapping[str, str]], str | None]], ...] = (
+    ("custodial_broker_url", ("REDIS_HOST", "REDIS_PORT", "REDIS_DB"), _redis_url),
+    ("ussd_db_url", ("DATABASE_HOST", "DATABASE_PORT", "DATABASE_NAME", "DATABASE_USER",
+                     "DATABASE_PASSWORD", "DATABASE_ENGINE"), _database_url),
+    ("meta_url", ("META_HOST", "META_PORT", "META_SSL"), _meta_host_url),
+)
+
+#: Older keys (or ``PREFIX_`` families) this toolkit has no use for, and why.
+LEGACY_UNUSED: tuple[tuple[str, str], ...] = (
+    ("CHAIN_SPEC_SOURCE", "the data directory's manifest names the chain its users were made "
+     "for"),
+    ("DATABASE_DRIVER", "the USSD accounts database is PostgreSQL through psycopg"),
+    ("DATABASE_DEBUG", "use -vv"),
+    ("DATABASE_POOL_SIZE", "pools are sized from the concurrency settings"),
+    ("PGP_", "the metadata server takes a bearer token (CIC_META_TOKEN), not PGP signatures"),
+    ("TAG_", "tags are chosen when the users are generated (create_import_users.py --tag)"),
+    ("TRAFFIC_", "traffic replays the data directory's transactions.csv (cic-seed traffic)"),
+    ("APP_", "settings of the older HTTP services, not of seeding"),
+    ("USSD_MENU_FILE", "the USSD gateway's menus are its own"),
+    ("USSD_USER", "the USSD gateway takes no basic auth"),
+    ("USSD_PASS", "the USSD gateway takes no basic auth"),
+    ("SYNCER_", "the syncer's pace is set by sync --poll"),
+)
+
+
+def legacy_names() -> list[str]:
+    """Every older key read from the environment (without a prefix)."""
+    names = [k for k, _ in LEGACY_KEYS]
+    names += [k for _, keys, _ in LEGACY_COMPOSITES for k in keys]
+    return list(dict.fromkeys(names))
+
+
+def _read_config_dir(path: Path) -> tuple[Path | None, dict[str, OlderValue]]:
+    """``(its cic-seed.toml or None, its older keys)`` of a config directory."""
+    toml = path / CONFIG_DIR_TOML
+    try:
+        inis = sorted(p for p in path.iterdir() if p.suffix == ".ini" and p.is_file())
+    except OSError as exc:
+        raise ConfigError(f"config directory {path} cannot be read: {exc.strerror}") from None
+    if not inis and not toml.is_file():
+        raise ConfigError(f"config directory {path} holds neither *.ini files (the older "
+                          f"layout) nor {CONFIG_DIR_TOML}",
+                          hint="give a config directory of the older data-seeding scripts, or "
+                          "a TOML file")
+    older: dict[str, OlderValue] = {}
+    for ini in inis:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read_string(ini.read_text(encoding="utf-8"), source=str(ini))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {ini} cannot be read: {exc}") from None
+        except configparser.Error as exc:
+            raise ConfigError(f"config file {ini} is not an ini file: "
+                              f"{' '.join(str(exc).split())}") from None
+        for section in parser.sections():
+            for key, value in parser.items(section):
+                if value.strip() == "":
+                    continue  # an empty key is no value (as the older scripts read it)
+                older[f"{section.upper()}_{key.upper()}"] = OlderValue(
+                    value.strip(), f"{ini} [{section}] {key}")
+    return (toml if toml.is_file() else None), older
+
+
+def _older_env(env: Mapping[str, str], prefix: str | None,
+               older: Mapping[str, OlderValue]) -> dict[str, OlderValue]:
+    """The older keys the environment gives (``PREFIX_SECTION_KEY`` with a prefix): those
+    this toolkit maps, and any key of the config directory, as the older scripts read them."""
+    own = {f.metadata["env"] for f in settings_fields()}
+    out = {}
+    for key in dict.fromkeys([*legacy_names(), *older]):
+        var = f"{prefix}_{key}" if prefix else key
+        if var in own:
+            continue  # this toolkit's own name for the setting (CIC_REGISTRY_ADDRESS)
+        value = env.get(var, "")
+        if value != "":
+            out[key] = OlderValue(value, f"env {var}", from_env=True)
+    return out
+
+
+def _where(parts: list[OlderValue]) -> str:
+    """``env A, B`` / ``FILE [s] a, b``: the places of ``parts``, each place named once."""
+    out: list[str] = []
+    last = ""
+    for p in parts:
+        place, _, name = p.where.rpartition(" ")
+        out.append(name if place == last else p.where)
+        last = place
+    return ", ".join(out)
+
+
+@dataclass(frozen=True)
+class _Mapped:
+    value: str
+    source: str
+    from_env: bool
+
+
+def _legacy_settings(older: Mapping[str, OlderValue], notes: list[str]) -> dict[str, _Mapped]:
+    """The settings the older keys give (their preferred key each); adds to ``notes`` the
+    keys that give nothing and the keys another key of the same setting shadows."""
+    candidates: dict[str, list[tuple[str, _Mapped]]] = {}
+    used: set[str] = set()
+    for key, setting in LEGACY_KEYS:
+        got = older.get(key)
+        if got is not None:
+            value = LEGACY_TRANSFORMS.get(key, str)(got.value)
+            candidates.setdefault(setting, []).append(
+                (key, _Mapped(value, got.where, got.from_env)))
+            used.add(key)
+    for setting, keys, compose in LEGACY_COMPOSITES:
+        parts = [older[k] for k in keys if k in older]
+        composed = compose({k: older[k].value for k in keys if k in older}) if parts else None
+        used.update(k for k in keys if k in older)
+        if composed is not None:
+            candidates.setdefault(setting, []).append((
+                "/".join(k for k in keys if k in older),
+                _Mapped(composed, _where(parts), any(p.from_env for p in parts))))
+    out = {}
+    for setting, found in candidates.items():
+        (key, chosen), rest = found[0], found[1:]
+        out[setting] = chosen
+        shadowed = [k for k, m in rest if m.value != chosen.value]
+        if shadowed:
+            notes.append(f"{setting} comes from {key} ({chosen.source}); "
+                         f"{', '.join(shadowed)} differ and are not used")
+    unused: dict[str, list[str]] = {}
+    for key in sorted(set(older) - used):
+        why = next((w for k, w in LEGACY_UNUSED if key == k or (k.endswith("_")
+                                                                and key.startswith(k))),
+                   "not a setting of this toolkit")
+        unused.setdefault(why, []).append(f"{key} ({older[key].where})")
+    for why, named in unused.items():
+        notes.append(f"older keys not used ({why}): {', '.join(named)}")
+    return out
 
 
 def describe(settings: Settings) -> list[tuple[str, str, str]]:

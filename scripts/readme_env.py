@@ -10,7 +10,10 @@ from cic_seeding.config import environment_table
 readme = Path(__file__).resolve().parent.parent / "README.md"
 rows = ["| variable | key | default | meaning |", "|---|---|---|---|"]
 rows += [f"| `{v}` | `{k}` | {d or '-'} | {h} |" for v, k, d, h in environment_table()]
-rows.append("| `CIC_CONFIG` | - | - | config file to read (TOML) |")
+rows.append("| `CIC_CONFIG` | - | - | config file to read (TOML), or a config directory of the "
+            "older data-seeding scripts (ini files; see MIGRATING.md) |")
+rows.append("| `CONFINI_ENV_PREFIX` | - | - | prefix of the older environment names "
+            "(`PREFIX_RPC_PROVIDER` ...; see MIGRATING.md) |")
 rows.append("| `CIC_ANVIL_BIN` | - | - | anvil binary to run (default: the npm package's "
             "under the checkout's, then the current directory's node_modules, then `anvil` on "
             "PATH) |")

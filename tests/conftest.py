@@ -36,11 +36,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No CIC_* variable of the host leaks into a test."""
+    """No CIC_* variable of the host leaks into a test, nor an older data-seeding name."""
     import os
 
+    from cic_seeding.config import LEGACY_PREFIX_ENV, legacy_names
+
+    older = {*legacy_names(), LEGACY_PREFIX_ENV}
     for name in list(os.environ):
-        if name.startswith("CIC_") and name != "CIC_TEST_PG_URL":
+        if (name.startswith("CIC_") and name != "CIC_TEST_PG_URL") or name in older:
             monkeypatch.delenv(name)
 
 

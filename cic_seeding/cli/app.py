@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from cic_seeding.cli import legacy
 from cic_seeding.errors import CicSeedError
 
 if TYPE_CHECKING:
@@ -37,10 +38,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("cic_seeding.cli.generate_cmd",
                  "Generate COUNT users into a data directory (no services needed)."),
     "import": ("cic_seeding.cli.import_cmd",
-               "Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."),
+               "Import the users of DIR (or --dir) with importer NAME (eth, cic_meta, ...)."),
     "import-worker": ("cic_seeding.cli.import_cmd", "Run an import worker for "
                       "`cic-seed import eth --executor celery` (until stopped)."),
     "importers": ("cic_seeding.cli.import_cmd", "List the installed importers."),
+    "pins": ("cic_seeding.cli.generate_cmd",
+             "Write pins.csv (phone, seeded PIN, bcrypt hash) for every user of the data "
+             "directory (= create_import_pins.py; no services needed)."),
     "sync": ("cic_seeding.cli.import_cmd", "Give every registered user of importer NAME its "
              "opening balance, faucet payout and gas."),
     "traffic": ("cic_seeding.cli.import_cmd",
@@ -82,9 +86,9 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Config file (TOML). Default: $CIC_CONFIG, else config/cic-seed.toml "
-              "if present.")
+@click.option("--config", "config_file", type=click.Path(),
+              help="Config file (TOML), or a config directory of the older data-seeding "
+              "scripts (ini files). Default: $CIC_CONFIG, else config/cic-seed.toml if present.")
 @click.version_option(package_name="cic-seeding")
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
@@ -93,10 +97,12 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 
 def verbosity_options(fn: F) -> F:
+    """``-q``, ``-v``/``-vv``, and the options every command shares with the older scripts
+    (``-c/--config``, ``--env-prefix``: :mod:`cic_seeding.cli.legacy`)."""
     fn = click.option("-v", "--verbose", count=True,
                       help="More output (-vv: debug, tracebacks).")(fn)
     fn = click.option("-q", "--quiet", is_flag=True, help="Errors only.")(fn)
-    return fn
+    return legacy.common_options(fn)
 
 
 def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
@@ -108,10 +114,12 @@ def settings_from(ctx: click.Context, verbose: int = 0, quiet: bool = False, *,
     from cic_seeding.config import load_settings
     from cic_seeding.log import setup_logging
 
-    obj = ctx.find_root().obj or {}
-    settings = load_settings(flags, obj.get("config_file"), devnet=devnet)
+    obj = legacy.root_obj(ctx)
+    settings = load_settings(legacy.merged_flags(obj, flags), obj.get("config_file"),
+                             devnet=devnet, env_prefix=obj.get("env_prefix"))
     setup_logging(-1 if quiet else verbose, settings.secrets())
     obj["verbosity"] = -1 if quiet else verbose
+    legacy.tell_notes(obj, settings, -1 if quiet else verbose)
     return settings
 
 

@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
+from cic_seeding.cli.legacy import chain_legacy_options
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 CHAIN_FLAGS = ("devnet_dir", "rpc_url", "registry_address", "keyfile", "token_symbol",
@@ -16,11 +18,14 @@ CHAIN_FLAGS = ("devnet_dir", "rpc_url", "registry_address", "keyfile", "token_sy
 
 def chain_options(fn: F) -> F:
     """Adds the chain options; they arrive as keyword arguments named like the settings."""
+    fn = chain_legacy_options(fn)
     for decorator in reversed([
         click.option("--devnet", "devnet_dir", help="Devnet directory (its devnet.json)."),
-        click.option("-p", "--rpc", "rpc_url", help="JSON-RPC URL of the node."),
-        click.option("-r", "--registry", "registry_address", help="CIC registry address."),
-        click.option("-y", "--keyfile", "keyfile", help="v3 keyfile of the signer."),
+        click.option("-p", "--rpc", "--provider", "rpc_url", help="JSON-RPC URL of the node."),
+        click.option("-r", "--registry", "--registry-address", "registry_address",
+                     help="CIC registry address."),
+        click.option("-y", "--keyfile", "--key-file", "keyfile",
+                     help="v3 keyfile of the signer."),
         click.option("--token-symbol", "token_symbol",
                      help="Token to use (default: the registry's DefaultToken)."),
         click.option("-i", "--chain-spec", "chain_spec", metavar="SPEC",

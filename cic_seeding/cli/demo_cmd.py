@@ -9,13 +9,18 @@ import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.import_cmd import stop_on_signals
+from cic_seeding.cli.legacy import noted_option
 from cic_seeding.errors import UsageError
 
 
 @cli.command("demo")
 @click.option("--users", type=int, default=300, show_default=True, help="Users to seed.")
-@click.option("--dir", "directory", default="demo", show_default=True,
-              help="Working directory (wiped and rebuilt on every demo run).")
+@click.option("--workdir", "directory", metavar="DIR",
+              help="Working directory: devnet/, data/ and the reports (wiped and rebuilt on "
+              "every demo run) [default: demo].")
+@noted_option("--dir", "old_dir", expose=True, metavar="DIR",
+              why="the demo now spells its working directory --workdir DIR; --dir names the "
+              "data directory on every other command")
 @click.option("--seed", type=int, default=1, show_default=True, help="Generator seed.")
 @click.option("--keep", is_flag=True, help="Leave the devnet running afterwards.")
 @click.option("--meta/--no-meta", default=True, show_default=True,
@@ -29,12 +34,16 @@ from cic_seeding.errors import UsageError
 @verbosity_options
 @click.pass_context
 @handles_errors
-def demo_command(ctx: click.Context, /, users: int, directory: str, seed: int, keep: bool,
-                 meta: bool, custodial: bool, custodial_users: int, verbose: int,
-                 quiet: bool) -> int:
+def demo_command(ctx: click.Context, /, users: int, directory: str | None, old_dir: str | None,
+                 seed: int, keep: bool, meta: bool, custodial: bool, custodial_users: int,
+                 verbose: int, quiet: bool) -> int:
     """Devnet up, generate, import (eth), sync, verify, print the report."""
     from cic_devnet.demo import run_demo
 
+    if directory is not None and old_dir is not None and directory != old_dir:
+        raise UsageError(f"two working directories given: --workdir {directory} and --dir "
+                         f"{old_dir}", hint="--dir is the old spelling of --workdir: give one")
+    directory = directory or old_dir or "demo"
     settings_from(ctx, verbose, quiet, devnet=False)  # it makes its own devnet
     if custodial and custodial_users <= 0:
         raise UsageError(f"--custodial-users must be positive, got {custodial_users}")

@@ -6,10 +6,30 @@ import click
 
 from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import F
+from cic_seeding.cli.legacy import noted_option
 from cic_seeding.config import Settings
 from cic_seeding.errors import UsageError
 
 DEFAULT_DIR = "devnet"
+
+
+def devnet_dir_options(fn: F) -> F:
+    """``--devnet DIR`` (``--devnet-dir``), as every command names a devnet directory, and
+    ``--dir``, the spelling the devnet commands had before ``--dir`` meant the data directory
+    everywhere: still accepted, said at -v."""
+    fn = noted_option("--dir", "old_dir", expose=True, metavar="DIR",
+                      why="the devnet commands now spell their directory --devnet DIR; --dir "
+                      "names the data directory on every other command")(fn)
+    return click.option("--devnet", "--devnet-dir", "directory", metavar="DIR",
+                        help=f"Where devnet.json, the deployer keyfile and logs go "
+                        f"[default: {DEFAULT_DIR}].")(fn)
+
+
+def devnet_directory(directory: str | None, old_dir: str | None) -> str:
+    if directory is not None and old_dir is not None and directory != old_dir:
+        raise UsageError(f"two devnet directories given: --devnet {directory} and --dir "
+                         f"{old_dir}", hint="--dir is the old spelling of --devnet: give one")
+    return directory or old_dir or DEFAULT_DIR
 
 
 def _deploy_options(symbol: str, decimals: int, faucet_amount: int):  # type: ignore[no-untyped-def]
@@ -25,7 +45,8 @@ def deploy_flags(fn: F) -> F:
     fn = click.option("--decimals", type=int, default=6, show_default=True,
                       help="Token decimals.")(fn)
     fn = click.option("--symbol", default="GFT", show_default=True, help="Token symbol.")(fn)
-    return click.option("--chain-spec", help="Chain spec (its network id is the chain id).")(fn)
+    return click.option("-i", "--chain-spec", help="Chain spec (its network id is the chain "
+                        "id).")(fn)
 
 
 @cli.group("devnet")
@@ -34,8 +55,7 @@ def devnet_group() -> None:
 
 
 @devnet_group.command("up")
-@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
-              help="Where devnet.json, the deployer keyfile and logs go.")
+@devnet_dir_options
 @click.option("--port", type=int, default=0, help="RPC port (default: a free one).")
 @click.option("--state", type=click.Path(dir_okay=False),
               help="Persist chain state in FILE and reload it on the next start.")
@@ -53,13 +73,15 @@ def devnet_group() -> None:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def up_command(ctx: click.Context, /, directory: str, port: int, state: str | None, meta: bool,
-               meta_db: str | None, custodial: bool, custodial_workers: int, ussd: bool,
+def up_command(ctx: click.Context, /, directory: str | None, old_dir: str | None, port: int,
+               state: str | None, meta: bool, meta_db: str | None, custodial: bool,
+               custodial_workers: int, ussd: bool,
                chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
                verbose: int, quiet: bool) -> int:
     """Start anvil on 127.0.0.1 and deploy; prints the registry address."""
     from cic_devnet.devnet import devnet_up
 
+    directory = devnet_directory(directory, old_dir)
     settings = settings_from(ctx, verbose, quiet, devnet=False, chain_spec=chain_spec)
     devnet = devnet_up(directory, port=port, state=state, chain_spec=settings.chain_spec,
                        options=_deploy_options(symbol, decimals, faucet_amount), detach=True,
@@ -102,16 +124,17 @@ def _engine_options(settings: Settings, workers: int):  # type: ignore[no-untype
 
 
 @devnet_group.command("down")
-@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True)
+@devnet_dir_options
 @verbosity_options
 @click.pass_context
 @handles_errors
-def down_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
+def down_command(ctx: click.Context, /, directory: str | None, old_dir: str | None,
+                 verbose: int, quiet: bool) -> int:
     """Stop the devnet of DIR (by the process id devnet.json records)."""
     from cic_devnet.devnet import devnet_down
 
     settings_from(ctx, verbose, quiet, devnet=False)
-    stopped = devnet_down(directory)
+    stopped = devnet_down(devnet_directory(directory, old_dir))
     if not quiet:
         click.echo("devnet stopped" if stopped else "devnet was not running")
     return 0
@@ -120,19 +143,20 @@ def down_command(ctx: click.Context, /, directory: str, verbose: int, quiet: boo
 @devnet_group.command("deploy")
 @click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of an existing node.")
 @click.option("--keyfile", required=True, help="v3 keyfile of the deployer.")
-@click.option("--dir", "directory", default=DEFAULT_DIR, show_default=True,
-              help="Where devnet.json goes.")
+@devnet_dir_options
 @deploy_flags
 @verbosity_options
 @click.pass_context
 @handles_errors
-def deploy_command(ctx: click.Context, /, rpc_url: str, keyfile: str, directory: str,
+def deploy_command(ctx: click.Context, /, rpc_url: str, keyfile: str, directory: str | None,
+                   old_dir: str | None,
                    chain_spec: str | None, symbol: str, decimals: int, faucet_amount: int,
                    verbose: int, quiet: bool) -> int:
     """Deploy the CIC contracts onto an existing node; prints the registry address."""
     from cic_devnet.devnet import devnet_deploy
     from cic_seeding.chain.signer import Signer, read_password
 
+    directory = devnet_directory(directory, old_dir)
     settings = settings_from(ctx, verbose, quiet, devnet=False, chain_spec=chain_spec,
                              keyfile=keyfile)
     password = read_password(settings.keyfile_password, settings.keyfile_password_file,

@@ -15,6 +15,7 @@ from cic_seeding.cli.app import (
     stderr_is_terminal,
     verbosity_options,
 )
+from cic_seeding.cli.legacy import dir_option, directory_of
 from cic_seeding.errors import UsageError
 
 
@@ -109,15 +110,48 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
 
 
 @cli.command("validate", cls=OneLineErrorsCommand)
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, metavar="DIR")
+@dir_option
 @verbosity_options
 @click.pass_context
 @handles_errors
-def validate_command(ctx: click.Context, /, directory: str, verbose: int, quiet: bool) -> int:
+def validate_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
+                     verbose: int, quiet: bool) -> int:
     """Check a data directory against every rule; exit 1 if any fails."""
     from cic_seeding.generate.validate import validate  # keeps -h quick
 
+    directory = directory_of(paths, data_dir)
+    if directory is None:
+        raise UsageError("missing DIR", hint="give the data directory to validate")
     settings_from(ctx, verbose, quiet, devnet=False)
     result = validate(directory)
     click.echo(result.render_text())
     return 0 if result.passed else 1
+
+
+@cli.command("pins", cls=OneLineErrorsCommand)
+@click.argument("paths", nargs=-1, metavar="[PINSDIR]")
+@dir_option
+@click.option("--rounds", type=int, default=10, show_default=True,
+              help="bcrypt cost of the PIN hashes.")
+@verbosity_options
+@click.pass_context
+@handles_errors
+def pins_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
+                 rounds: int, verbose: int, quiet: bool) -> int:
+    """Write pins.csv (phone, seeded PIN, bcrypt hash) for every user of the data directory
+    (= create_import_pins.py; no services needed).
+
+    `pins DIR` writes DIR/pins.csv. With --dir/--userdir USERS, a positional PINSDIR is where
+    pins.csv goes instead (with pins.json naming USERS, so that `import ussd-pins PINSDIR`
+    finds the users): the older `create_import_pins.py --userdir USERS [pinsdir] PINS`."""
+    from cic_seeding.ussd.pins import write_pins
+
+    given = directory_of(paths, None, what="PINSDIR") if paths else None
+    users = data_dir or given
+    into = given if data_dir is not None else None
+    settings = settings_from(ctx, verbose, quiet, devnet=False, data_dir=users)
+    written = write_pins(settings.data_dir, rounds=rounds,
+                         into=into if into is not None else settings.pins_dir)
+    click.echo(str(written))
+    return 0

@@ -6,7 +6,8 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +19,16 @@ from cic_seeding.cli.app import (
     verbosity_options,
 )
 from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.cli.legacy import (
+    custodial_legacy_options,
+    dir_option,
+    directory_of,
+    setting_option,
+)
+from cic_seeding.errors import UsageError
+
+if TYPE_CHECKING:
+    from cic_seeding.config import Settings
 
 
 @contextmanager
@@ -48,9 +59,16 @@ def batch_funder_option(fn: Any) -> Any:
 
 @cli.command("import")
 @click.argument("name")
-@click.argument("directory", required=False)
-@click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
+@click.argument("paths", nargs=-1, metavar="[DIR]")
+@dir_option
+@click.option("--pins-dir", "pins_dir", metavar="DIR",
+              help="Directory of pins.csv (ussd-pins; default: the data directory). A DIR "
+              "holding pins.json (`create_import_pins.py --userdir USERS DIR` wrote it) is "
+              "the pins directory of USERS.")
 @chain_options
+@custodial_legacy_options
+@setting_option("--ussd-provider", setting="ussd_url", metavar="URL",
+                help="Older spelling of the USSD gateway URL (setting ussd_url).")
 @click.option("--batch-size", type=int, help="Users per batch of transactions.")
 @click.option("--limit", type=int, help="Import at most N users this run.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
@@ -64,14 +82,18 @@ def batch_funder_option(fn: Any) -> Any:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def import_command(ctx: click.Context, /, name: str, directory: str | None, data_dir: str | None,
-                   batch_size: int | None, limit: int | None, state_url: str | None,
-                   keystore_kdf: str | None, batch_funder: str | None,
-                   import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
-    """Import the users of DIRECTORY (or --dir) with importer NAME (eth, cic_meta, ...)."""
+def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
+                   data_dir: str | None, pins_dir: str | None, batch_size: int | None,
+                   limit: int | None, state_url: str | None, keystore_kdf: str | None,
+                   batch_funder: str | None, import_executor: str | None, verbose: int,
+                   quiet: bool, **kw: Any) -> int:
+    """Import the users of DIR (or --dir) with importer NAME (eth, cic_meta, ...)."""
     from cic_seeding.importers.registry import get_importer  # keeps -h quick
 
-    settings = settings_from(ctx, verbose, quiet, data_dir=directory or data_dir,
+    directory = directory_of(paths, data_dir)
+    if directory is not None and pins_dir is None:
+        directory, pins_dir = _pins_directory(directory)
+    settings = settings_from(ctx, verbose, quiet, data_dir=directory, pins_dir=pins_dir,
                              batch_size=batch_size, state_url=state_url, batch_funder=batch_funder,
                              keystore_kdf=keystore_kdf, import_executor=import_executor,
                              **chain_flags(kw))
@@ -92,6 +114,19 @@ def import_command(ctx: click.Context, /, name: str, directory: str | None, data
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1
+
+
+def _pins_directory(directory: str) -> tuple[str, str | None]:
+    """``(data directory, pins directory)`` for a DIR given to import: a directory that
+    create_import_pins.py wrote pins into on their own (its pins.json names the data
+    directory, and it is not one) stands for both."""
+    from cic_seeding.datadir import DataDir
+    from cic_seeding.ussd.pins import pins_source
+
+    if DataDir(directory).manifest_path.is_file():
+        return directory, None
+    source = pins_source(directory)
+    return (source, directory) if source is not None else (directory, None)
 
 
 @cli.command("import-worker")
@@ -123,13 +158,17 @@ def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | N
 
 
 @cli.command("sync")
-@click.argument("name", default="eth")
-@click.option("--dir", "data_dir", help="Data directory (default: setting data_dir).")
+@click.argument("paths", nargs=-1, metavar="[NAME] [DIR]")
+@dir_option
 @chain_options
-@click.option("--follow", is_flag=True, help="Keep following the chain until stopped.")
+@click.option("--follow", "--keep-alive", "follow", is_flag=True,
+              help="Keep following the chain until stopped (--keep-alive: the older spelling).")
 @click.option("--timeout", type=float, help="Give up after this many seconds (exit 1).")
 @click.option("--mint", is_flag=True, help="Mint opening balances instead of transferring.")
-@click.option("--from-block", type=int, help="Rescan from this block (default: the cursor).")
+@click.option("--from-block", "--offset", "from_block", type=int,
+              help="Rescan from this block (default: the cursor; --offset: the older spelling).")
+@setting_option("--gas-amount", setting="gas_gift", kind=int, metavar="WEI",
+                help="Older spelling of the gas gift (setting gas_gift).")
 @click.option("--confirmations", type=int, help="Blocks to stay behind the head.")
 @click.option("--poll", type=float, default=1.0, show_default=True,
               help="Seconds between rounds when idle.")
@@ -138,21 +177,29 @@ def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | N
 @verbosity_options
 @click.pass_context
 @handles_errors
-def sync_command(ctx: click.Context, /, name: str, data_dir: str | None, follow: bool,
-                 timeout: float | None, mint: bool, from_block: int | None,
+def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
+                 follow: bool, timeout: float | None, mint: bool, from_block: int | None,
                  confirmations: int | None, poll: float, state_url: str | None,
                  batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Give every registered user of importer NAME its opening balance, faucet payout and gas.
 
-    For cic_eth the engine pays gas and faucet when it creates the account, and the opening
+    NAME defaults to the importer that registered DIR's users (eth when none has yet). For
+    cic_eth the engine pays gas and faucet when it creates the account, and the opening
     balance is a custodial transfer from the engine's signer. Exits 0 when every user of the
     data directory is done; 1 on timeout or failures."""
     from cic_seeding.sync.run import run_sync
     from cic_seeding.sync.syncer import SyncOptions
 
-    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, state_url=state_url,
+    name = _sync_name(paths, data_dir)
+    directory = directory_of(paths[1:] if name else paths, data_dir)
+    settings = settings_from(ctx, verbose, quiet, data_dir=directory, state_url=state_url,
                              confirmations=confirmations, batch_funder=batch_funder,
                              **chain_flags(kw))
+    if name is None:
+        name = _sync_importer(settings)
+        if verbose and not quiet:
+            click.echo(f"note: paying the users {name} imported into {settings.data_dir}",
+                       err=True)
     options = SyncOptions(follow=follow, timeout=timeout, poll=poll,
                           confirmations=settings.confirmations,
                           batch_size=settings.batch_size, from_block=from_block,
@@ -162,6 +209,30 @@ def sync_command(ctx: click.Context, /, name: str, data_dir: str | None, follow:
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok or (follow and result.stopped) else 1
+
+
+def _sync_name(paths: tuple[str, ...], data_dir: str | None) -> str | None:
+    """NAME of ``sync [NAME] [DIR]``: the first of two words, or the one word unless it is a
+    directory and no --dir is given (None: DIR alone)."""
+    if len(paths) != 1:
+        return paths[0] if paths else None
+    from cic_seeding.importers.registry import importer_names
+
+    word = paths[0]
+    if word in importer_names() or data_dir is not None or not Path(word).is_dir():
+        return word
+    return None
+
+
+def _sync_importer(settings: Settings) -> str:
+    """The importer whose users the data directory's state store holds (eth: nobody yet)."""
+    from cic_seeding.importers.registry import chain_importers_that_ran
+
+    ran = chain_importers_that_ran(settings)
+    if len(ran) > 1:
+        raise UsageError(f"the users of {settings.data_dir} were imported by {' and '.join(ran)}",
+                         hint=f"name the importer to pay: `cic-seed sync {ran[0]} DIR`")
+    return ran[0] if ran else "eth"
 
 
 @cli.command("importers")
@@ -176,7 +247,8 @@ def importers_command() -> None:
 
 
 @cli.command("traffic")
-@click.argument("data_dir", required=False)
+@click.argument("paths", nargs=-1, metavar="[DIR]")
+@dir_option
 @chain_options
 @click.option("--batch-size", type=int, help="Transfers per batch.")
 @click.option("--timeout", type=float, default=600.0, show_default=True,
@@ -185,13 +257,14 @@ def importers_command() -> None:
 @verbosity_options
 @click.pass_context
 @handles_errors
-def traffic_command(ctx: click.Context, /, data_dir: str | None, batch_size: int | None,
-                    timeout: float, state_url: str | None, verbose: int, quiet: bool,
-                    **kw: Any) -> int:
+def traffic_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
+                    batch_size: int | None, timeout: float, state_url: str | None, verbose: int,
+                    quiet: bool, **kw: Any) -> int:
     """Replay DIR's transactions.csv as transfers between imported sovereign users."""
     from cic_seeding.traffic import replay_traffic
 
-    settings = settings_from(ctx, verbose, quiet, data_dir=data_dir, batch_size=batch_size,
+    settings = settings_from(ctx, verbose, quiet, data_dir=directory_of(paths, data_dir),
+                             batch_size=batch_size,
                              state_url=state_url, **chain_flags(kw))
     with stop_on_signals() as stop:
         result = replay_traffic(settings, stop=stop, timeout=timeout)

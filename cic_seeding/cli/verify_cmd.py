@@ -16,6 +16,7 @@ from cic_seeding.cli.app import (
     verbosity_options,
 )
 from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.cli.legacy import dir_option, directory_of, noted_option, setting_option
 from cic_seeding.errors import UsageError, VerifyError
 
 if TYPE_CHECKING:  # the verifier is imported when the command runs: -h stays quick
@@ -29,19 +30,34 @@ CONNECT: Connect | None = None
 
 
 @cli.command("verify")
-@click.argument("directory", required=False, type=click.Path(file_okay=False))
+@click.argument("paths", nargs=-1, metavar="[DIR]")
+@dir_option
 @chain_options
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
-@click.option("--meta-url", help="Metadata server URL (the metadata checks run when one is set).")
-@click.option("--importer", default="eth", show_default=True,
-              help="Importer whose state store gives each user's target address.")
+@click.option("--meta-url", "--meta-provider", "meta_url",
+              help="Metadata server URL (the metadata checks run when one is set; "
+              "--meta-provider: the older spelling).")
+@setting_option("--ussd-provider", setting="ussd_url", metavar="URL",
+                help="Older spelling of the USSD gateway URL (setting ussd_url).")
+@setting_option("--cache-provider", setting="cache_provider", metavar="URL",
+                help="cic-cache URL of the older verify: accepted and named in the report as "
+                "not checked (this toolkit has no cache check).")
+@click.option("--importer",
+              help="Importer whose users to verify (default: the importers that registered "
+              "DIR's users, each with its own checks, from its state store).")
 @click.option("--include", multiple=True, metavar="ID", help="Run only this check (repeatable).")
 @click.option("--exclude", multiple=True, metavar="ID", help="Do not run this check (repeatable).")
 @click.option("--skip-custodial", is_flag=True, help="Skip checks needing the custodial engine.")
 @click.option("--skip-metadata", is_flag=True, help="Skip checks needing the metadata server.")
 @click.option("--skip-ussd", is_flag=True, help="Skip checks needing the USSD gateway.")
+@noted_option("--skip-cache", is_flag=True,
+              why="this toolkit has no cache check (see --cache-provider)")
+@click.option("--skip-all", is_flag=True,
+              help="Run no check: only validate the data directory (cic-seed validate), as "
+              "the older verify did.")
 @click.option("--list-verifications", is_flag=True, help="List check ids with descriptions.")
-@click.option("-x", "stop_on_failure", is_flag=True, help="Stop at the first failure.")
+@click.option("-x", "--exit-on-error", "stop_on_failure", is_flag=True,
+              help="Stop at the first failure.")
 @click.option("--strict", is_flag=True,
               help="Fail when a check that applies is skipped (its service not configured or "
                    "down); --skip-* and --exclude still leave checks out.")
@@ -61,18 +77,22 @@ CONNECT: Connect | None = None
 @verbosity_options
 @click.pass_context
 @handles_errors
-def verify_command(ctx: click.Context, /, directory: str | None, list_verifications: bool,
-                   fmt: str, output: str | None, results_dir: str | None,
-                   html_report: str | None, verbose: int, quiet: bool, **opts: Any) -> int:
+def verify_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
+                   list_verifications: bool, skip_all: bool, fmt: str, output: str | None,
+                   results_dir: str | None, html_report: str | None, verbose: int, quiet: bool,
+                   **opts: Any) -> int:
     """Verify every user of DIR on the network; exit 0 if all checks pass, 1 if any fails
     (or, with --strict, a check that applies was skipped)."""
     if list_verifications:
         return _list_checks()
+    directory = directory_of(paths, data_dir)
     if directory is None:
         raise UsageError("missing DIR", hint="give the data directory to verify")
     settings = settings_from(ctx, verbose, quiet, data_dir=directory,
                              state_url=opts.pop("state_url"), meta_url=opts.pop("meta_url"),
                              **chain_flags(opts))
+    if skip_all:
+        return _validate_only(directory)
     result = _run(settings, _options(**opts), quiet)
     if results_dir:
         result.write_results_dir(results_dir)
@@ -86,7 +106,16 @@ def verify_command(ctx: click.Context, /, directory: str | None, list_verificati
     return 0 if result.ok else 1
 
 
-def _options(importer: str, include: tuple[str, ...], exclude: tuple[str, ...],
+def _validate_only(directory: str) -> int:
+    """``--skip-all``: the data directory's rules, no check (the older verify's meaning)."""
+    from cic_seeding.generate.validate import validate
+
+    result = validate(directory)
+    click.echo(result.render_text())
+    return 0 if result.passed else 1
+
+
+def _options(importer: str | None, include: tuple[str, ...], exclude: tuple[str, ...],
              skip_custodial: bool, skip_metadata: bool, skip_ussd: bool, stop_on_failure: bool,
              strict: bool, balance_adjust: str | None, batch_size: int) -> VerifyOptions:
     from cic_seeding.verify import VerifyOptions

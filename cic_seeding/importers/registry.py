@@ -11,11 +11,13 @@ from __future__ import annotations
 import difflib
 import inspect
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cic_seeding.errors import ImporterError, UsageError
+from cic_seeding.errors import CicSeedError, ImporterError, UsageError
 
 if TYPE_CHECKING:
+    from cic_seeding.config import Settings
     from cic_seeding.importers.base import Importer
 
 GROUP = "cic_seeding.importers"
@@ -28,6 +30,27 @@ def _entry_points() -> dict[str, EntryPoint]:
 def importer_names() -> list[str]:
     """Names of every installed importer, sorted."""
     return sorted(_entry_points())
+
+
+def chain_importers_that_ran(settings: Settings) -> list[str]:
+    """The installed importers that registered users of ``settings.data_dir`` (those with a
+    ``custody``; ``cic_meta`` and the USSD account importers work on their users) and have
+    users in its state store, in any state; in name order. None without a store (it is not
+    made)."""
+    from cic_seeding.state import open_state_store, state_location
+
+    if settings.state_url is None and not Path(state_location(settings)).exists():
+        return []
+    with open_state_store(settings) as store:
+        ran = [n for n in importer_names() if any(store.counts(n).values())]
+    out = []
+    for name in ran:
+        try:
+            if get_importer(name).custody is not None:
+                out.append(name)
+        except CicSeedError:
+            continue  # a broken third-party importer: not one to choose by default
+    return out
 
 
 def get_importer(name: str) -> type[Importer]:

@@ -5,7 +5,8 @@ by its target address, but no account at the USSD gateway. These importers write
 into the gateway's accounts table (``ussd_db_url`` / ``ussd_db_schema``, or the devnet's):
 
 * ``ussd-pins`` -- the PIN hash from ``pins.csv`` (``create_import_pins.py DIR`` writes it
-  with the seeded PIN), status active, the seeded preferred language;
+  with the seeded PIN; in ``pins_dir`` when that is set), status active, the seeded
+  preferred language;
 * ``ussd-data`` -- status active and the seeded preferred language, keeping any PIN hash.
 
 Rerunning either writes the same values again (an upsert per phone). Neither pays anything:
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from cic_seeding.config import Settings
@@ -53,7 +55,8 @@ class UssdPinsImporter(Importer):
         super().__init__(settings, **kw)
         self.accounts = accounts or open_accounts(settings)
         self.seed = self.data.manifest().seed
-        self._pins = ({r.phone: r.pin_hash for r in read_pins(self.data.root)}
+        self.pins_dir = Path(settings.pins_dir) if settings.pins_dir else self.data.root
+        self._pins = ({r.phone: r.pin_hash for r in read_pins(self.pins_dir)}
                       if self.with_pins else {})
         self._targets: dict[str, str] | None = None
 
@@ -82,7 +85,7 @@ class UssdPinsImporter(Importer):
                     "`cic-seed import cic_eth`)")))
             elif self.with_pins and s.ref not in self._pins:
                 out.append(Outcome(s.address, False, reason=(
-                    f"{self.data.root}/pins.csv has no PIN for {s.ref}; rerun "
+                    f"{self.pins_dir}/pins.csv has no PIN for {s.ref}; rerun "
                     "`python create_import_pins.py DIR`")))
             else:
                 out.append(Outcome(s.address, True, s.target))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ PIN_RE = re.compile(r"[0-9]{4}")
 #: bcrypt cost used when none is given (2**10 rounds: slow enough, quick enough for a devnet).
 DEFAULT_ROUNDS = 10
 PINS_CSV = "pins.csv"
+#: Written beside pins.csv when it is not in the data directory: the data directory it is of.
+PINS_SOURCE = "pins.json"
 
 
 def _digest(seed: int, index: int, purpose: str) -> bytes:
@@ -59,11 +62,15 @@ class PinRow:
     pin_hash: str
 
 
-def write_pins(directory: str | Path, *, rounds: int = DEFAULT_ROUNDS) -> Path:
-    """Write ``pins.csv`` (``phone,pin,hash``) for every user of the data directory.
+def write_pins(directory: str | Path, *, rounds: int = DEFAULT_ROUNDS,
+               into: str | Path | None = None) -> Path:
+    """Write ``pins.csv`` (``phone,pin,hash``) for every user of the data directory, into
+    ``into`` (default: the data directory itself).
 
     The PIN is the seeded one (:func:`seeded_pin`), so a rerun writes the same PINs (with new
-    salts). Returns the file's path.
+    salts). A pins directory of its own (the older scripts' ``pinsdir``) also gets
+    ``pins.json``, naming the data directory, so that ``ussd-pins`` given only the pins
+    directory finds its users. Returns the path of pins.csv.
     """
     data = DataDir(directory)
     try:
@@ -72,7 +79,12 @@ def write_pins(directory: str | Path, *, rounds: int = DEFAULT_ROUNDS) -> Path:
     except FileNotFoundError as exc:
         raise DataDirError(f"{directory} is not a data directory: {exc.filename} is missing",
                            hint="generate one with `cic-seed generate --dir DIR COUNT`") from None
-    path = data.root / PINS_CSV
+    target = Path(into) if into is not None else data.root
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirError(f"cannot make the pins directory {target}: {exc.strerror}") from None
+    path = target / PINS_CSV
     tmp = path.with_suffix(".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
@@ -81,7 +93,31 @@ def write_pins(directory: str | Path, *, rounds: int = DEFAULT_ROUNDS) -> Path:
             out.writerow([u.phone, pin, hash_pin(pin, rounds)])
     tmp.chmod(0o600)
     tmp.replace(path)
+    source = target / PINS_SOURCE
+    if target.resolve() != data.root.resolve():
+        source.write_text(json.dumps({"data_dir": str(data.root.resolve()),
+                                      "users": len(users)}) + "\n", encoding="utf-8")
+    elif source.exists():
+        source.unlink()
     return path
+
+
+def pins_source(directory: str | Path) -> str | None:
+    """The data directory a pins directory of its own was written for (its ``pins.json``);
+    None for a directory without one (a data directory holds its own pins.csv)."""
+    try:
+        doc = json.loads((Path(directory) / PINS_SOURCE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataDirError(f"cannot read {Path(directory) / PINS_SOURCE}: {exc}",
+                           hint="write the pins again with `python create_import_pins.py`"
+                           ) from None
+    found = doc.get("data_dir") if isinstance(doc, dict) else None
+    if not isinstance(found, str):
+        raise DataDirError(f"{Path(directory) / PINS_SOURCE} names no data_dir",
+                           hint="write the pins again with `python create_import_pins.py`")
+    return found
 
 
 def read_pins(directory: str | Path) -> list[PinRow]:

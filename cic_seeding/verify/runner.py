@@ -48,11 +48,13 @@ Progress = Callable[[int, int], None]  # (users done, users in all)
 
 @dataclass(frozen=True)
 class VerifyOptions:
-    """What to verify. ``include`` empty means every installed check; ``skip_backends`` holds
-    keys of :data:`SKIP_FLAGS`; ``balance_adjust`` is the ``--balance-adjust`` text; with
-    ``strict`` a check that applies but is skipped fails the run."""
+    """What to verify. ``importer`` None means the importers that registered the data
+    directory's users (:func:`importers_to_verify`); ``include`` empty means every installed
+    check; ``skip_backends`` holds keys of :data:`SKIP_FLAGS`; ``balance_adjust`` is the
+    ``--balance-adjust`` text; with ``strict`` a check that applies but is skipped fails the
+    run."""
 
-    importer: str = "eth"
+    importer: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     skip_backends: frozenset[str] = frozenset()
@@ -147,6 +149,21 @@ def connect_chain(settings: Settings) -> VerifyChain:
     return BatchReaderChain(verify_chain(settings))
 
 
+def importers_to_verify(settings: Settings, options: VerifyOptions) -> list[str]:
+    """``options.importer``, else every importer that registered users of the data directory
+    (its state store knows: ``eth``, ``cic_eth`` ...; not ``cic_meta`` or the USSD account
+    importers, which work on those users), else ``eth``."""
+    if options.importer:
+        return [options.importer]
+    from cic_seeding.importers.registry import chain_importers_that_ran
+
+    return chain_importers_that_ran(settings) or [DEFAULT_IMPORTER]
+
+
+#: The importer verified when the state store names none (nobody was imported yet).
+DEFAULT_IMPORTER = "eth"
+
+
 def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
                chain: VerifyChain | None = None, connect: Connect | None = None,
                progress: Progress | None = None) -> VerifyResult:
@@ -156,30 +173,92 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
     ``connect(settings)`` (default :func:`connect_chain`). ``progress(done, total)`` is called
     after each batch. Failing checks are in the result; errors that stop the run
     (bad options, unreadable data, chain down) are raised as CicSeedError.
+
+    Without ``options.importer`` the users of each importer that registered them are
+    verified with that importer's checks (:func:`importers_to_verify`); with more than one,
+    the result holds every importer's checks, their ids prefixed ``IMPORTER:``.
     """
     options = options or VerifyOptions()
     settings = dataset_settings(settings)
-    tolerance = Tolerance.parse(options.balance_adjust) if options.balance_adjust else None
     if options.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {options.batch_size}")
     validate_options(options)
+    importers = importers_to_verify(settings, options)
+    if len(importers) == 1:
+        return _verify_one(settings, options, importers[0], chain, connect, progress)[0]
+    parts: list[VerifyResult] = []
+    refused: list[tuple[str, UsageError]] = []
+    for n, name in enumerate(importers):
+        try:
+            part, chain = _verify_one(settings, options, name, chain, connect,
+                                      _offset(progress, n, len(importers)))
+        except UsageError as exc:  # none of the checks asked for concerns its users
+            refused.append((name, exc))
+            continue
+        parts.append(part)
+        if options.stop_on_failure and part.stopped_early:
+            break
+    if not parts:
+        raise refused[0][1]
+    result = combine(parts, options)
+    result.notes += [f"importer {name!r} not verified: {exc}" for name, exc in refused]
+    return result
+
+
+def _verify_one(settings: Settings, options: VerifyOptions, importer: str,
+                chain: VerifyChain | None, connect: Connect | None, progress: Progress | None
+                ) -> tuple[VerifyResult, VerifyChain | None]:
+    """The users of one importer with its checks; also the chain connected (for the next)."""
+    tolerance = Tolerance.parse(options.balance_adjust) if options.balance_adjust else None
     data = DataDir(settings.data_dir)
     manifest = data.manifest()
-    imports = load_import(settings, options.importer)
+    imports = load_import(settings, importer)
     plan = plan_checks(options, settings, imports)
     users = load_users(data, imports)
     memo = None
     if any("chain" in c.backends for c in plan.run):
-        memo = _connected(settings, chain, connect)
+        chain = chain if chain is not None else (connect or connect_chain)(settings)
+        memo = _connected(settings, chain, None)
     ctx = _context(settings, data, manifest, memo, tolerance, imports)
-    result = _blank_result(settings, options, users, ctx, plan)
+    result = _blank_result(settings, options, importer, users, ctx, plan)
     if imports.known == 0 and any(c.needs_target or "state" in c.backends for c in plan.run):
-        result.notes.append(f"importer {options.importer!r} has no users in the state store "
+        result.notes.append(f"importer {importer!r} has no users in the state store "
                             f"{imports.location}: nobody was imported by it "
                             "(wrong --importer?)")
+    if settings.cache_provider:
+        given = settings.source_of("cache_provider")
+        result.notes.append(f"cache provider {settings.cache_provider} ({given}) is not "
+                            "checked: this toolkit has no check of cic-cache")
     started = time.perf_counter()
     _run_batches([c(ctx) for c in plan.run], users, options, result, memo, progress)
     result.seconds = time.perf_counter() - started
+    return result, chain
+
+
+def _offset(progress: Progress | None, n: int, parts: int) -> Progress | None:
+    """``progress`` of part ``n`` of ``parts`` runs over the same users, as one count."""
+    if progress is None or parts == 1:
+        return progress
+    report = progress
+    return lambda done, total: report(n * total + done, parts * total)
+
+
+def combine(parts: list[VerifyResult], options: VerifyOptions) -> VerifyResult:
+    """One result of the runs of several importers over one data directory: every check of
+    each, its id prefixed with the importer's name (``eth:balance``)."""
+    first = parts[0]
+    result = VerifyResult(
+        directory=first.directory, importer=" + ".join(p.importer for p in parts),
+        users=first.users, token_symbol=first.token_symbol, token_address=first.token_address,
+        token_decimals=first.token_decimals, faucet_amount=first.faucet_amount,
+        balance_adjust=first.balance_adjust, strict=options.strict,
+        stopped_early=any(p.stopped_early for p in parts),
+        seconds=sum(p.seconds for p in parts))
+    for part in parts:
+        for check in part.checks.values():
+            check.id = f"{part.importer}:{check.id}"
+            result.checks[check.id] = check
+        result.notes += [n for n in part.notes if n not in result.notes]
     return result
 
 
@@ -211,10 +290,10 @@ def _context(settings: Settings, data: DataDir, manifest: Manifest, chain: Batch
         balance_adjust=tolerance, imports=imports)
 
 
-def _blank_result(settings: Settings, options: VerifyOptions, users: list[VerifyUser],
-                  ctx: CheckContext, plan: CheckPlan) -> VerifyResult:
+def _blank_result(settings: Settings, options: VerifyOptions, importer: str,
+                  users: list[VerifyUser], ctx: CheckContext, plan: CheckPlan) -> VerifyResult:
     result = VerifyResult(
-        directory=settings.data_dir, importer=options.importer, users=len(users),
+        directory=settings.data_dir, importer=importer, users=len(users),
         token_symbol=ctx.chain.token_symbol if ctx.chain else None,
         token_address=ctx.chain.token_address if ctx.chain else None,
         token_decimals=ctx.token_decimals if ctx.chain else None,
