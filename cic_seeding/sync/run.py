@@ -20,6 +20,7 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
+from cic_seeding.outbox import outbox_for
 from cic_seeding.state import FUND, StateStore, norm, open_state_store
 from cic_seeding.sync.chain import RegistryChain
 from cic_seeding.sync.custodial import custodial_payments
@@ -58,15 +59,21 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         for t in unbalanced:  # paid nothing, reported failed: a rerun after the fix pays them
             del users[t]
         fund = funding(network, settings.token_symbol, mint)
-        chain = RegistryChain(network, settings.chain_spec)
+        chain = RegistryChain(network, settings.chain_spec, token=fund.token.address,
+                              mint=fund.mint)
+        outbox = outbox_for(settings, network.client, store)
         setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
-                          fund, resources)
+                          fund, resources, outbox)
         options = options or SyncOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=settings.batch_size)
         payer, plan, options = payments_of(importer, cls.payment_scheme())(setup, options)
-        result = Syncer(importer, chain, store, payer, plan, users, options, stop,
-                        prepaid=chain.prepaid).run()
+        try:
+            result = Syncer(importer, chain, store, payer, plan, users, options, stop,
+                            prepaid=chain.prepaid).run()
+        finally:
+            log.info("sync %s: %s", importer, outbox.counts.line())
+        result.transactions = outbox.counts.to_dict()
         if unbalanced:
             log.error("%d users have no row in %s; nothing was paid to them",
                       len(unbalanced), data.balances_csv)
