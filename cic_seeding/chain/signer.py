@@ -15,10 +15,12 @@ from pathlib import Path
 from coincurve import PrivateKey
 from eth_account import Account
 
-from cic_seeding.chain._txcodec import sign_1559, sign_legacy
+from cic_seeding.chain._txcodec import TxFields, decode, sign_1559, sign_legacy
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import ConfigError, SignerError
+
+__all__ = ["SignedTx", "Signer", "TxFields", "read_password", "read_signed"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,12 @@ class Signer:
                                      max_priority_fee=tip, gas=call.gas, to=to,
                                      value=call.value, data=call.data, chain_id=chain_id)
         return SignedTx("0x" + tx_hash.hex(), "0x" + raw.hex())
+
+
+def read_signed(raw: str) -> TxFields:
+    """What a signed transaction (0x-hex) says: type, chain id, nonce, fees, call, sender;
+    ValueError if it is not a legacy or type-2 transaction."""
+    return decode(bytes.fromhex(raw.removeprefix("0x")))
 
 
 def read_password(password: str | None, password_file: str | None, what: str) -> str:

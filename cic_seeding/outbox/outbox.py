@@ -57,8 +57,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from cic_seeding.chain._txcodec import decode
-from cic_seeding.chain.signer import Signer
+from cic_seeding.chain.signer import Signer, read_signed
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import TransactionError
 from cic_seeding.outbox.node import FEE, NONCE, Fees, Node, Seen, refusal
@@ -68,6 +67,8 @@ log = logging.getLogger(__name__)
 
 #: Families per receipts batch of :meth:`Outbox.wait`.
 PAGE = 1000
+#: Longest pause (seconds) between looks at a sender's pool while it is full.
+ROOM_WAIT = 0.2
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class Outbox:
                 with self.node.lock(s) if lock else nullcontext():
                     self._repair(s, self.node.nonces([s])[s][1])
             time.sleep(delay)  # backoff while the node mines (not a synchronisation)
-            delay = min(1.0, delay * 2)
+            delay = min(ROOM_WAIT, delay * 2)
 
     def _repair(self, sender: str, pending: int) -> set[int]:
         """Broadcast again the sender's open transactions at or above the node's pending
@@ -332,7 +333,7 @@ class Outbox:
             if signer is None or self._bumps.get(t.family, 0) >= self.policy.max_bumps:
                 return None
             self._bumps[t.family] = self._bumps.get(t.family, 0) + 1
-        fields = decode(bytes.fromhex(t.raw.removeprefix("0x")))
+        fields = read_signed(t.raw)
         fees = fees or self.node.fees()
         call = Call("0x" + fields.to.hex() if fields.to else None, fields.data, fields.value,
                     fields.gas)
@@ -573,9 +574,8 @@ class Outbox:
         ledger row of an older version), as sent long ago; returns their hashes."""
         rows = []
         for raw, purpose, owner in items:
-            data = bytes.fromhex(raw.removeprefix("0x"))
-            fields = decode(data)
-            h = "0x" + keccak(data).hex()
+            fields = read_signed(raw)
+            h = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
             rows.append(OutTx(h, self.chain, fields.sender, fields.nonce, raw, purpose,
                               owner.lower(), h, TxStatus.SENT, 1))
         self.store.record_txs(rows)
