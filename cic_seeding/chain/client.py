@@ -196,8 +196,9 @@ class ChainClient:
             errors = self.broadcast([s.raw for s in signed])
         return list(zip(signed, errors, strict=True))
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
-        """Send signed transactions in one batch; None where the node took (or had) it."""
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
+        """Send signed transactions in one batch; None where the node took (or had) it. A node
+        that mines only when asked is asked then (unless ``mine`` is False)."""
         answers = self.rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
         errors: list[str | None] = []
         for answer in answers:
@@ -208,7 +209,7 @@ class ChainClient:
                 errors.append(str(answer))
             else:
                 errors.append(None)
-        if self.explicit_mining and any(e is None for e in errors):
+        if mine and self.explicit_mining and any(e is None for e in errors):
             self.mine()
         return errors
 
