@@ -57,11 +57,19 @@ def follow(outbox: Outbox, store: StateStore, ledger: str, payments: Sequence[Pa
     if not with_hash:
         return []
     families = list(dict.fromkeys((p.tx_hash or "").lower() for p in with_hash))
-    _adopt(outbox, with_hash, families)
-    outcomes = outbox.settle(families)
+    known = _adopt(outbox, with_hash, families)
+    outcomes = outbox.settle([f for f in families if f in known])
     mined, gone, replaced, failed = [], [], [], []
+    foreign = [p for p in with_hash if (p.tx_hash or "").lower() not in known]
+    if foreign:  # no bytes of ours (a registration's own transaction paid it): its receipt
+        receipts = outbox.node.receipts(list(dict.fromkeys(
+            (p.tx_hash or "").lower() for p in foreign)))
+        mined += [(p, rc.block_number) for p in foreign
+                  if (rc := receipts.get((p.tx_hash or "").lower())) is not None and rc.ok]
     for p in with_hash:
-        o = outcomes[(p.tx_hash or "").lower()]
+        o = outcomes.get((p.tx_hash or "").lower())
+        if o is None:
+            continue
         if o.ok:
             mined.append((p, o.block_number if o.block_number is not None else -1))
         elif o.status == TxStatus.REVERTED:
@@ -78,16 +86,17 @@ def follow(outbox: Outbox, store: StateStore, ledger: str, payments: Sequence[Pa
     return mined
 
 
-def _adopt(outbox: Outbox, payments: Sequence[Payment], families: Sequence[str]) -> None:
+def _adopt(outbox: Outbox, payments: Sequence[Payment], families: Sequence[str]) -> set[str]:
     """Transactions a ledger of an older version recorded (raw bytes, no outbox row) go into
-    the outbox, so they are followed like any other."""
+    the outbox, so they are followed like any other; returns the families it knows now."""
     known = outbox.known(families)
     rows = {p.tx_hash: (p.raw_tx, p.kind, p.address) for p in payments
             if p.tx_hash and p.raw_tx and p.tx_hash.lower() not in known}
     if rows:
         log.info("%d transactions an older ledger recorded are taken into the outbox",
                  len(rows))
-        outbox.adopt(list(rows.values()))
+        known.update(outbox.adopt(list(rows.values())))
+    return known
 
 
 def _reconcile(store: StateStore, ledger: str, payments: Sequence[Payment], paid: Paid) -> None:

@@ -302,3 +302,42 @@ def test_kill9_of_the_syncer_mid_run_then_rerun_pays_exactly_once(devnet: Devnet
         per_payment[(t.owner, t.purpose)] = per_payment.get((t.owner, t.purpose), 0) + 1
     assert set(per_payment.values()) == {1}
     assert {t.status for t in rows} == {TxStatus.MINED}
+
+
+def test_a_transaction_priced_below_the_base_fee_is_bumped_and_paid_once(
+        devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fee market jumps after the payments reached the pool: priced below the base fee they
+    cannot be mined until re-signed at the same nonce with EIP-1559 fees; each user is paid
+    once."""
+    settings = make_data(devnet, tmp_path, 6, seed=706)
+    importer = EthImporter(settings)
+    try:
+        assert importer.run().ok
+    finally:
+        importer.close()
+
+    def fee_jump(client: ChainClient, raws: list[str], hashes: list[str]) -> None:
+        price = read_signed(raws[0]).max_fee
+        client.rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(price * 40)])
+        client.mine()  # a block at the new base fee without ours
+        # anvil evicts them from its pool (another node keeps them pending): sending the
+        # same bytes again is refused below the base fee, waiting mines nothing
+        assert client.receipts(hashes) == {}
+
+    nodes: list[FaultyNode] = []
+
+    def faulty(client: ChainClient) -> FaultyNode:
+        nodes.append(FaultyNode(client, fee_jump))
+        return nodes[-1]
+
+    synced = sync_with(settings, faulty, monkeypatch)
+    assert synced.ok, synced.render_text()
+    (stuck,) = nodes[0].hit
+    assert synced.transactions["bumped"] >= len(stuck)
+    assert mined(settings, stuck) == set(), "the underpriced signatures were not mined"
+    with open_state_store(settings) as store:
+        rows = store.txs(connect(settings).client.chain_key, families=stuck)
+    winners = [t for t in rows if t.status == TxStatus.MINED]
+    assert len(winners) == len(stuck) and all(read_signed(t.raw).tx_type == 2 for t in winners)
+    assert {t.status for t in rows if t.tx_hash in stuck} == {TxStatus.SUPERSEDED}
+    assert_each_paid_once(chain_node(devnet, settings), Path(settings.data_dir))
