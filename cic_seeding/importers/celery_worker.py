@@ -2,8 +2,9 @@
 
 A worker consumes ``import_queue`` on ``import_broker_url`` with a thread pool. It needs its
 chain (``--devnet DIR`` or ``-p RPC -r REGISTRY``) and the run's ``keystore_password``; no data
-directory, no database, no main signer: it signs with its own key, made on its first start in
-``import_worker_dir`` (``signer.json`` and its password ``signer.pw``, both mode 0600) and made
+directory, no main signer: it signs with its own key, made on its first start in
+``import_worker_dir`` (``signer.json`` and its password ``signer.pw``, both mode 0600; its
+outbox, ``outbox.db``, records what it signs before it is broadcast) and made
 a writer of the AccountsIndex, and given gas, by the dispatcher on first use (see
 :mod:`cic_seeding.importers._celery_exec`). Workers of one machine may share that directory
 (their nonces come from one file lock); workers of different machines each have their own.
