@@ -128,7 +128,7 @@ class TxCounts:
     sent: int = 0  # new signatures broadcast
     rebroadcast: int = 0  # the same bytes broadcast again
     replaced: int = 0  # families whose nonce another transaction took
-    bumped: int = 0  # signatures at a higher fee for a transaction stuck below the base fee
+    bumped: int = 0  # signed again at a higher fee (stuck below the base fee)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -276,7 +276,7 @@ class Outbox:
 
     def _broadcast(self, rows: Sequence[OutTx], *, counted: str) -> list[OutTx]:
         """Broadcast ``rows`` (in their order) and record what the node said; ``counted``
-        names the counter a broadcast the node took adds to (sent, rebroadcast, bumped)."""
+        names the counter a broadcast the node took adds to (sent, rebroadcast; "": none)."""
         first = counted != "rebroadcast"
         errors = self.node.broadcast([t.raw for t in rows])
         now = self._clock()
@@ -300,14 +300,20 @@ class Outbox:
                 out.append(t)
             elif kind == FEE and self._can_bump(t):
                 bump.append(t)
-                out.append(t)
+                if t.tx_hash == t.family:  # the first signature keeps the family open
+                    out.append(t)
+                else:  # a bump the fee market outran: the next bump takes its place
+                    reason = f"the node refused it: {error}"
+                    marks.append((t.tx_hash, TxStatus.FAILED, None, reason))
+                    out.append(dataclasses.replace(t, status=TxStatus.FAILED, reason=reason))
             else:
                 reason = f"the node refused it: {error}"
                 marks.append((t.tx_hash, TxStatus.FAILED, None, reason))
                 out.append(dataclasses.replace(t, status=TxStatus.FAILED, reason=reason))
         if sent:
             self.store.mark_txs_sent(sent, now)
-            self.counts.add(**{counted: len(sent)})
+            if counted:
+                self.counts.add(**{counted: len(sent)})
             if not first:
                 with self._lock:
                     for h in sent:
@@ -351,7 +357,8 @@ class Outbox:
         self.store.record_txs([row])
         log.info("transaction %s (nonce %d of %s) is priced below the node's fee; signed again "
                  "at a higher fee: %s", t.tx_hash, t.nonce, t.sender, row.tx_hash)
-        (out,) = self._broadcast([row], counted="bumped")
+        self.counts.add(bumped=1)
+        (out,) = self._broadcast([row], counted="")
         return out
 
     # -- watching ----------------------------------------------------------------------------
@@ -400,9 +407,7 @@ class Outbox:
         for sigs in waiting:
             family = sigs[0].family
             if family not in out:
-                reason = self._gave_up(sigs)
-                out[family] = Outcome(family, TxStatus.SENT, sigs[-1].tx_hash, None, reason,
-                                      gave_up=reason is not None)
+                out[family] = Outcome(family, TxStatus.SENT, sigs[-1].tx_hash)
         missing = [f for f in families if f not in out]
         if missing:
             raise TransactionError(f"{len(missing)} transactions are not in the outbox "
@@ -428,17 +433,10 @@ class Outbox:
                               f"{winner.tx_hash} (same nonce) was mined"))
         return Outcome(family, status, winner.tx_hash, rc.block_number)
 
-    def _gave_up(self, sigs: Sequence[OutTx]) -> str | None:
-        with self._lock:
-            resends = max(self._resends.get(t.tx_hash, 0) for t in sigs)
-            bumps = self._bumps.get(sigs[0].family, 0)
-        if resends >= self.policy.max_resends:
-            return (f"not mined after {resends} broadcasts of the same bytes in this run "
-                    f"(nonce {sigs[0].nonce} of {sigs[0].sender}); a rerun resumes it")
-        if bumps >= self.policy.max_bumps and len(sigs) > self.policy.max_bumps:
-            return (f"still pending after {bumps} fee bumps in this run (nonce "
-                    f"{sigs[0].nonce} of {sigs[0].sender}); a rerun resumes it")
-        return None
+    @staticmethod
+    def _given_up(t: OutTx, why: str) -> Outcome:
+        return Outcome(t.family, TxStatus.SENT, t.tx_hash, None,
+                       f"{why} (nonce {t.nonce} of {t.sender}); a rerun resumes it", True)
 
     def _inspect(self, stale: Sequence[Sequence[OutTx]]) -> dict[str, Outcome]:
         """Ask the node about families without a receipt; rebroadcast, bump or declare them
@@ -486,6 +484,11 @@ class Outbox:
         with self._lock:
             over = {t.tx_hash for t in resend
                     if self._resends.get(t.tx_hash, 0) >= self.policy.max_resends}
+        for t in resend:
+            if t.tx_hash in over:
+                out[t.family] = self._given_up(
+                    t, f"lost by the node after {self.policy.max_resends} broadcasts of the "
+                    "same bytes in this run")
         todo = sorted([t for t in resend if t.tx_hash not in over] + list(by_nonce.values()),
                       key=lambda t: (t.sender, t.nonce))
         if todo:
@@ -496,7 +499,11 @@ class Outbox:
                     self._broadcast([t for t in todo if t.sender == sender],
                                     counted="rebroadcast")
         for t in bump:
-            self._bump(t, fees)
+            if self._bump(t, fees) is None:
+                out[t.family] = self._given_up(
+                    t, f"still priced below the base fee after {self.policy.max_bumps} fee "
+                    "bumps in this run" if t.sender in self._signers else
+                    "priced below the base fee, and this run has not the key to re-sign it")
         return out
 
     def _replaced(self, used: Sequence[Sequence[OutTx]]) -> dict[str, Outcome]:

@@ -4,7 +4,7 @@ filled first, replaced ones reported, fee bumps, bounds, resume after a crash, r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -161,7 +161,7 @@ def test_a_node_that_keeps_losing_it_is_given_up_after_the_cap(store: StateStore
 
     node._take = lossy  # type: ignore[method-assign]
     o = box.wait([t.family])[t.family]
-    assert o.gave_up and o.status == TxStatus.SENT and "3 broadcasts" in (o.reason or "")
+    assert o.gave_up and o.status == TxStatus.SENT and "3 broadcasts" in (o.reason or ""), o
     assert box.counts.rebroadcast == 3
     # still open: a rerun (a new outbox) resumes the same bytes
     node._take = real  # type: ignore[method-assign]
@@ -236,3 +236,24 @@ def test_a_legacy_ledger_transaction_is_adopted(store: StateStore) -> None:
     assert h == old.tx_hash
     assert box.wait([h])[h].ok, "never broadcast before: sent again from the record"
     assert node.effects[b"fund:old"] == 1
+
+
+def test_a_fee_market_that_outruns_every_bump_is_given_up_after_the_cap(
+        store: StateStore) -> None:
+    node = FakeNode()
+    box = outbox(store, node, max_bumps=2)
+    (t,) = box.send(KEY, intents("fund", "a"))
+    real = node.broadcast
+
+    def runaway(raws: Sequence[str]) -> list[str | None]:
+        node.base_fee = (node.base_fee or 10) * 100  # every bump is outrun at once
+        return real(raws)
+
+    node.broadcast = runaway  # type: ignore[method-assign]
+    node.base_fee = 50
+    o = box.wait([t.family])[t.family]
+    assert o.gave_up and "after 2 fee bumps" in (o.reason or ""), o
+    assert box.counts.bumped == 2 and node.effects[b"fund:a"] == 0
+    rows = {r.tx_hash: r.status for r in store.txs(box.chain, families=[t.family])}
+    assert rows.pop(t.tx_hash).open, "the first signature is still open: a rerun resumes it"
+    assert set(rows.values()) == {TxStatus.FAILED}, "the outrun bumps the node refused"
