@@ -341,3 +341,55 @@ def test_a_transaction_priced_below_the_base_fee_is_bumped_and_paid_once(
     assert len(winners) == len(stuck) and all(read_signed(t.raw).tx_type == 2 for t in winners)
     assert {t.status for t in rows if t.tx_hash in stuck} == {TxStatus.SUPERSEDED}
     assert_each_paid_once(chain_node(devnet, settings), Path(settings.data_dir))
+
+
+def test_dropped_and_replaced_transfers_of_users_keys_are_made_once(
+        module_devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traffic signs with each user's own key: one batch is dropped (sent again byte for byte),
+    and one transfer's nonce goes to another transaction of its sender (signed again, as the
+    chain lacks the transfer). Balances end exactly as the rows say."""
+    from tests.e2e.test_traffic import expected_after_traffic, seeded
+
+    settings = seeded(module_devnet, tmp_path, seed=7272).replace(batch_size=15)
+    expected = expected_after_traffic(settings)
+
+    def user_self_transfer(raws: list[str]) -> Call:
+        return Call(read_signed(raws[0]).sender, b"", gas=21_000)
+
+    def take_users_nonce(client: ChainClient, raws: list[str], hashes: list[str]) -> None:
+        drop_all(client, raws, hashes)
+        first = read_signed(raws[0])
+        keys = {u.address.lower(): u.index for u in DataDir(Path(settings.data_dir)).users()}
+        from cic_seeding.chain.signer import Signer
+        from cic_seeding.generate.keys import derive_private_key
+
+        seed = DataDir(Path(settings.data_dir)).manifest().seed
+        signer = Signer.from_key(derive_private_key(seed, keys[first.sender]))
+        other = signer.sign(user_self_transfer(raws), nonce=first.nonce,
+                            gas_price=first.max_fee * 2, chain_id=client.chain_id)
+        assert client.broadcast([other.raw], mine=False) == [None]
+
+    nodes: list[FaultyNode] = []
+
+    def outbox_for(s: Settings, client: ChainClient, store: object) -> Outbox:
+        nodes.append(FaultyNode(client, drop_all, take_users_nonce))
+        return Outbox(store, nodes[-1], policy_of(s))  # type: ignore[arg-type]
+
+    monkeypatch.setattr("cic_seeding.traffic.outbox_for", outbox_for)
+    from cic_seeding.traffic import replay_traffic
+
+    result = replay_traffic(settings)
+    assert result.ok, result.render_text()
+    assert len(nodes[0].hit) == 2, "both faults hit"
+    assert result.transactions["replaced"] == 1 and result.transactions["rebroadcast"] >= 15
+    dropped = set(nodes[0].hit[0])
+    with open_state_store(settings) as store:
+        gone = {t.tx_hash for t in store.txs(connect(settings, signer=False).client.chain_key,
+                                             hashes=list(dropped))
+                if t.status == TxStatus.REPLACED}
+    assert len(gone) <= 1
+    assert mined(settings, list(dropped)) == dropped - gone, \
+        "the dropped transfers were mined as recorded (but one whose nonce was taken)"
+    from tests.e2e.chain_check import read_ledger
+
+    assert read_ledger(settings).balances == expected
