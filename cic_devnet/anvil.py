@@ -1,7 +1,8 @@
 """Start, find and stop the local anvil node, and the few JSON-RPC calls the devnet drives it with.
 
-anvil always runs with ``--no-mining`` (automine loses transactions under load; clients mine
-explicitly with :func:`mine`), listens on 127.0.0.1 only, and derives its funded accounts from
+anvil runs with ``--no-mining`` (automine loses transactions under load; clients mine
+explicitly with :func:`mine`) unless asked to mine by itself (tests of real-node behaviour),
+listens on 127.0.0.1 only, and derives its funded accounts from
 :data:`DEV_MNEMONIC`, so :func:`dev_key` knows their keys.
 """
 
@@ -151,8 +152,8 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
                 state_interval: int = DEFAULT_STATE_INTERVAL, accounts: int = 1,
                 mnemonic: str = DEV_MNEMONIC, log_file: Path | None = None,
                 block_gas_limit: int | None = None, keep_states: int | None = None,
-                timeout: float = 30.0,
-                detach: bool = False) -> AnvilProcess:
+                timeout: float = 30.0, detach: bool = False, automine: bool = False,
+                block_time: float | None = None) -> AnvilProcess:
     """Start anvil on 127.0.0.1 and return once it answers ``eth_chainId`` with ``chain_id``.
 
     ``port=0`` lets the kernel choose a free port (anvil binds port 0 itself and reports the
@@ -162,7 +163,10 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
     per request) to ``log_file``, appended to; give each anvil its own log, since the port is
     read from it. Without one a temporary log is used and removed by
     :meth:`AnvilProcess.stop`. ``detach`` puts anvil in its own session so it outlives the
-    caller's terminal (for a background devnet). ``keep_states`` bounds the block states anvil
+    caller's terminal (for a background devnet). ``automine`` starts it mining by itself, a
+    block per transaction, and ``block_time`` a block every that many seconds, instead of
+    ``--no-mining`` (nodes of either kind, to prove the clients against). ``keep_states`` bounds
+    the block states anvil
     keeps in memory (``--prune-history``): without it, seeding 100,000 users grew anvil past
     10 GB and the kernel killed it. Raises :class:`ServiceError` with the tail of
     anvil's log if it does not come up within ``timeout`` seconds.
@@ -174,7 +178,7 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
         state.parent.mkdir(parents=True, exist_ok=True)
     cmd = _command(port=port, chain_id=chain_id, state=state, state_interval=state_interval,
                    accounts=accounts, mnemonic=mnemonic, block_gas_limit=block_gas_limit,
-                   keep_states=keep_states)
+                   keep_states=keep_states, automine=automine, block_time=block_time)
     temp_log = log_file is None
     if log_file is None:
         fd, name = tempfile.mkstemp(prefix="cic-anvil-", suffix=".log")
@@ -207,9 +211,14 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
 
 def _command(*, port: int, chain_id: int, state: Path | None, state_interval: int,
              accounts: int, mnemonic: str, block_gas_limit: int | None,
-             keep_states: int | None = None) -> list[str]:
+             keep_states: int | None = None, automine: bool = False,
+             block_time: float | None = None) -> list[str]:
+    if block_time is not None:
+        mining = ["--block-time", f"{block_time:g}"]
+    else:
+        mining = [] if automine else ["--no-mining"]
     cmd = [str(anvil_binary()), "--host", "127.0.0.1", "--port", str(port),
-           "--chain-id", str(chain_id), "--no-mining", "--accounts", str(accounts),
+           "--chain-id", str(chain_id), *mining, "--accounts", str(accounts),
            "--mnemonic", mnemonic, "--color", "never"]
     if block_gas_limit is not None:
         cmd += ["--gas-limit", str(block_gas_limit)]

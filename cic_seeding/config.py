@@ -136,6 +136,23 @@ class Settings:
         "the service again", kind=float)
     confirmations: int = _key(0, "CIC_CONFIRMATIONS", "blocks the syncer stays behind the head",
                               kind=int)
+    tx_resend_after: float = _key(
+        10.0, "CIC_TX_RESEND_AFTER",
+        "seconds a sent transaction may go without a receipt before the node is asked about it "
+        "(lost: the same bytes are sent again; priced below the base fee: a fee bump)",
+        kind=float)
+    tx_max_resends: int = _key(
+        5, "CIC_TX_MAX_RESENDS",
+        "times one run sends the same transaction again before it gives it up (a rerun "
+        "resumes it)", kind=int)
+    tx_max_unmined: int = _key(
+        500, "CIC_TX_MAX_UNMINED",
+        "transactions of one signer a node that mines by itself holds unmined at once; more "
+        "wait for it to mine (0: no limit)", kind=int)
+    tx_stall: float = _key(
+        180.0, "CIC_TX_STALL",
+        "seconds without any transaction mined before a run gives up waiting (a rerun "
+        "resumes)", kind=float)
     gas_gift: int = _key(10**16, "CIC_GAS_GIFT", "wei sent to each new user for gas (0: none)",
                          kind=int)
     batch_funder: str | None = _key(

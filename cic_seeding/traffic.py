@@ -2,21 +2,24 @@
 
 Rows go out in the fixture's order, in batches, each transfer signed with its sender's own key
 (derived again from the manifest seed and the sender's index). Every row is a ledger entry in
-the state store (importer ``traffic``): recorded with its signed transaction *before* it is
-broadcast, confirmed from its receipt, and re-sent byte for byte if the node lost it. So a run
-killed anywhere is resumed by running it again, and no transfer is made twice.
+the state store (importer ``traffic``) paid through the outbox (:mod:`cic_seeding.outbox`):
+recorded with its signed transaction *before* it is broadcast, confirmed from its receipt,
+re-sent byte for byte if the node lost it; one whose nonce another transaction took is signed
+again only if the chain lacks its transfer. So a run killed anywhere is resumed by running it
+again, and no transfer is made twice.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cic_seeding.chain.connect import checked_chain, connect
-from cic_seeding.chain.nonce import is_nonce_error
 from cic_seeding.chain.registry import TOKEN, CicNetwork
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
@@ -24,11 +27,17 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, dataset_settings
 from cic_seeding.errors import DataDirError
 from cic_seeding.generate.keys import derive_private_key
+from cic_seeding.outbox import counts_line, ledger, outbox_for
 from cic_seeding.state import Payment, StateStore, Status, norm, open_state_store
 from cic_seeding.units import dataset_to_token
 
+log = logging.getLogger(__name__)
+
 LEDGER = "traffic"
 TRANSFER_GAS = 90_000
+TRANSFER = TOKEN.topic("Transfer")
+#: Submitted rows followed per outbox pass.
+SETTLE_PAGE = 1000
 
 
 @dataclass
@@ -39,6 +48,7 @@ class TrafficResult:
     failed: int = 0
     seconds: float = 0.0
     failures: list[tuple[int, str]] = field(default_factory=list)  # (row, reason)
+    transactions: dict[str, int] = field(default_factory=dict)  # what the outbox did
 
     @property
     def ok(self) -> bool:
@@ -50,6 +60,8 @@ class TrafficResult:
     def render_text(self) -> str:
         lines = [f"traffic: {self.done_before + self.confirmed}/{self.total} transfers done "
                  f"({self.confirmed} this run), {self.failed} failed, {self.seconds:.1f}s"]
+        if self.transactions:
+            lines.append("  " + counts_line(self.transactions))
         lines += [f"  row {row}: {reason}" for row, reason in self.failures[:10]]
         return "\n".join(lines)
 
@@ -71,6 +83,7 @@ class _Replay:
         self.index = {norm(u.address): u.index for u in self.data.users()}
         self.rows = self._rows()
         self._signers: dict[str, Signer] = {}
+        self.outbox = outbox_for(settings, self.client, store)
 
     def _rows(self) -> list[tuple[str, str, int]]:
         path = self.data.transactions_csv
@@ -99,60 +112,45 @@ class _Replay:
         return self._signers[address]
 
     def send(self, batch: list[Payment]) -> None:
-        senders = sorted({p.address for p in batch})
-        counts = self.client.rpc.batch([("eth_getTransactionCount", [s, "pending"])
-                                        for s in senders])
-        nonces = {s: int(c, 16) for s, c in zip(senders, counts, strict=True)}
-        price, chain_id = self.client.gas_price(), self.client.chain_id
-        signed = []
+        items = []
         for p in batch:
             _, recipient, amount = self.rows[int(p.kind[1:])]
             call = Call(self.token.address, TOKEN.encode("transfer", recipient, amount),
                         gas=TRANSFER_GAS)
-            tx = self.signer(p.address).sign(call, nonce=nonces[p.address], gas_price=price,
-                                             chain_id=chain_id)
-            signed.append((p, tx, nonces[p.address]))
-            nonces[p.address] += 1
-        self.store.mark_payments_submitted(LEDGER, [(p.address, p.kind, tx.tx_hash, tx.raw, n)
-                                                    for p, tx, n in signed])
-        errors = self.client.broadcast([tx.raw for _, tx, _ in signed])
-        retry = [(p.address, p.kind) for (p, _, _), e in zip(signed, errors, strict=True)
-                 if e is not None and is_nonce_error(e)]
-        failed = [(p.address, p.kind, f"the node refused the transfer: {e}")
-                  for (p, _, _), e in zip(signed, errors, strict=True)
-                  if e is not None and not is_nonce_error(e)]
-        if retry:
-            self.store.reset_payments(LEDGER, retry)
-        if failed:
-            self.store.mark_payments_failed(LEDGER, failed)
+            items.append((self.signer(p.address), call, [p]))
+        # every sender is one of this run's users, used by this process alone: no lock
+        ledger.send_rows(self.outbox, self.store, LEDGER, items, what="transfer",
+                         purpose=lambda _: "transfer", lock=False)
 
     def settle(self) -> None:
         submitted = self.store.payments(LEDGER, [Status.SUBMITTED])
-        hashes = [p.tx_hash for p in submitted if p.tx_hash]
-        receipts = self.client.receipts(hashes)
-        if len(receipts) < len(hashes) and self.client.explicit_mining:
-            self.client.mine()
-            receipts.update(self.client.receipts([h for h in hashes if h not in receipts]))
-        self.store.mark_payments_confirmed(LEDGER, [
-            (p.address, p.kind, receipts[p.tx_hash].block_number) for p in submitted
-            if p.tx_hash in receipts and receipts[p.tx_hash].ok])
+        for i in range(0, len(submitted), SETTLE_PAGE):
+            mined = ledger.follow(self.outbox, self.store, LEDGER,
+                                  submitted[i:i + SETTLE_PAGE], paid=self._paid,
+                                  reverted=self._reverted)
+            self.store.mark_payments_confirmed(LEDGER, [(p.address, p.kind, block)
+                                                        for p, block in mined])
+
+    def _reverted(self, rows: Sequence[Payment]) -> None:
         self.store.mark_payments_failed(LEDGER, [
             (p.address, p.kind, f"transfer {p.tx_hash} reverted (does the sender hold enough "
-             "tokens? import and sync the users first)") for p in submitted
-            if p.tx_hash in receipts and not receipts[p.tx_hash].ok])
-        lost = [p for p in submitted if p.tx_hash not in receipts]
-        if lost:
-            known = self.client.known([p.tx_hash for p in lost if p.tx_hash])
-            gone = [p for p in lost if p.tx_hash not in known and p.raw_tx]
-            if gone:  # the same bytes again: the nonce makes a second copy impossible
-                errors = self.client.broadcast([p.raw_tx or "" for p in gone])
-                self.store.reset_payments(LEDGER, [
-                    (p.address, p.kind) for p, e in zip(gone, errors, strict=True)
-                    if e is not None and is_nonce_error(e)])
-                self.store.mark_payments_failed(LEDGER, [
-                    (p.address, p.kind, f"the node refused the transfer: {e}")
-                    for p, e in zip(gone, errors, strict=True)
-                    if e is not None and not is_nonce_error(e)])
+             "tokens? import and sync the users first)") for p in rows])
+
+    def _paid(self, kind: str, rows: Sequence[Payment]) -> set[str]:
+        """Senders of ``rows`` (all of ``kind``, one row) whose transfer the chain shows made
+        anyway: more Transfer logs sender -> recipient of that amount than rows of the same
+        transfer confirmed."""
+        (row,) = rows
+        sender, recipient, amount = self.rows[int(kind[1:])]
+        pad = ["0x" + a[2:].rjust(64, "0") for a in (sender, recipient)]
+        logs = self.client.rpc.call("eth_getLogs", [{
+            "address": self.token.address, "topics": [TRANSFER, *pad],
+            "fromBlock": "0x0", "toBlock": "latest"}])
+        made = sum(1 for e in logs if not e.get("removed") and int(e["data"], 16) == amount)
+        same = [i for i, r in enumerate(self.rows) if r == (sender, recipient, amount)]
+        confirmed = sum(1 for i in same if (p := self.store.payment(LEDGER, sender, _kind(i)))
+                        is not None and p.status == Status.CONFIRMED)
+        return {row.address} if made > confirmed else set()
 
 
 def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
@@ -169,8 +167,7 @@ def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
         store.plan_payments(LEDGER, [(s, _kind(i), a) for i, (s, _, a) in enumerate(run.rows)])
         result = TrafficResult(total=len(run.rows))
         result.done_before = len(store.payments(LEDGER, [Status.CONFIRMED]))
-        store.reset_payments(LEDGER, [(p.address, p.kind)
-                                      for p in store.payments(LEDGER, [Status.FAILED])])
+        ledger.retry(run.outbox, store, LEDGER, store.payments(LEDGER, [Status.FAILED]))
         deadline = started + timeout
         while not stop.is_set() and time.monotonic() < deadline:
             run.settle()
@@ -183,5 +180,7 @@ def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
         result.failed = len(failed)
         result.failures = [(int(p.kind[1:]), p.reason or "failed") for p in failed[:100]]
         result.confirmed = len(store.payments(LEDGER, [Status.CONFIRMED])) - result.done_before
+        result.transactions = run.outbox.counts.to_dict()
+        log.info("traffic: %s", run.outbox.counts.line())
     result.seconds = time.monotonic() - started
     return result

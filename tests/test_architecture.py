@@ -27,6 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("cic_seeding.datadir", "cic_seeding.state"),
     ("cic_seeding.generate",),
     ("cic_seeding.chain",),
+    ("cic_seeding.outbox",),
     ("cic_seeding.meta", "cic_seeding.ussd", "cic_seeding.custodial"),
     ("cic_seeding.importers",),
     ("cic_seeding.sync", "cic_seeding.traffic"),

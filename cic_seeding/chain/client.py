@@ -46,6 +46,8 @@ class ChainClient:
         self._lock_dir = lock_dir
         self._gas_price: tuple[float, int] | None = None
         self._mine_lock = threading.Lock()
+        self._allocators: dict[str, NonceAllocator] = {}
+        self._allocators_lock = threading.Lock()
 
     # -- reads -------------------------------------------------------------------------------
     @cached_property
@@ -114,15 +116,45 @@ class ChainClient:
         return self.signer
 
     @cached_property
+    def chain_key(self) -> str:
+        """The chain id and the start of the genesis hash: two devnets share a chain id."""
+        genesis = self.block_hashes([0]).get(0, "")[2:14]
+        return f"{self.chain_id}-{genesis}"
+
+    @cached_property
     def allocator(self) -> NonceAllocator:
-        address = self._signer().address
-        genesis = self.block_hashes([0]).get(0, "")[2:14]  # two devnets share a chain id
-        return NonceAllocator(address, f"{self.chain_id}-{genesis}", self.pending_nonce,
-                              self._lock_dir)
+        return self.allocator_for(self._signer().address)
+
+    def allocator_for(self, address: str) -> NonceAllocator:
+        """The nonce lock of ``address`` on this chain (one per address and process)."""
+        key = address.lower()
+        with self._allocators_lock:
+            if key not in self._allocators:
+                self._allocators[key] = NonceAllocator(
+                    key, self.chain_key, lambda: self.nonces([key])[key][1], self._lock_dir)
+            return self._allocators[key]
 
     def pending_nonce(self) -> int:
         return _int(self.rpc.call("eth_getTransactionCount",
                                   [self._signer().address, "pending"]))
+
+    def nonces(self, addresses: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """``address -> (latest, pending)`` transaction counts, in one batch."""
+        answers = self.rpc.batch([("eth_getTransactionCount", [a, tag])
+                                  for a in addresses for tag in ("latest", "pending")])
+        return {a: (_int(self._ok(answers[2 * i])), _int(self._ok(answers[2 * i + 1])))
+                for i, a in enumerate(addresses)}
+
+    def fee_market(self) -> tuple[int | None, int]:
+        """``(base fee of the latest block or None, suggested priority fee)``."""
+        block = self.rpc.call("eth_getBlockByNumber", ["latest", False]) or {}
+        if block.get("baseFeePerGas") is None:
+            return None, 0
+        try:
+            tip = _int(self.rpc.call("eth_maxPriorityFeePerGas"))
+        except RpcError:
+            tip = 10**9
+        return _int(block["baseFeePerGas"]), tip
 
     def gas_price(self) -> int:
         """A legacy gas price, cached for a few seconds.
@@ -164,8 +196,9 @@ class ChainClient:
             errors = self.broadcast([s.raw for s in signed])
         return list(zip(signed, errors, strict=True))
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
-        """Send signed transactions in one batch; None where the node took (or had) it."""
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
+        """Send signed transactions in one batch; None where the node took (or had) it. A node
+        that mines only when asked is asked then (unless ``mine`` is False)."""
         answers = self.rpc.batch([("eth_sendRawTransaction", [raw]) for raw in raws])
         errors: list[str | None] = []
         for answer in answers:
@@ -176,7 +209,7 @@ class ChainClient:
                 errors.append(str(answer))
             else:
                 errors.append(None)
-        if self.explicit_mining and any(e is None for e in errors):
+        if mine and self.explicit_mining and any(e is None for e in errors):
             self.mine()
         return errors
 

@@ -93,6 +93,13 @@ class NonceAllocator:
                 os.close(fd)  # releases the flock
 
     @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Hold the signer's lock; the caller reads the node's counts and picks nonces itself
+        (the outbox, which also knows the nonces its recorded transactions hold)."""
+        with self._locked():
+            yield
+
+    @contextmanager
     def reserve(self) -> Iterator[Reservation]:
         """Hold the signer's lock while the caller signs and broadcasts with ``r.next()``.
 

@@ -1,7 +1,8 @@
 """Signing keys: from a v3 keyfile and its password, or a raw devnet key.
 
 The private key and the password live only in this object; ``repr`` shows the address.
-Transactions are legacy (EIP-155) ones, which every EVM chain CIC runs on accepts.
+Transactions are legacy (EIP-155) ones, which every EVM chain CIC runs on accepts, unless a
+fee cap is given: then EIP-1559 (type 2), as a fee bump on a chain with a base fee signs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 from coincurve import PrivateKey
 from eth_account import Account
 
-from cic_seeding.chain._txcodec import sign_legacy
+from cic_seeding.chain._txcodec import TxFields, decode, sign_1559, sign_legacy
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import ConfigError, SignerError
+
+__all__ = ["SignedTx", "Signer", "TxFields", "read_password", "read_signed"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,26 @@ class Signer:
                               ) from None
         return cls(key)
 
-    def sign(self, call: Call, *, nonce: int, gas_price: int, chain_id: int) -> SignedTx:
+    def sign(self, call: Call, *, nonce: int, gas_price: int, chain_id: int,
+             tip: int | None = None) -> SignedTx:
+        """Legacy with ``gas_price``; with ``tip``, type 2 with fee cap ``gas_price`` and
+        priority fee ``tip``."""
         to = bytes.fromhex(call.to.removeprefix("0x")) if call.to else b""
-        tx_hash, raw = sign_legacy(self._ck, nonce=nonce, gas_price=gas_price, gas=call.gas,
-                                   to=to, value=call.value, data=call.data, chain_id=chain_id)
+        if tip is None:
+            tx_hash, raw = sign_legacy(self._ck, nonce=nonce, gas_price=gas_price, gas=call.gas,
+                                       to=to, value=call.value, data=call.data,
+                                       chain_id=chain_id)
+        else:
+            tx_hash, raw = sign_1559(self._ck, nonce=nonce, max_fee=gas_price,
+                                     max_priority_fee=tip, gas=call.gas, to=to,
+                                     value=call.value, data=call.data, chain_id=chain_id)
         return SignedTx("0x" + tx_hash.hex(), "0x" + raw.hex())
+
+
+def read_signed(raw: str) -> TxFields:
+    """What a signed transaction (0x-hex) says: type, chain id, nonce, fees, call, sender;
+    ValueError if it is not a legacy or type-2 transaction."""
+    return decode(bytes.fromhex(raw.removeprefix("0x")))
 
 
 def read_password(password: str | None, password_file: str | None, what: str) -> str:

@@ -39,3 +39,29 @@ def chain_options(fn: F) -> F:
 def chain_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Pops the chain options out of a command's keyword arguments."""
     return {k: kwargs.pop(k) for k in CHAIN_FLAGS if k in kwargs}
+
+
+TX_FLAGS = ("mining", "tx_resend_after", "tx_max_unmined")
+
+
+def tx_options(fn: F) -> F:
+    """Options of commands that send transactions (import, sync, traffic): how the node mines
+    and how patient the outbox is with it."""
+    for decorator in reversed([
+        click.option("--mining", type=click.Choice(["explicit", "auto", "detect"]),
+                     help="How the node mines: explicit (only when asked: our devnet), auto (by "
+                     "itself: never asked), detect [default: ask the node]."),
+        click.option("--resend-after", "tx_resend_after", type=float, metavar="SECONDS",
+                     help="Seconds without a receipt before the node is asked about a "
+                     "transaction (lost: sent again; underpriced: fee bump)."),
+        click.option("--max-unmined", "tx_max_unmined", type=int, metavar="N",
+                     help="Transactions of one signer a self-mining node holds unmined at "
+                     "once (0: no limit)."),
+    ]):
+        fn = decorator(fn)
+    return fn
+
+
+def tx_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Pops the transaction options out of a command's keyword arguments."""
+    return {k: kwargs.pop(k) for k in TX_FLAGS if k in kwargs}

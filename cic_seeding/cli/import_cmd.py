@@ -18,7 +18,7 @@ from cic_seeding.cli.app import (
     stderr_is_terminal,
     verbosity_options,
 )
-from cic_seeding.cli.chain_options import chain_flags, chain_options
+from cic_seeding.cli.chain_options import chain_flags, chain_options, tx_flags, tx_options
 from cic_seeding.cli.legacy import (
     custodial_legacy_options,
     dir_option,
@@ -76,6 +76,7 @@ def batch_funder_option(fn: Any) -> Any:
               help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
                    "production n=2^18.")
 @batch_funder_option
+@tx_options
 @click.option("--executor", "import_executor", type=click.Choice(["local", "celery"]),
               help="Where the batches run (eth): local, in this process [default], or celery, "
                    "on import workers (`cic-seed import-worker`) on any number of machines.")
@@ -96,7 +97,7 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
     settings = settings_from(ctx, verbose, quiet, data_dir=directory, pins_dir=pins_dir,
                              batch_size=batch_size, state_url=state_url, batch_funder=batch_funder,
                              keystore_kdf=keystore_kdf, import_executor=import_executor,
-                             **chain_flags(kw))
+                             **chain_flags(kw), **tx_flags(kw))
     cls = get_importer(name)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
@@ -174,6 +175,7 @@ def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | N
               help="Seconds between rounds when idle.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
 @batch_funder_option
+@tx_options
 @verbosity_options
 @click.pass_context
 @handles_errors
@@ -194,7 +196,7 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
     directory = directory_of(paths[1:] if name else paths, data_dir)
     settings = settings_from(ctx, verbose, quiet, data_dir=directory, state_url=state_url,
                              confirmations=confirmations, batch_funder=batch_funder,
-                             **chain_flags(kw))
+                             **chain_flags(kw), **tx_flags(kw))
     if name is None:
         name = _sync_importer(settings)
         if verbose and not quiet:
@@ -254,6 +256,7 @@ def importers_command() -> None:
 @click.option("--timeout", type=float, default=600.0, show_default=True,
               help="Give up after this many seconds (a rerun resumes).")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@tx_options
 @verbosity_options
 @click.pass_context
 @handles_errors
@@ -265,7 +268,7 @@ def traffic_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str
 
     settings = settings_from(ctx, verbose, quiet, data_dir=directory_of(paths, data_dir),
                              batch_size=batch_size,
-                             state_url=state_url, **chain_flags(kw))
+                             state_url=state_url, **chain_flags(kw), **tx_flags(kw))
     with stop_on_signals() as stop:
         result = replay_traffic(settings, stop=stop, timeout=timeout)
     if not quiet or not result.ok:

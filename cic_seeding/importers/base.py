@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow, dataset_settings
 from cic_seeding.errors import DataDirError, UsageError
+from cic_seeding.outbox import counts_line
 from cic_seeding.remote import RetryPolicy, Service
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
 
@@ -80,6 +81,9 @@ class ImportResult:
     left: int = 0  # not attempted this run (--limit)
     seconds: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reason), first 100
+    #: What the run's outbox did (sent, rebroadcast, replaced, bumped); empty for an importer
+    #: that sends no transactions itself.
+    transactions: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -92,7 +96,10 @@ class ImportResult:
         line = (f"{self.importer}: {self.confirmed + self.found_on_chain} users imported this run "
                 f"({self.found_on_chain} already on chain), {self.done_before} before, "
                 f"{self.failed} failed, {self.left} left, {self.seconds:.1f}s")
-        lines = [line] + [f"  failed {a}: {r}" for a, r in self.failures[:10]]
+        lines = [line]
+        if self.transactions:
+            lines.append("  " + counts_line(self.transactions))
+        lines += [f"  failed {a}: {r}" for a, r in self.failures[:10]]
         if self.failed > 10:
             lines.append(f"  ... and {self.failed - 10} more (see the state store)")
         return "\n".join(lines)

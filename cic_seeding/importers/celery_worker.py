@@ -2,8 +2,9 @@
 
 A worker consumes ``import_queue`` on ``import_broker_url`` with a thread pool. It needs its
 chain (``--devnet DIR`` or ``-p RPC -r REGISTRY``) and the run's ``keystore_password``; no data
-directory, no database, no main signer: it signs with its own key, made on its first start in
-``import_worker_dir`` (``signer.json`` and its password ``signer.pw``, both mode 0600) and made
+directory, no main signer: it signs with its own key, made on its first start in
+``import_worker_dir`` (``signer.json`` and its password ``signer.pw``, both mode 0600; its
+outbox, ``outbox.db``, records what it signs before it is broadcast) and made
 a writer of the AccountsIndex, and given gas, by the dispatcher on first use (see
 :mod:`cic_seeding.importers._celery_exec`). Workers of one machine may share that directory
 (their nonces come from one file lock); workers of different machines each have their own.
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.keyfile import encrypt_v3
 from cic_seeding.chain.registry import CicNetwork
-from cic_seeding.chain.signer import SignedTx, Signer, read_password
+from cic_seeding.chain.signer import Signer, read_password
 from cic_seeding.config import Settings
 from cic_seeding.datadir import UserRow
 from cic_seeding.datadir.store import atomic_write
@@ -48,9 +49,11 @@ from cic_seeding.importers._celery_exec import (
     redis_client,
 )
 from cic_seeding.importers._keyfiles import KeyfileWriter
+from cic_seeding.importers.base import Submission
 from cic_seeding.importers.eth import ADD_GAS, EthImporter
+from cic_seeding.outbox import Outbox, outbox_for
 from cic_seeding.remote import RetryPolicy
-from cic_seeding.state import norm
+from cic_seeding.state import OutTx, norm, open_state_store
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -64,6 +67,8 @@ LOW_WATER_BATCHES, TOPUP_BATCHES = 4, 20
 #: Retries of a batch task that failed transiently (not after its client's own retries: the
 #: RPC node's errors come exhausted), Celery sending it again after a backoff of 0.5 s ... 30 s.
 TASK_RETRY = RetryPolicy(retries=5, base=0.5, cap=30.0)
+#: The worker's own outbox (SQLite) in its directory: what it signed survives a restart.
+OUTBOX_FILE = "outbox.db"
 
 
 def default_worker_dir() -> Path:
@@ -96,18 +101,25 @@ class _Registrar(EthImporter):
     directory or state store (the dispatcher keeps those). One per batch; it keeps the
     batch's signed transactions for the reply instead of writing them under ``tx/``."""
 
-    def __init__(self, network: CicNetwork, stop: threading.Event) -> None:
-        # deliberately not EthImporter.__init__: no data directory, store or keyfile writer
+    def __init__(self, network: CicNetwork, outbox: Outbox, stop: threading.Event) -> None:
+        # deliberately not EthImporter.__init__: no data directory, state store or keyfile
+        # writer; the worker's own outbox (in its directory) records what it signs
         self.network = network
         self.client = network.client
         self.index = network.accounts_index
         self.funder = None
+        self.outbox = outbox
         self.stop = stop
         self._send_errors: dict[str, str] = {}
+        self._rows: dict[str, UserRow] = {}
+        self._replaced: dict[str, int] = {}
         self.txs: dict[str, str] = {}
 
-    def _record(self, signed: Sequence[SignedTx]) -> None:
+    def _record(self, signed: Sequence[OutTx]) -> None:
         self.txs.update((tx.tx_hash, tx.raw) for tx in signed)
+
+    def _resubmitted(self, subs: Sequence[Submission]) -> None:
+        return None  # the dispatcher records what the reply says
 
 
 class WorkerContext:
@@ -121,6 +133,9 @@ class WorkerContext:
         self.network = connect(settings, signer=False)
         self.network.client.signer = self.signer
         self.index = self.network.accounts_index
+        directory = Path(settings.import_worker_dir or default_worker_dir())
+        self.store = open_state_store(url=str(directory / OUTBOX_FILE))
+        self.outbox = outbox_for(settings, self.network.client, self.store)
         self.keys = KeyfileWriter(Path("."), 0, settings.keystore_password, "light",
                                   settings.workers)
         self.stop = threading.Event()
@@ -163,6 +178,7 @@ class WorkerContext:
     def close(self) -> None:
         self.stop.set()
         self.keys.close()
+        self.store.close()
         if self._redis is not None:
             self._redis.close()
 
@@ -187,7 +203,7 @@ def import_batch(ctx: WorkerContext, job: Job, batch: int,
     keyfiles, bad = ctx.keys.make([(int(i), str(a)) for i, a, want in users if want],
                                   seed=job.seed, kdf=job.kdf)
     rows = [UserRow(int(i), str(a), "") for i, a, _ in users if a not in bad]
-    registrar = _Registrar(ctx.network, ctx.stop)
+    registrar = _Registrar(ctx.network, ctx.outbox, ctx.stop)
     found = registrar.done_on_chain(rows) if rows else {}
     rest = [u for u in rows if u.address not in found]
     subs = registrar.submit(rest) if rest else []

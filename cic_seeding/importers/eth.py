@@ -8,7 +8,10 @@ added. The opening balance, faucet payout and gas come from the syncer
 
 Rerun safety: users the AccountsIndex already has are confirmed without sending; an ``add`` that
 reverts because the address is already registered counts as done, so a registration is never
-duplicated (the contract refuses duplicates) and never lost.
+duplicated (the contract refuses duplicates) and never lost. Every ``add`` goes through the
+outbox (:mod:`cic_seeding.outbox`): recorded before it is broadcast, sent again byte for byte if
+the node loses it, and resumed (not signed anew) by a rerun while it is on its way; one whose
+nonce another transaction took is signed again only if the AccountsIndex lacks the user.
 
 Opt-in batch path (``batch_funder``): one ``BatchFunder.registerAndFund`` per chunk of a batch
 registers the users *and* pays their opening balances from the signer (allowance), in one
@@ -24,29 +27,38 @@ tasks to import workers on any number of machines, each signing with its own key
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cic_seeding.chain import funder as batch
 from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
-from cic_seeding.chain.signer import SignedTx
+from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import DEFAULT_BATCH_SIZE, Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
 from cic_seeding.importers._records import record_problem, write_new_records
-from cic_seeding.importers.base import BatchExecutor, Importer, Outcome, Submission
-from cic_seeding.remote import RPC_NODE, poll
-from cic_seeding.state import StateStore, Status, norm
+from cic_seeding.importers.base import (
+    BatchExecutor,
+    Importer,
+    ImportResult,
+    Outcome,
+    Submission,
+)
+from cic_seeding.outbox import Intent, outbox_for
+from cic_seeding.outbox import Outcome as TxOutcome
+from cic_seeding.remote import RPC_NODE
+from cic_seeding.state import REGISTER, OutTx, StateStore, Status, TxStatus, norm
 from cic_seeding.units import dataset_to_token
 
 log = logging.getLogger(__name__)
 
 #: Gas limit of one ``AccountsIndex.add`` (a first add costs ~70k).
 ADD_GAS = 120_000
+#: Times one run signs a user's registration again after another transaction took its nonce.
+RESIGN = 3
 
 
 class EthImporter(Importer):
@@ -55,8 +67,6 @@ class EthImporter(Importer):
     name = "eth"
     service = RPC_NODE
     executors = ("local", "celery")
-    #: Seconds to wait for a batch's receipts before leaving it to a rerun.
-    confirm_timeout: float = 120.0
 
     def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
                  **kw: Any) -> None:
@@ -70,6 +80,9 @@ class EthImporter(Importer):
                                   settings.keystore_password, settings.keystore_kdf,
                                   settings.workers)
         self._send_errors: dict[str, str] = {}
+        self.outbox = outbox_for(settings, self.client, self.store)
+        self._rows: dict[str, UserRow] = {}
+        self._replaced: dict[str, int] = {}  # user -> registrations of it replaced this run
         self.funder = batch.resolve(settings)
         if self.funder is not None and settings.import_executor == "celery":
             raise UsageError("--executor celery does not combine with --batch-funder",
@@ -141,87 +154,133 @@ class EthImporter(Importer):
                                       for u in users])
         return {u.address: u.address for u, h in zip(users, have, strict=True) if h is True}
 
+    def _signer(self) -> Signer:
+        if self.client.signer is None:
+            raise SignerError("the eth importer needs a signing key",
+                              hint="give --devnet DIR or -y KEYFILE with its password")
+        return self.client.signer
+
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        """Registrations through the outbox; a user with a registration an earlier run
+        recorded and that is still on its way resumes it instead of signing another."""
+        self._rows.update((norm(u.address), u) for u in users)
         if self.funder is not None:
             return self._submit_batch(self.funder, users)
-        calls = [Call(self.index, ACCOUNTS_INDEX.encode("add", u.address), gas=ADD_GAS)
-                 for u in users]
-        sent = self.client.send(calls, before_broadcast=self._record)
-        subs = []
-        for user, (signed, error) in zip(users, sent, strict=True):
-            if error is not None:
-                self._send_errors[user.address.lower()] = f"the node refused add(): {error}"
-            subs.append(Submission(user.address, signed.tx_hash, user.address))
-        return subs
+        resumed = self.outbox.open_families(REGISTER, [u.address for u in users])
+        if resumed:
+            log.info("%d registrations recorded by an earlier run are still on their way: "
+                     "resumed, not signed again", len(resumed))
+        fresh = [u for u in users if norm(u.address) not in resumed]
+        intents = [Intent(Call(self.index, ACCOUNTS_INDEX.encode("add", u.address),
+                               gas=ADD_GAS), REGISTER, u.address) for u in fresh]
+        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
+        for user, tx in zip(fresh, sent, strict=True):
+            resumed[norm(user.address)] = tx.family
+            if tx.status == TxStatus.FAILED:
+                self._send_errors[norm(user.address)] = f"add(): {tx.reason}"
+        return [Submission(u.address, resumed[norm(u.address)], u.address) for u in users]
 
     def _submit_batch(self, funder: str, users: Sequence[UserRow]) -> list[Submission]:
         """One registerAndFund per chunk; every user of a chunk shares its transaction."""
         batcher = batch.Batcher(funder)
         groups = batch.chunks([(u.address, self._opening.get(norm(u.address), 0))
                                for u in users])
-        calls = [batcher.register_and_fund(self.index, self._token, g) for g in groups]
-        sent = self.client.send(calls, before_broadcast=self._record)
+        intents = [Intent(batcher.register_and_fund(self.index, self._token, g),
+                          "register_batch", g[0][0]) for g in groups]
+        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
         subs = []
-        for group, (signed, error) in zip(groups, sent, strict=True):
+        for group, tx in zip(groups, sent, strict=True):
             for address, _ in group:
-                if error is not None:
-                    self._send_errors[address.lower()] = \
-                        f"the node refused registerAndFund(): {error}"
-                subs.append(Submission(address, signed.tx_hash, address))
+                if tx.status == TxStatus.FAILED:
+                    self._send_errors[norm(address)] = f"registerAndFund(): {tx.reason}"
+                subs.append(Submission(address, tx.family, address))
         return subs
 
-    def _record(self, signed: Sequence[SignedTx]) -> None:
-        """Every raw signed transaction lands under tx/ before it is broadcast."""
+    def _record(self, signed: Sequence[OutTx]) -> None:
+        """Every raw signed transaction also lands under tx/ before it is broadcast."""
         for tx in signed:
             self.data.tx.put(tx.tx_hash, tx.raw.encode())
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
-        hashes = list(dict.fromkeys(s.ref for s in submissions
-                                    if s.address.lower() not in self._send_errors))
-        receipts = self._receipts(hashes)
-        unsure = [s for s in submissions if s.ref not in receipts or not receipts[s.ref].ok]
-        registered = set()
-        if unsure:
-            have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (s.address,))
-                                          for s in unsure])
-            registered = {s.address for s, h in zip(unsure, have, strict=True) if h is True}
-        out = []
+        """Wait for the registrations (the outbox re-sends lost ones, byte for byte). A
+        registration whose nonce another transaction took, or that reverted, counts if the
+        AccountsIndex has the user; a replaced one it lacks is signed again (at most
+        ``RESIGN`` times a run)."""
+        out: dict[str, Outcome] = {}
+        todo = []
         for s in submissions:
-            receipt = receipts.get(s.ref)
-            if (receipt is not None and receipt.ok) or s.address in registered:
-                out.append(Outcome(s.address, True, s.address))
+            error = self._send_errors.pop(norm(s.address), None)
+            if error is not None:
+                out[s.address] = Outcome(s.address, False, reason=f"the node refused {error}")
             else:
-                out.append(Outcome(s.address, False, reason=self._why(s, receipt is not None)))
-        return out
+                todo.append(s)
+        while todo:
+            results = self.outbox.wait([s.ref for s in todo], stop=self.stop)
+            if self.stop.is_set() and not all(o.final for o in results.values()):
+                raise KeyboardInterrupt
+            unsure = [s for s in todo if results[s.ref.lower()].status in
+                      (TxStatus.REPLACED, TxStatus.REVERTED)]
+            have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"),
+                                           (s.address,)) for s in unsure]) if unsure else []
+            registered = {s.address for s, h in zip(unsure, have, strict=True) if h is True}
+            again = []
+            for s in todo:
+                o = results[s.ref.lower()]
+                if o.ok or s.address in registered:
+                    out[s.address] = Outcome(s.address, True, s.address)
+                elif o.status == TxStatus.REPLACED and self._resigned(s.address):
+                    again.append(s)
+                else:
+                    out[s.address] = Outcome(s.address, False, reason=self._why(s, o))
+            todo = self._resubmit(again) if again else []
+        return [out[s.address] for s in submissions]
 
-    def _receipts(self, hashes: Sequence[str]) -> dict[str, Any]:
-        """The receipts of ``hashes`` mined within ``confirm_timeout`` (or until stopped)."""
-        found: dict[str, Any] = {}
+    def _resigned(self, address: str) -> bool:
+        """Count one more signature for a replaced registration; False past ``RESIGN``."""
+        n = self._replaced.get(norm(address), 0) + 1
+        self._replaced[norm(address)] = n
+        return n <= RESIGN
 
-        def all_found() -> bool:
-            found.update(self.client.receipts([h for h in hashes if h not in found]))
-            return all(h in found for h in hashes)
+    def _resubmit(self, subs: Sequence[Submission]) -> list[Submission]:
+        """Sign again the registrations of users the chain shows unregistered after their
+        transaction was replaced (the batch path: their chunks again; the contract skips a
+        user already registered)."""
+        log.info("%d registrations were replaced and their users are not registered: "
+                 "signed again", len(subs))
+        rows = [self._rows[norm(s.address)] for s in subs]
+        new = self.submit(rows)
+        self._resubmitted(new)
+        return new
 
-        poll(all_found, until=time.monotonic() + self.confirm_timeout, first=0.2, cap=0.2,
-             stop=self.stop, between=self.client.mine if self.client.explicit_mining else None)
-        return found
+    def _resubmitted(self, subs: Sequence[Submission]) -> None:
+        """The users' state names their new transactions."""
+        self.store.mark_submitted(self.name, [(s.address, s.kind, s.ref, s.target)
+                                              for s in subs])
 
-    def _why(self, s: Submission, mined: bool) -> str:
-        if s.address.lower() in self._send_errors:
-            return self._send_errors.pop(s.address.lower())
-        if mined and self.funder is not None:
-            return (f"registerAndFund() transaction {s.ref} reverted (is the BatchFunder "
-                    f"{self.funder} a writer of the AccountsIndex, and does the signer hold and "
-                    "allow it enough tokens?)")
-        if mined:
+    def _why(self, s: Submission, o: TxOutcome) -> str:
+        if o.status == TxStatus.REVERTED and self.funder is not None:
+            return (f"registerAndFund() transaction {o.tx_hash} reverted (is the BatchFunder "
+                    f"{self.funder} a writer of the AccountsIndex, and does the signer hold "
+                    "and allow it enough tokens?)")
+        if o.status == TxStatus.REVERTED:
             call = Call(self.index, ACCOUNTS_INDEX.encode("add", s.address), gas=ADD_GAS)
             return f"add() reverted{self.client.revert_reason(call)} (is the signer a writer " \
                    f"of the AccountsIndex {self.index}?)"
-        return f"add() transaction {s.ref} not mined within {self.confirm_timeout:.0f}s; " \
-               "a rerun sends it again"
+        if o.status == TxStatus.REPLACED:
+            return f"registration {s.ref} was replaced {RESIGN} times (another sender uses " \
+                   "the signer's nonces?); a rerun signs it again"
+        return f"registration {s.ref}: {o.reason or o.status.value}"
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
         write_new_records(self.data, self.chain, ((u.address, t) for u, t in done))
+
+    def run(self, *, limit: int | None = None) -> ImportResult:
+        try:
+            result = super().run(limit=limit)
+        finally:
+            log.info("%s import: %s", self.name, self.outbox.counts.line())
+        result.transactions = self.outbox.counts.to_dict()
+        return result
 
     def close(self) -> None:
         self.keys.close()

@@ -16,18 +16,22 @@ from cic_seeding.state.base import (
     FAUCET,
     FUND,
     GAS,
+    OPEN_TX,
     REGISTER,
     Cursor,
+    OutTx,
     Payment,
     PaymentSummary,
     StateStore,
     Status,
+    TxStatus,
     UserState,
     norm,
 )
 
-__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "Payment", "PaymentSummary", "REGISTER",
-           "StateStore", "Status", "UserState", "norm", "open_state_store", "state_location"]
+__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "OPEN_TX", "OutTx", "Payment", "PaymentSummary",
+           "REGISTER", "StateStore", "Status", "TxStatus", "UserState", "norm",
+           "open_state_store", "state_location"]
 
 STATE_FILE = "state.db"
 

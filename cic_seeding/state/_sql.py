@@ -15,17 +15,20 @@ from typing import Any
 
 from cic_seeding.state.base import (
     Cursor,
+    OutTx,
     Payment,
     PaymentSummary,
     StateStore,
     Status,
+    TxStatus,
     UserState,
     norm,
 )
 
-SCHEMA_VERSION = 1
+#: 1: users, cursors, payments; 2: the outbox (every signed transaction, before broadcast).
+SCHEMA_VERSION = 2
 
-TABLES = ("meta", "users", "user_txs", "cursors", "block_hashes", "payments")
+TABLES = ("meta", "users", "user_txs", "cursors", "block_hashes", "payments", "outbox")
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS meta (
@@ -79,8 +82,32 @@ SCHEMA = [
         updated_at DOUBLE PRECISION NOT NULL,
         CONSTRAINT payments_once UNIQUE (importer, address, kind))""",
     "CREATE INDEX IF NOT EXISTS payments_status ON payments (importer, status)",
+    # version 2
+    """CREATE TABLE IF NOT EXISTS outbox (
+        tx_hash TEXT PRIMARY KEY,
+        chain TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        nonce BIGINT NOT NULL,
+        raw TEXT NOT NULL,
+        purpose TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        family TEXT NOT NULL,
+        status TEXT NOT NULL,
+        sends INTEGER NOT NULL DEFAULT 0,
+        block_number BIGINT,
+        reason TEXT,
+        sent_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+        created_at DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS outbox_sender ON outbox (chain, sender, nonce)",
+    "CREATE INDEX IF NOT EXISTS outbox_family ON outbox (family)",
+    "CREATE INDEX IF NOT EXISTS outbox_owner ON outbox (purpose, owner)",
 ]
 
+_TX_COLS = ("tx_hash, chain, sender, nonce, raw, purpose, owner, family, status, sends, "
+            "block_number, reason, sent_at, created_at")
+#: Values per IN (...) list: well under every backend's limit of bound parameters.
+_IN_CHUNK = 500
 _USER_COLS = "importer, address, idx, status, target, reason, attempts, created_at, updated_at"
 _PAY_COLS = ("importer, address, kind, status, amount, tx_hash, raw_tx, nonce, block_number, "
              "reason, updated_at, seq")
@@ -146,6 +173,11 @@ class SqlStateStore(StateStore):
             if row is None:
                 self._execute("INSERT INTO meta (key, value) VALUES (?, ?)",
                               ("schema_version", str(SCHEMA_VERSION)))
+            elif int(row[0]) < SCHEMA_VERSION:
+                # the statements above created what a newer version adds (version 2: the
+                # outbox table, empty); nothing an older version wrote changes
+                self._execute("UPDATE meta SET value = ? WHERE key = ?",
+                              (str(SCHEMA_VERSION), "schema_version"))
             elif int(row[0]) > SCHEMA_VERSION:
                 from cic_seeding.errors import StateError
 
@@ -403,3 +435,82 @@ class SqlStateStore(StateStore):
                 (Status.SUBMITTED.value, time.time(), importer, Status.CONFIRMED.value,
                  from_block))
             return int(cur.rowcount)
+
+    # -- outbox ------------------------------------------------------------------------------
+    def record_txs(self, txs: Iterable[OutTx]) -> None:
+        now = time.time()
+        rows = [(t.tx_hash.lower(), t.chain, norm(t.sender), int(t.nonce), t.raw, t.purpose,
+                 t.owner.lower(), t.family.lower(), TxStatus(t.status).value, int(t.sends),
+                 t.block_number, t.reason, float(t.sent_at), now, now) for t in txs]
+        if rows:
+            with self.transaction():
+                self._many(f"INSERT INTO outbox ({_TX_COLS}, updated_at) VALUES "
+                           "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT DO NOTHING", rows)
+
+    @staticmethod
+    def _tx(r: Sequence[Any]) -> OutTx:
+        return OutTx(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], TxStatus(r[8]),
+                     int(r[9]), None if r[10] is None else int(r[10]), r[11], float(r[12]),
+                     float(r[13]))
+
+    def txs(self, chain: str, *, hashes: Iterable[str] | None = None,
+            families: Iterable[str] | None = None, sender: str | None = None,
+            statuses: Iterable[TxStatus] | None = None, purpose: str | None = None,
+            owners: Iterable[str] | None = None, min_nonce: int | None = None,
+            limit: int | None = None) -> list[OutTx]:
+        where: list[str] = ["chain = ?"]
+        params: list[Any] = [chain]
+        if sender is not None:
+            where.append("sender = ?")
+            params.append(norm(sender))
+        if statuses is not None:
+            values = [TxStatus(s).value for s in statuses]
+            if not values:
+                return []
+            where.append(f"status IN {_in(values)}")
+            params.extend(values)
+        if purpose is not None:
+            where.append("purpose = ?")
+            params.append(purpose)
+        if min_nonce is not None:
+            where.append("nonce >= ?")
+            params.append(int(min_nonce))
+        lists = [(col, [v.lower() for v in vals]) for col, vals in
+                 (("tx_hash", hashes), ("family", families), ("owner", owners))
+                 if vals is not None]
+        if len(lists) > 1:
+            raise ValueError("filter by one of hashes, families and owners at a time")
+        order = " ORDER BY sender, nonce, created_at"
+        tail = "" if limit is None else f" LIMIT {int(limit)}"
+        if not lists:
+            return [self._tx(r) for r in self._query(
+                f"SELECT {_TX_COLS} FROM outbox WHERE {' AND '.join(where)}{order}{tail}",
+                params)]
+        col, values = lists[0]
+        out: list[OutTx] = []
+        for i in range(0, len(values), _IN_CHUNK):
+            chunk = values[i:i + _IN_CHUNK]
+            out.extend(self._tx(r) for r in self._query(
+                f"SELECT {_TX_COLS} FROM outbox WHERE {' AND '.join(where)} "
+                f"AND {col} IN {_in(chunk)}{order}{tail}", [*params, *chunk]))
+        out.sort(key=lambda t: (t.sender, t.nonce, t.created_at))
+        return out if limit is None else out[:limit]
+
+    def mark_txs(self, items: Iterable[tuple[str, TxStatus, int | None, str | None]]) -> None:
+        now = time.time()
+        self._many_tx("UPDATE outbox SET status = ?, block_number = ?, reason = ?, "
+                      "updated_at = ? WHERE tx_hash = ?",
+                      [(TxStatus(s).value, block, reason, now, h.lower())
+                       for h, s, block, reason in items])
+
+    def mark_txs_sent(self, hashes: Iterable[str], at: float) -> None:
+        now = time.time()
+        self._many_tx("UPDATE outbox SET status = ?, sends = sends + 1, sent_at = ?, "
+                      "reason = NULL, updated_at = ? WHERE tx_hash = ?",
+                      [(TxStatus.SENT.value, at, now, h.lower()) for h in hashes])
+
+    def tx_counts(self, chain: str) -> dict[tuple[str, TxStatus], int]:
+        return {(p, TxStatus(s)): int(n) for p, s, n in self._query(
+            "SELECT purpose, status, count(*) FROM outbox WHERE chain = ? "
+            "GROUP BY purpose, status", (chain,))}

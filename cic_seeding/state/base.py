@@ -13,6 +13,10 @@ Three things are persisted per importer (``eth``, ``cic_eth`` ...):
   its signed transaction recorded (``submitted``) *before* the transaction leaves the process, and
   is ``confirmed`` from its receipt. Re-broadcasting a recorded raw transaction cannot pay twice:
   its nonce makes it single-use.
+* **outbox**: every signed transaction of every sender (registrations, payments, transfers),
+  recorded *before* it is broadcast: raw bytes, sender, nonce, purpose and owner, and where it
+  stands (:class:`TxStatus`). :mod:`cic_seeding.outbox` drives it; fee bumps of one
+  transaction share its ``family`` (the hash of its first signature) and its nonce.
 
 Addresses are stored and returned lower-case with ``0x``. Every bulk method takes an iterable and
 runs in one transaction; :meth:`StateStore.transaction` groups several calls into one.
@@ -35,6 +39,46 @@ class Status(enum.StrEnum):
     SUBMITTED = "submitted"
     CONFIRMED = "confirmed"
     FAILED = "failed"
+
+
+class TxStatus(enum.StrEnum):
+    """Where one signed transaction stands (see :mod:`cic_seeding.outbox`)."""
+
+    SIGNED = "signed"  # recorded; not (yet) known to have reached the node
+    SENT = "sent"  # the node took it (at least once)
+    MINED = "mined"  # its receipt says success
+    REVERTED = "reverted"  # its receipt says it reverted
+    SUPERSEDED = "superseded"  # another signature of its family (a fee bump) was mined
+    REPLACED = "replaced"  # its nonce was used by a transaction outside its family
+    FAILED = "failed"  # the node refused its bytes; its nonce is free again
+
+    @property
+    def open(self) -> bool:
+        """Still on its way: it may yet be mined."""
+        return self in (TxStatus.SIGNED, TxStatus.SENT)
+
+
+OPEN_TX = (TxStatus.SIGNED, TxStatus.SENT)
+
+
+@dataclass(frozen=True)
+class OutTx:
+    """One signed transaction in the outbox."""
+
+    tx_hash: str
+    chain: str  # chain id and genesis hash prefix: two devnets with one id stay apart
+    sender: str  # 0x lower-case
+    nonce: int
+    raw: str  # 0x-hex signed transaction
+    purpose: str  # register, fund, faucet, gas, transfer ...
+    owner: str  # what it is for: a user's address, a ledger key
+    family: str  # hash of the first signature; a fee bump keeps it
+    status: TxStatus = TxStatus.SIGNED
+    sends: int = 0  # broadcasts so far, first and re-sends (over every run)
+    block_number: int | None = None
+    reason: str | None = None
+    sent_at: float = 0.0  # wall-clock time of the last broadcast (0: never)
+    created_at: float = 0.0
 
 
 #: Payment kinds the syncer uses (the ledger accepts any short string).
@@ -238,3 +282,29 @@ class StateStore(abc.ABC):
     @abc.abstractmethod
     def reopen_payments(self, importer: str, from_block: int) -> int:
         """Confirmed payments mined at or above ``from_block`` go back to submitted (reorg)."""
+
+    # -- outbox ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def record_txs(self, txs: Iterable[OutTx]) -> None:
+        """Insert signed transactions (a hash already there is left alone: same bytes)."""
+
+    @abc.abstractmethod
+    def txs(self, chain: str, *, hashes: Iterable[str] | None = None,
+            families: Iterable[str] | None = None, sender: str | None = None,
+            statuses: Iterable[TxStatus] | None = None, purpose: str | None = None,
+            owners: Iterable[str] | None = None, min_nonce: int | None = None,
+            limit: int | None = None) -> list[OutTx]:
+        """Outbox rows of ``chain`` matching every filter given, by sender and nonce (then
+        age)."""
+
+    @abc.abstractmethod
+    def mark_txs(self, items: Iterable[tuple[str, TxStatus, int | None, str | None]]) -> None:
+        """``(tx_hash, status, block_number, reason)``."""
+
+    @abc.abstractmethod
+    def mark_txs_sent(self, hashes: Iterable[str], at: float) -> None:
+        """The node took these (again) at ``at``: status sent, one more send."""
+
+    @abc.abstractmethod
+    def tx_counts(self, chain: str) -> dict[tuple[str, TxStatus], int]:
+        """``(purpose, status) -> n`` of the outbox of ``chain``."""

@@ -3,17 +3,21 @@
 Registrations are the ``AddressAdded`` logs of *the registry's* AccountsIndex only: an
 ``add(address)`` on any other contract is never seen. :meth:`RegistryChain.prepaid` tells from
 the transaction that emitted a registration whether it also paid the opening balance (a
-BatchFunder ``registerAndFund``), so the syncer never pays it again.
+BatchFunder ``registerAndFund``), so the syncer never pays it again. :meth:`RegistryChain.paid`
+reads whether a payment whose transaction was replaced reached the user anyway.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from cic_seeding.chain.funder import funded_in
-from cic_seeding.chain.registry import ACCOUNTS_INDEX, ADDRESS_ADDED, FAUCET, CicNetwork
-from cic_seeding.chain.tx import Call, Receipt
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, ADDRESS_ADDED, FAUCET, TOKEN, CicNetwork
 from cic_seeding.errors import RpcUnavailableError
+from cic_seeding.state import FAUCET as FAUCET_KIND
+from cic_seeding.state import FUND, GAS
+from cic_seeding.sync._ranges import LogReader
 
 
 def _int(value: str | int) -> int:
@@ -21,8 +25,12 @@ def _int(value: str | int) -> int:
 
 
 class RegistryChain:
-    def __init__(self, network: CicNetwork, chain_key: str) -> None:
+    def __init__(self, network: CicNetwork, chain_key: str, *, token: str | None = None,
+                 mint: bool = False) -> None:
+        """``token``: the token opening balances are paid in (transferred, or ``mint``ed)."""
         self.network = network
+        self.token = token
+        self.mint = mint
         self.client = network.client
         self.chain_key = chain_key
         assert self.client.signer is not None, "the syncer needs a signer"
@@ -89,23 +97,38 @@ class RegistryChain:
                 out.add(a.lower())
         return out
 
-    def pending_nonce(self) -> int:
-        return self.client.pending_nonce()
+    def paid(self, kind: str, addresses: Sequence[str]) -> set[str]:
+        if not addresses:
+            return set()
+        if kind == FAUCET_KIND:
+            return self.faucet_paid(addresses)
+        if kind == GAS:
+            client = self.client
+            counts = client.nonces(addresses)
+            balances = client.native_balances(addresses)
+            return {a.lower() for a, b in zip(addresses, balances, strict=True)
+                    if b > 0 or counts[a][0] > 0}
+        if kind == FUND and self.token is not None:
+            return self._token_paid(addresses)
+        return set()
 
-    def sign(self, call: Call, nonce: int) -> tuple[str, str]:
-        signed = self.client.sign(call, nonce)
-        return signed.tx_hash, signed.raw
+    def _token_paid(self, addresses: Sequence[str]) -> set[str]:
+        """Recipients among ``addresses`` of a Transfer (or, minting, a Mint) from the signer
+        anywhere on the chain."""
+        topic = TOKEN.topic("Mint") if self.mint else TOKEN.topic("Transfer")
+        me = "0x" + self.signer[2:].rjust(64, "0")
+        out: set[str] = set()
+        head = self.client.head()
+        for i in range(0, len(addresses), 100):
+            chunk = ["0x" + a.lower()[2:].rjust(64, "0") for a in addresses[i:i + 100]]
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
-        return self.client.broadcast(raws)
+            def get_logs(first: int, last: int, chunk: list[str] = chunk) -> list[Any]:
+                return list(self.client.rpc.call("eth_getLogs", [{
+                    "address": self.token, "topics": [topic, me, chunk],
+                    "fromBlock": hex(first), "toBlock": hex(last)}]))
 
-    def receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt]:
-        found = self.client.receipts(tx_hashes)
-        missing = [h for h in tx_hashes if h not in found]
-        if missing and self.client.explicit_mining:
-            self.client.mine()  # a dev node mines only when asked: maybe nobody asked yet
-            found.update(self.client.receipts(missing))
-        return found
-
-    def known(self, tx_hashes: Sequence[str]) -> set[str]:
-        return self.client.known(tx_hashes)
+            for _, _, logs in LogReader(get_logs, span=100_000, max_span=1_000_000).read(
+                    0, head + 1):
+                out.update("0x" + str(e["topics"][2])[-40:].lower() for e in logs
+                           if not e.get("removed"))
+        return out

@@ -43,7 +43,7 @@ from typing import Any
 
 from eth_utils import is_hex
 
-from cic_seeding.chain.nonce import NonceAllocator
+from cic_seeding.chain.signer import Signer
 from cic_seeding.custodial import (
     TASK_TRANSFER,
     TASK_TX_STATUS,
@@ -53,6 +53,7 @@ from cic_seeding.custodial import (
     engine_status,
 )
 from cic_seeding.errors import CustodialTimeoutError
+from cic_seeding.outbox import Outbox
 from cic_seeding.remote import exhausted
 from cic_seeding.state import FUND, Payment, StateStore, norm
 from cic_seeding.sync.funding import Funding, SyncSetup, opening_balances
@@ -78,10 +79,10 @@ class CustodialPayer(Payer):
     """Pays opening balances through the custodial engine (see the module documentation);
     any other kind of payment from the main signer, as :class:`Payer` does."""
 
-    def __init__(self, store: StateStore, importer: str, chain: SyncChain,
-                 allocator: NonceAllocator, fund: Funding, client: CustodialClient,
+    def __init__(self, store: StateStore, importer: str, chain: SyncChain, outbox: Outbox,
+                 signer: Signer, fund: Funding, client: CustodialClient,
                  engine_signer: str, *, token_symbol: str | None, timeout: float) -> None:
-        super().__init__(store, importer, chain, allocator, fund.build, self._groups)
+        super().__init__(store, importer, chain, outbox, signer, fund.build, self._groups)
         self.fund = fund
         self.client = client
         self.engine_signer = norm(engine_signer)
@@ -112,20 +113,13 @@ class CustodialPayer(Payer):
     # -- leg 1: the float -------------------------------------------------------------------
     def _floated(self, payments: Sequence[Payment]) -> list[Payment]:
         """Those ``payments`` whose float is mined; a reverted float fails them, a lost one
-        is sent again (the Payer discipline)."""
-        if not payments:
-            return []
-        receipts = self.chain.receipts(list(dict.fromkeys(p.tx_hash for p in payments
-                                                          if p.tx_hash)))
-        mined: list[Payment] = []
-        reverted: list[Payment] = []
-        missing: list[Payment] = []
-        for p in payments:
-            rc = receipts.get(p.tx_hash or "")
-            (missing if rc is None else mined if rc.ok else reverted).append(p)
-        self._reverted(reverted)
-        self._resend_unknown(missing)
-        return mined
+        is sent again, a replaced one floated again (the Payer discipline)."""
+        return [p for p, _ in self._followed(payments)]
+
+    def paid_on_chain(self, kind: str, addresses: Sequence[str]) -> set[str]:
+        """A replaced float never reached the engine's signer, and only a mined float leads
+        to the engine's transfer: its users are not paid."""
+        return set() if kind == FUND else super().paid_on_chain(kind, addresses)
 
     # -- leg 2: the engine's transfer -------------------------------------------------------
     def _ask(self, payments: Sequence[Payment]) -> list[Payment]:
@@ -258,8 +252,8 @@ def custodial_payments(setup: SyncSetup, options: SyncOptions
     status = engine_status(client, setup.network.accounts_index,
                            timeout=min(settings.custodial_timeout, STATUS_TIMEOUT))
     plan = PaymentPlan(opening_balances(setup))
-    payer = CustodialPayer(setup.store, setup.importer, setup.chain,
-                           setup.network.client.allocator, setup.fund, client,
+    payer = CustodialPayer(setup.store, setup.importer, setup.chain, setup.outbox,
+                           setup.signer, setup.fund, client,
                            str(status["signer"]), token_symbol=settings.token_symbol,
                            timeout=settings.custodial_timeout)
     return payer, plan, options

@@ -16,9 +16,12 @@ from dataclasses import dataclass, replace
 
 from cic_seeding.chain import funder as batch
 from cic_seeding.chain.registry import FAUCET, TOKEN, CicNetwork, Token
+from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
+from cic_seeding.errors import SignerError
+from cic_seeding.outbox import Outbox
 from cic_seeding.state import FAUCET as FAUCET_KIND
 from cic_seeding.state import FUND, GAS, Payment, StateStore
 from cic_seeding.sync.chain import RegistryChain
@@ -113,6 +116,15 @@ class SyncSetup:
     balances: Mapping[str, int]  # data directory address (0x lower) -> amount, dataset units
     fund: Funding
     resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
+    outbox: Outbox  # every transaction of the run's signer goes through it
+
+    @property
+    def signer(self) -> Signer:
+        signer = self.network.client.signer
+        if signer is None:
+            raise SignerError("the syncer needs a signing key",
+                              hint="give --devnet DIR or -y KEYFILE with its password")
+        return signer
 
 
 #: ``(setup, options) -> (payer, plan, options)``: a payment scheme (``sync.run.SCHEMES``).
@@ -132,6 +144,6 @@ def sovereign_payments(setup: SyncSetup, options: SyncOptions
         batch.grant(network, funder, writer_of, devnet=settings.devnet_deployer_signs)
         groups = BatchFunding(fund, batch.Batcher(funder)).groups
         options = replace(options, batch_size=max(options.batch_size or 0, batch.ROUND))
-    payer = Payer(setup.store, setup.importer, setup.chain, network.client.allocator,
+    payer = Payer(setup.store, setup.importer, setup.chain, setup.outbox, setup.signer,
                   fund.build, groups)
     return payer, plan, options

@@ -1,18 +1,22 @@
-"""Sending the payments of the ledger exactly once.
+"""Sending the payments of the ledger exactly once, through the outbox.
 
 The discipline, per payment:
 
-1. ``pending`` -> sign with a nonce from the allocator, record hash and raw transaction as
-   ``submitted`` and *commit*, then broadcast (still holding the signer's nonce lock);
-2. a node error on broadcast: "nonce too low" -> back to ``pending`` (re-signed next round);
-   anything else -> ``failed`` with the node's words;
-3. ``submitted`` -> receipt found: ``confirmed`` (or ``failed`` if it reverted, unless the chain
-   shows the effect anyway); no receipt and the node does not know the hash -> re-broadcast the
-   *same* raw transaction (its nonce makes that harmless); if that nonce has been used by
-   another transaction, ours can never be mined -> back to ``pending``.
+1. ``pending`` -> signed by the outbox (:mod:`cic_seeding.outbox`), which records the
+   transaction *and* the payment's hash, raw bytes and nonce (``submitted``) in one store
+   transaction, then broadcasts it; a node refusal other than "nonce used" fails it with the
+   node's words;
+2. ``submitted`` -> the outbox follows it: mined -> ``confirmed`` (reverted -> ``failed``,
+   unless the chain shows the effect anyway); lost -> the *same* raw bytes again (lowest nonce
+   first, so a gap left by any transaction of the signer is filled first); its nonce used by
+   another transaction -> ``replaced``: the chain is asked whether the user got the payment
+   anyway (faucet ``nextTime``, the signer's Transfer/Mint logs to the user, the user's native
+   balance) -> ``confirmed`` if so, else back to ``pending`` and signed again;
+3. a transaction the outbox gives up on for this run fails the payment; the next run takes it
+   back as ``submitted`` (:meth:`Payer.retry`) and resumes the same transaction.
 
-So a crash at any point leaves either an unsent payment (re-signed) or a recorded transaction
-(re-checked, re-sent byte for byte), never a second payment.
+So a crash at any point leaves either an unsent payment (signed next round) or a recorded
+transaction (checked, re-sent byte for byte), never a second payment.
 
 With a ``group`` builder (the opt-in BatchFunder path) one transaction pays many payments:
 each of them records the same hash, raw transaction and nonce, so they share one fate -- the
@@ -24,7 +28,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from cic_seeding.chain.nonce import NonceAllocator, is_nonce_error
+from cic_seeding.chain.signer import Signer
+from cic_seeding.outbox import Outbox, ledger
 from cic_seeding.state import FAUCET, Payment, StateStore
 from cic_seeding.sync.port import Call, SyncChain
 
@@ -36,13 +41,13 @@ BuildGroups = Callable[[Sequence[Payment]], list[tuple[Call, list[Payment]]]]
 
 
 class Payer:
-    def __init__(self, store: StateStore, importer: str, chain: SyncChain,
-                 allocator: NonceAllocator, build: BuildCall,
-                 group: BuildGroups | None = None) -> None:
+    def __init__(self, store: StateStore, importer: str, chain: SyncChain, outbox: Outbox,
+                 signer: Signer, build: BuildCall, group: BuildGroups | None = None) -> None:
         self.store = store
         self.importer = importer
         self.chain = chain
-        self.allocator = allocator
+        self.outbox = outbox
+        self.signer = signer
         self.build = build
         self.group = group
 
@@ -54,17 +59,9 @@ class Payer:
         if not todo:
             return 0
         groups = self.group(todo) if self.group else [(self.build(p), [p]) for p in todo]
-        with self.allocator.reserve() as r:
-            signed = [self.chain.sign(c, r.next()) for c, _ in groups]
-            self.store.mark_payments_submitted(self.importer, [
-                (p.address, p.kind, h, raw, nonce)
-                for (_, paid), (h, raw), nonce in zip(groups, signed, r.nonces, strict=True)
-                for p in paid])
-            errors = self.chain.broadcast([raw for _, raw in signed])
-        self._handle_send_errors([p for _, paid in groups for p in paid],
-                                 [e for (_, paid), e in zip(groups, errors, strict=True)
-                                  for _ in paid])
-        return sum(len(paid) for (_, paid), e in zip(groups, errors, strict=True) if e is None)
+        return ledger.send_rows(self.outbox, self.store, self.importer,
+                                [(self.signer, call, paid) for call, paid in groups],
+                                what="payment", purpose=_purpose)
 
     def _skip_done_on_chain(self, payments: Sequence[Payment]) -> list[Payment]:
         faucet = [p.address for p in payments if p.kind == FAUCET]
@@ -76,46 +73,26 @@ class Payer:
                                                [(p.address, p.kind, -1) for p in done])
         return [p for p in payments if not (p.kind == FAUCET and p.address in paid)]
 
-    def _handle_send_errors(self, payments: Sequence[Payment],
-                            errors: Sequence[str | None]) -> None:
-        retry, failed = [], []
-        for p, err in zip(payments, errors, strict=True):
-            if err is None:
-                continue
-            if is_nonce_error(err):
-                retry.append((p.address, p.kind))
-            else:
-                failed.append((p.address, p.kind, f"the node refused the {p.kind} payment: {err}"))
-        if retry:
-            log.info("%d payments hit a used nonce; they are signed again", len(retry))
-            self.store.reset_payments(self.importer, retry)
-        if failed:
-            self.store.mark_payments_failed(self.importer, failed)
-
     def settle(self, payments: Sequence[Payment]) -> int:
-        """Check submitted ``payments``; returns how many were confirmed now."""
-        with_hash = [p for p in payments if p.tx_hash]
-        if not with_hash:
-            return 0
-        receipts = self.chain.receipts(list(dict.fromkeys(p.tx_hash for p in with_hash
-                                                          if p.tx_hash)))
-        confirmed, reverted, missing = [], [], []
-        for p in with_hash:
-            rc = receipts.get(p.tx_hash or "")
-            if rc is None:
-                missing.append(p)
-            elif rc.ok:
-                confirmed.append((p.address, p.kind, rc.block_number))
-            else:
-                reverted.append(p)
-        self.store.mark_payments_confirmed(self.importer, confirmed)
-        self._reverted(reverted)
-        self._resend_unknown(missing)
-        return len(confirmed)
+        """One outbox pass over submitted ``payments``; returns how many were confirmed now."""
+        mined = self._followed(payments)
+        self.store.mark_payments_confirmed(self.importer, [
+            (p.address, p.kind, block) for p, block in mined])
+        return len(mined)
+
+    def _followed(self, payments: Sequence[Payment]) -> list[tuple[Payment, int]]:
+        """One outbox pass over the transactions of ``payments``: those mined, with their
+        block; the rest are handled (reverted, replaced, failed) or left on their way."""
+        return ledger.follow(self.outbox, self.store, self.importer, payments,
+                             paid=lambda kind, rows: self.paid_on_chain(
+                                 kind, [p.address for p in rows]),
+                             reverted=self._reverted)
+
+    def paid_on_chain(self, kind: str, addresses: Sequence[str]) -> set[str]:
+        """Those ``addresses`` the chain shows paid the payment ``kind``."""
+        return self.chain.paid(kind, addresses) if addresses else set()
 
     def _reverted(self, payments: Sequence[Payment]) -> None:
-        if not payments:
-            return
         paid = self.chain.faucet_paid([p.address for p in payments if p.kind == FAUCET])
         self.store.mark_payments_confirmed(
             self.importer, [(p.address, p.kind, -1) for p in payments
@@ -125,29 +102,11 @@ class Payer:
              + (" (does the signer hold enough tokens?)" if p.kind == "fund" else ""))
             for p in payments if not (p.kind == FAUCET and p.address in paid)])
 
-    def _resend_unknown(self, payments: Sequence[Payment]) -> None:
-        if not payments:
-            return
-        known = self.chain.known(list(dict.fromkeys(p.tx_hash for p in payments if p.tx_hash)))
-        lost = [p for p in payments if p.tx_hash not in known and p.raw_tx]
-        if not lost:
-            return
-        # one transaction may pay many payments: send each once
-        raws: dict[str, str] = {p.tx_hash: p.raw_tx for p in lost if p.tx_hash and p.raw_tx}
-        log.info("re-sending %d recorded transactions the node does not know", len(raws))
-        with self.allocator.reserve():  # keep other senders out while the old nonces return
-            sent = dict(zip(raws, self.chain.broadcast(list(raws.values())), strict=True))
-        refused = [(p.address, p.kind, f"the node refused the {p.kind} payment: {e}")
-                   for p in lost
-                   if (e := sent.get(p.tx_hash or "")) is not None and not is_nonce_error(e)]
-        if refused:  # sending these bytes again cannot help: say why; a rerun signs anew
-            self.store.mark_payments_failed(self.importer, refused)
-        used = [p for p in lost
-                if (e := sent.get(p.tx_hash or "")) is not None and is_nonce_error(e)]
-        if used:
-            # its nonce went to another transaction: ours can never be mined, unless it was
-            # mined a moment ago -- look once more before signing it again
-            mined = self.chain.receipts(list(dict.fromkeys(p.tx_hash for p in used
-                                                           if p.tx_hash)))
-            self.store.reset_payments(self.importer, [(p.address, p.kind) for p in used
-                                                      if p.tx_hash not in mined])
+    def retry(self, failed: Sequence[Payment]) -> None:
+        """A new run tries ``failed`` payments again (resuming a transaction still on its
+        way, never signing it anew)."""
+        ledger.retry(self.outbox, self.store, self.importer, failed)
+
+
+def _purpose(paid: Sequence[Payment]) -> str:
+    return paid[0].kind if len(paid) == 1 else f"{paid[0].kind}_batch"

@@ -40,23 +40,8 @@ class SyncChain(Protocol):
         """Those ``addresses`` that already used the faucet (lower-case)."""
         ...
 
-    def pending_nonce(self) -> int:
-        """The signer's pending transaction count."""
-        ...
-
-    def sign(self, call: Call, nonce: int) -> tuple[str, str]:
-        """``(tx_hash, raw_tx hex)`` of ``call`` signed with ``nonce``."""
-        ...
-
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
-        """Send signed transactions in one batch; per transaction None (accepted, or the node
-        already had it) or the node's error."""
-        ...
-
-    def receipts(self, tx_hashes: Sequence[str]) -> dict[str, Receipt]:
-        """Receipts of the mined ones among ``tx_hashes`` (batched)."""
-        ...
-
-    def known(self, tx_hashes: Sequence[str]) -> set[str]:
-        """Those ``tx_hashes`` the node knows (pending or mined)."""
+    def paid(self, kind: str, addresses: Sequence[str]) -> set[str]:
+        """Those ``addresses`` the chain shows paid the payment ``kind`` (fund: a token
+        transfer or mint from the signer; faucet: the faucet used; gas: a native balance or a
+        transaction sent), whatever transaction paid it (lower-case)."""
         ...

@@ -20,6 +20,7 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
+from cic_seeding.outbox import outbox_for
 from cic_seeding.state import FUND, StateStore, norm, open_state_store
 from cic_seeding.sync.chain import RegistryChain
 from cic_seeding.sync.custodial import custodial_payments
@@ -59,15 +60,20 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         balances = {norm(k): v for k, v in read.values.items()}
         quarantined = _quarantine(users, read, data)
         fund = funding(network, settings.token_symbol, mint)
-        chain = RegistryChain(network, str(spec))
+        chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint)
+        outbox = outbox_for(settings, network.client, store)
         setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
-                          fund, resources)
+                          fund, resources, outbox)
         options = options or SyncOptions()
         if options.batch_size is None:
             options = replace(options, batch_size=settings.batch_size)
         payer, plan, options = payments_of(importer, cls.payment_scheme())(setup, options)
-        result = Syncer(importer, chain, store, payer, plan, users, options, stop,
-                        prepaid=chain.prepaid).run()
+        try:
+            result = Syncer(importer, chain, store, payer, plan, users, options, stop,
+                            prepaid=chain.prepaid).run()
+        finally:
+            log.info("sync %s: %s", importer, outbox.counts.line())
+        result.transactions = outbox.counts.to_dict()
         if quarantined:
             log.error("%d users have no usable row in %s; nothing was paid to them",
                       len(quarantined), data.balances_csv)

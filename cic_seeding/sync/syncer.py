@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cic_seeding.outbox import counts_line
 from cic_seeding.remote import RetryPolicy
 from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
 from cic_seeding.sync._ranges import LogReader
@@ -67,6 +68,8 @@ class SyncResult:
     seconds: float = 0.0
     payments: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> status -> n
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # address, kind, reason
+    #: What the run's outbox did: sent, rebroadcast, replaced, bumped.
+    transactions: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,6 +87,8 @@ class SyncResult:
                  f"{self.seconds:.1f}s"]
         for kind, counts in sorted(self.payments.items()):
             lines.append(f"  {kind}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        if self.transactions:
+            lines.append("  " + counts_line(self.transactions))
         lines += [f"  failed {a} {k}: {r}" for a, k, r in self.failures[:10]]
         return "\n".join(lines)
 
@@ -144,8 +149,8 @@ class Syncer:
 
     def _start(self) -> None:
         failed = self.store.payments(self.importer, [Status.FAILED])
-        if failed:  # a rerun tries failed payments again
-            self.store.reset_payments(self.importer, [(p.address, p.kind) for p in failed])
+        if failed:  # a rerun tries failed payments again (resuming a transaction on its way)
+            self.payer.retry(failed)
         cursor = self.store.cursor(self.importer, self.chain.chain_key)
         if cursor is None or self.options.from_block is not None:
             start = self.options.from_block

@@ -11,7 +11,7 @@ from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cic_seeding.chain._txcodec import sign_legacy
+from cic_seeding.chain._txcodec import decode, sign_1559, sign_legacy
 from cic_seeding.chain.keyfile import decrypt_v3, encrypt_v3
 
 keys = st.binary(min_size=32, max_size=32).filter(
@@ -55,3 +55,42 @@ def test_wrong_password_is_a_mac_mismatch_and_pbkdf2_still_reads() -> None:
         decrypt_v3(encrypt_v3(key, "right", n=2**4), "wrong")
     pbkdf2 = eth_keyfile.create_keyfile_json(key, b"pw", kdf="pbkdf2", iterations=10)
     assert decrypt_v3(pbkdf2, "pw") == key
+
+
+@settings(max_examples=100, deadline=None)
+@given(key=keys, nonce=st.integers(0, 2**40), max_fee=st.integers(0, 2**80),
+       tip=st.integers(0, 2**80), gas=st.integers(21_000, 30_000_000),
+       to=st.one_of(st.none(), st.binary(min_size=20, max_size=20)),
+       value=st.integers(0, 2**128), data=st.binary(max_size=200),
+       chain_id=st.integers(1, 2**32))
+def test_type2_signing_is_byte_identical_to_eth_account_and_decodes(
+        key: bytes, nonce: int, max_fee: int, tip: int, gas: int, to: bytes | None, value: int,
+        data: bytes, chain_id: int) -> None:
+    tx = {"type": 2, "nonce": nonce, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip,
+          "gas": gas, "value": value, "data": data, "chainId": chain_id, "accessList": []}
+    if to is not None:
+        tx["to"] = to_checksum_address(to)
+    expected = Account.sign_transaction(tx, key)
+    tx_hash, raw = sign_1559(PrivateKey(key), nonce=nonce, max_fee=max_fee,
+                             max_priority_fee=tip, gas=gas, to=to or b"", value=value,
+                             data=data, chain_id=chain_id)
+    assert raw == bytes(expected.raw_transaction)
+    assert tx_hash == bytes(expected.hash)
+    fields = decode(raw)
+    assert (fields.tx_type, fields.chain_id, fields.nonce, fields.max_fee, fields.tip,
+            fields.gas, fields.to, fields.value, fields.data) == \
+        (2, chain_id, nonce, max_fee, tip, gas, to or b"", value, data)
+    assert fields.sender == Account.from_key(key).address.lower()
+
+
+@settings(max_examples=50, deadline=None)
+@given(key=keys, nonce=st.integers(0, 2**40), gas_price=st.integers(0, 2**80),
+       data=st.binary(max_size=100), chain_id=st.integers(1, 2**32))
+def test_legacy_transactions_decode_with_their_sender(key: bytes, nonce: int, gas_price: int,
+                                                      data: bytes, chain_id: int) -> None:
+    _, raw = sign_legacy(PrivateKey(key), nonce=nonce, gas_price=gas_price, gas=50_000,
+                         to=b"\x01" * 20, value=3, data=data, chain_id=chain_id)
+    fields = decode(raw)
+    assert (fields.tx_type, fields.chain_id, fields.nonce, fields.max_fee, fields.tip,
+            fields.data) == (0, chain_id, nonce, gas_price, gas_price, data)
+    assert fields.sender == Account.from_key(key).address.lower()

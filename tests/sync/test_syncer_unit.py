@@ -1,4 +1,5 @@
-"""The syncer and payer against an in-memory chain (a seam fake of SyncChain; real state store).
+"""The syncer and payer against an in-memory chain (a seam fake of SyncChain and of the
+outbox's node; real state store, real signatures).
 
 The fake keeps nonces, a pool, blocks with hashes and reorgs like a node; effects are counted
 per (recipient, kind), so "paid exactly once" is checked directly.
@@ -8,13 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from eth_utils import keccak
 
-from cic_seeding.chain.nonce import NonceAllocator
+from cic_seeding.chain._txcodec import decode
+from cic_seeding.chain.signer import Signer
 from cic_seeding.errors import RpcError, RpcUnavailableError
+from cic_seeding.outbox import Fees, Outbox, Policy, Seen
 from cic_seeding.state import Payment, open_state_store
 from cic_seeding.sync._ranges import LogReader
 from cic_seeding.sync._reorg import rewind_point
@@ -22,7 +27,8 @@ from cic_seeding.sync.payer import Payer
 from cic_seeding.sync.port import Call, Receipt
 from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions
 
-SIGNER = "0x" + "99" * 20
+KEY = Signer.from_key("99" * 32)
+SIGNER = KEY.address.lower()
 
 
 def user(i: int) -> str:
@@ -31,6 +37,7 @@ def user(i: int) -> str:
 
 class FakeChain:
     chain_key = "evm:test:1:fake"
+    chain_id = 1
     signer = SIGNER
 
     def __init__(self, automine: bool = True) -> None:
@@ -97,7 +104,7 @@ class FakeChain:
 
     @staticmethod
     def hash_of(raw: str) -> str:
-        return "0x" + hashlib.sha256(raw.encode()).hexdigest()
+        return "0x" + keccak(bytes.fromhex(raw[2:])).hex()
 
     # -- SyncChain ----------------------------------------------------------------------
     def head(self) -> int:
@@ -123,9 +130,33 @@ class FakeChain:
         return n
 
     def sign(self, call: Call, nonce: int) -> tuple[str, str]:
-        raw = f"{call.data.decode()}|{nonce}|{self.salt}"
-        self.txs[raw] = (call, nonce)
-        return self.hash_of(raw), raw
+        signed = KEY.sign(call, nonce=nonce, gas_price=1 + self.salt, chain_id=1)
+        return signed.tx_hash, signed.raw
+
+    def paid(self, kind: str, addresses: Sequence[str]) -> set[str]:
+        return {a for a in addresses if self.effects[(a, kind)] > 0}
+
+    # -- the outbox's node --------------------------------------------------------------
+    @property
+    def explicit_mining(self) -> bool:
+        return not self.automine
+
+    @contextmanager
+    def lock(self, sender: str) -> Iterator[None]:
+        yield
+
+    def nonces(self, senders: Sequence[str]) -> dict[str, tuple[int, int]]:
+        return {s: (self.nonce, self.pending_nonce()) for s in senders}
+
+    def seen(self, hashes: Sequence[str]) -> dict[str, Seen]:
+        known = self.known(hashes)
+        return {h: Seen(h in known, h in self.mined) for h in hashes}
+
+    def gas_price(self) -> int:
+        return 1
+
+    def fees(self) -> Fees:
+        return Fees(1)
 
     def broadcast(self, raws: Sequence[str]) -> list[str | None]:
         if self.drop_next_broadcast:
@@ -133,7 +164,9 @@ class FakeChain:
             raise KeyboardInterrupt  # the process dies after recording, before sending
         out: list[str | None] = []
         for raw in raws:
-            _, nonce = self.txs[raw]
+            tx = decode(bytes.fromhex(raw[2:]))
+            nonce = tx.nonce
+            self.txs[raw] = (Call("0x" + tx.to.hex(), tx.data, tx.value, tx.gas), nonce)
             if nonce < self.nonce:
                 out.append(None if self.hash_of(raw) in self.mined else "nonce too low")
             elif nonce in self.pool and self.pool[nonce] != raw:
@@ -170,8 +203,8 @@ def chain() -> FakeChain:
 def make_syncer(tmp_path: Path, chain: FakeChain, **opts: object) -> Syncer:
     store = open_state_store(url=str(tmp_path / "state.db"))
     store.add_users("eth", [(i, user(i)) for i in range(N)])
-    alloc = NonceAllocator(SIGNER, 1, chain.pending_nonce, tmp_path / "locks")
-    payer = Payer(store, "eth", chain, alloc, build)  # type: ignore[arg-type]
+    outbox = Outbox(store, chain, Policy(resend_after=0.0))  # type: ignore[arg-type]
+    payer = Payer(store, "eth", chain, outbox, KEY, build)  # type: ignore[arg-type]
     options = SyncOptions(**{"poll": 0.0, "timeout": 5.0, "from_block": 0, **opts})  # type: ignore
     return Syncer("eth", chain, store, payer, PLAN, USERS, options)  # type: ignore[arg-type]
 
@@ -234,7 +267,11 @@ def test_foreign_sender_takes_our_nonce(tmp_path: Path, chain: FakeChain) -> Non
     syncer._scan()
     syncer._pay()  # all pooled, not mined
     # another key holder replaces our pool with their own transactions at the same nonces
-    foreign = {n: chain.sign(Call("0x", b"fund:0xforeign:1"), n)[1] for n in list(chain.pool)}
+    foreign = {n: chain.sign(Call("0x" + "00" * 20, b"fund:0xforeign:1"), n)[1]
+               for n in list(chain.pool)}
+    for raw in foreign.values():
+        tx = decode(bytes.fromhex(raw[2:]))
+        chain.txs[raw] = (Call("0x" + tx.to.hex(), tx.data), tx.nonce)
     chain.pool = foreign
     chain.mine()
     syncer._settle()  # ours are unknown now and their nonces used: signed again
