@@ -21,12 +21,21 @@ _FEE_TOO_LOW = re.compile(r"underpriced|fee too low|gas price too low|less than 
                           r"FeeCapTooLow|GasPriceLessThanBasefee|max fee per gas less|"
                           r"fee cap less than", re.IGNORECASE)
 
-NONCE, FEE, OTHER = "nonce", "fee", "other"
+#: A node's refusal because a lower nonce of the sender is not in its pool yet: a node that
+#: cannot queue (the Hardhat node when it automines) or one that took a batch's transactions out
+#: of order. The transaction is fine; it must be sent again after the lower ones.
+_NONCE_AHEAD = re.compile(r"nonce too high|can't be queued|cannot be queued|future nonce|"
+                          r"nonce gap", re.IGNORECASE)
+
+NONCE, FEE, AHEAD, OTHER = "nonce", "fee", "ahead", "other"
 
 
 def refusal(message: str) -> str:
     """The class of a node's refusal of a raw transaction: NONCE (its nonce is used), FEE (too
-    cheap for the node) or OTHER (insufficient funds, bad signature ...)."""
+    cheap for the node), AHEAD (a lower nonce is missing: send it again after those) or OTHER
+    (insufficient funds, bad signature ...)."""
+    if _NONCE_AHEAD.search(message):
+        return AHEAD
     if is_nonce_error(message):
         return NONCE
     if _FEE_TOO_LOW.search(message):

@@ -60,7 +60,7 @@ from eth_utils import keccak
 from cic_seeding.chain.signer import Signer, read_signed
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import TransactionError
-from cic_seeding.outbox.node import FEE, NONCE, Fees, Node, Seen, refusal
+from cic_seeding.outbox.node import AHEAD, FEE, NONCE, Fees, Node, Seen, refusal
 from cic_seeding.state import OPEN_TX, OutTx, StateStore, TxStatus, norm
 
 log = logging.getLogger(__name__)
@@ -278,7 +278,7 @@ class Outbox:
         """Broadcast ``rows`` (in their order) and record what the node said; ``counted``
         names the counter a broadcast the node took adds to (sent, rebroadcast; "": none)."""
         first = counted != "rebroadcast"
-        errors = self.node.broadcast([t.raw for t in rows])
+        errors = self._in_order(rows, self.node.broadcast([t.raw for t in rows]))
         now = self._clock()
         sent, marks, out = [], [], []
         bump: list[OutTx] = []
@@ -289,7 +289,9 @@ class Outbox:
                                                sent_at=now))
                 continue
             kind = refusal(error)
-            if kind == NONCE and first:  # it never reached the pool: it cannot be mined
+            if kind == AHEAD:  # unsent yet: the watcher sends it again after the lower ones
+                out.append(t)
+            elif kind == NONCE and first:  # it never reached the pool: it cannot be mined
                 reason = f"the node refused it: its nonce {t.nonce} is used ({error})"
                 # a first signature is replaced (its owner is checked on chain); a fee bump
                 # came too late (the signature it bumps was mined or replaced: settle tells)
@@ -325,6 +327,21 @@ class Outbox:
         for t in bump:
             self._bump(t)
         return out
+
+    def _in_order(self, rows: Sequence[OutTx], errors: list[str | None]) -> list[str | None]:
+        """``errors`` after sending again, one at a time and lowest nonce first, the rows a node
+        refused because a lower nonce was not in its pool yet (it took the batch out of order,
+        or cannot queue at all); stops at a sender's first one still refused."""
+        ahead = sorted((i for i, e in enumerate(errors) if e is not None and
+                        refusal(e) == AHEAD), key=lambda i: (rows[i].sender, rows[i].nonce))
+        stuck: set[str] = set()
+        for i in ahead:
+            if rows[i].sender in stuck:
+                continue
+            (errors[i],) = self.node.broadcast([rows[i].raw])
+            if errors[i] is not None and refusal(errors[i] or "") == AHEAD:
+                stuck.add(rows[i].sender)
+        return errors
 
     # -- fee bumps ---------------------------------------------------------------------------
     def _can_bump(self, t: OutTx) -> bool:
