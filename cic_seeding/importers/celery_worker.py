@@ -135,7 +135,7 @@ class WorkerContext:
         self.index = self.network.accounts_index
         directory = Path(settings.import_worker_dir or default_worker_dir())
         self.store = open_state_store(url=str(directory / OUTBOX_FILE))
-        self.outbox = outbox_for(settings, self.network.client, self.store)
+        self.outbox = outbox_for(settings, self.network.client, self.store, archive=False)
         self.keys = KeyfileWriter(Path("."), 0, settings.keystore_password, "light",
                                   settings.workers)
         self.stop = threading.Event()

@@ -50,7 +50,7 @@ from cic_seeding.importers.base import (
 from cic_seeding.outbox import Intent, outbox_for
 from cic_seeding.outbox import Outcome as TxOutcome
 from cic_seeding.remote import RPC_NODE
-from cic_seeding.state import REGISTER, OutTx, StateStore, Status, TxStatus, norm
+from cic_seeding.state import REGISTER, StateStore, Status, TxStatus, norm
 from cic_seeding.units import dataset_to_token
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class EthImporter(Importer):
         fresh = [u for u in users if norm(u.address) not in resumed]
         intents = [Intent(Call(self.index, ACCOUNTS_INDEX.encode("add", u.address),
                                gas=ADD_GAS), REGISTER, u.address) for u in fresh]
-        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
+        sent = self.outbox.send(self._signer(), intents)
         for user, tx in zip(fresh, sent, strict=True):
             resumed[norm(user.address)] = tx.family
             if tx.status == TxStatus.FAILED:
@@ -187,7 +187,7 @@ class EthImporter(Importer):
                                for u in users])
         intents = [Intent(batcher.register_and_fund(self.index, self._token, g),
                           "register_batch", g[0][0]) for g in groups]
-        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
+        sent = self.outbox.send(self._signer(), intents)
         subs = []
         for group, tx in zip(groups, sent, strict=True):
             for address, _ in group:
@@ -195,11 +195,6 @@ class EthImporter(Importer):
                     self._send_errors[norm(address)] = f"registerAndFund(): {tx.reason}"
                 subs.append(Submission(address, tx.family, address))
         return subs
-
-    def _record(self, signed: Sequence[OutTx]) -> None:
-        """Every raw signed transaction also lands under tx/ before it is broadcast."""
-        for tx in signed:
-            self.data.tx.put(tx.tx_hash, tx.raw.encode())
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
         """Wait for the registrations (the outbox re-sends lost ones, byte for byte). A

@@ -10,11 +10,14 @@ recover what a node loses, replaces or starves (see :mod:`cic_seeding.outbox.out
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.config import Settings
+from cic_seeding.datadir import DataDir
 from cic_seeding.outbox.node import ClientNode, Fees, Node, Seen
 from cic_seeding.outbox.outbox import Intent, Outbox, Outcome, Policy, TxCounts, counts_line
-from cic_seeding.state import StateStore
+from cic_seeding.state import OutTx, StateStore
 
 __all__ = ["ClientNode", "Fees", "Intent", "Node", "Outbox", "Outcome", "Policy", "Seen",
            "TxCounts", "counts_line", "outbox_for", "policy_of"]
@@ -25,6 +28,19 @@ def policy_of(settings: Settings) -> Policy:
                   max_unmined=settings.tx_max_unmined, stall=settings.tx_stall)
 
 
-def outbox_for(settings: Settings, client: ChainClient, store: StateStore) -> Outbox:
-    """The outbox of ``client``'s chain in ``store``, patient as the settings say."""
-    return Outbox(store, ClientNode(client), policy_of(settings))
+def outbox_for(settings: Settings, client: ChainClient, store: StateStore, *,
+               archive: bool = True) -> Outbox:
+    """The outbox of ``client``'s chain in ``store``, patient as the settings say. With
+    ``archive`` every transaction it signs is also saved raw under the data directory's
+    ``tx/``, named by its hash, before it is broadcast (as the older data-seeding tool
+    promised); an import worker, which has no data directory, hands its raw transactions to
+    the dispatcher instead."""
+    if not archive:
+        return Outbox(store, ClientNode(client), policy_of(settings))
+    tx = DataDir(settings.data_dir).tx
+
+    def archive(rows: Sequence[OutTx]) -> None:
+        for row in rows:
+            tx.put(row.tx_hash, row.raw.encode())
+
+    return Outbox(store, ClientNode(client), policy_of(settings), archive=archive)

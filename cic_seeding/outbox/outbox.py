@@ -169,9 +169,13 @@ class Outbox:
     """One per process and chain; shared by the senders of a run (thread-safe)."""
 
     def __init__(self, store: StateStore, node: Node, policy: Policy | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 archive: Callable[[Sequence[OutTx]], None] | None = None) -> None:
+        """``archive`` gets every transaction signed (first signatures and fee bumps) right
+        after it is recorded and before it is broadcast (the data directory's ``tx/``)."""
         self.store = store
         self.node = node
+        self.archive = archive
         self.policy = policy or Policy()
         self.counts = TxCounts()
         self._clock = clock
@@ -230,6 +234,8 @@ class Outbox:
                                   intent.purpose, intent.owner.lower(), signed.tx_hash))
             with self.store.transaction():
                 self.store.record_txs(rows)
+                if self.archive is not None:
+                    self.archive(rows)
                 if on_record is not None:
                     on_record(rows)
             return self._broadcast(rows, counted="sent")
@@ -372,6 +378,8 @@ class Outbox:
         row = OutTx(signed.tx_hash, t.chain, t.sender, t.nonce, signed.raw, t.purpose, t.owner,
                     t.family)
         self.store.record_txs([row])
+        if self.archive is not None:
+            self.archive([row])
         log.info("transaction %s (nonce %d of %s) is priced below the node's fee; signed again "
                  "at a higher fee: %s", t.tx_hash, t.nonce, t.sender, row.tx_hash)
         self.counts.add(bumped=1)

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import eth_keyfile
+from eth_utils import keccak
 
 from cic_devnet.devnet import Devnet
 from cic_seeding.datadir import DataDir
@@ -47,7 +48,13 @@ def test_300_users_imported_and_synced_exactly(module_devnet: Devnet, tmp_path: 
     data = DataDir(settings.data_dir)
     chain = ChainSpec.parse(settings.chain_spec)
     assert sum(1 for _ in data.new.keys()) == 300  # noqa: SIM118 (a keyed store, not a dict)
-    assert sum(1 for _ in data.tx.keys()) == 300  # noqa: SIM118
+    # every transaction signed for a user -- registration, opening balance, faucet, gas --
+    # saved raw under tx/, named by its hash, before it was broadcast
+    hashes = list(data.tx.keys())  # noqa: SIM118
+    assert len(hashes) == 300 * 4
+    for name in hashes[::97]:
+        raw = bytes.fromhex(data.tx.get(name).decode().removeprefix("0x"))
+        assert keccak(raw).hex().upper().removeprefix("0X") == name.removeprefix("0X")
     keyfiles = sorted(data.keystore.iterdir())
     assert len(keyfiles) == 300
     assert {stat.S_IMODE(p.stat().st_mode) for p in keyfiles} == {0o600}

@@ -119,15 +119,39 @@ class Deployment:
         return {"CIC_KEYFILE_PASSWORD_FILE": str(self.password_file)}
 
 
-def deploy(node: Node, workdir: Path) -> Deployment:
-    """The CIC contracts on ``node``, deployed by its funded dev account through the CLI."""
+def _signer_files(node: Node, workdir: Path) -> tuple[Path, Path]:
+    """The node's funded dev account as a v3 keyfile and its password file (both 0600)."""
     keyfile, password_file = workdir / "signer.json", workdir / "signer.pw"
     password_file.write_text("matrix", encoding="utf-8")
     keyfile.write_text(json.dumps(encrypt_v3(bytes.fromhex(node.key[2:]), "matrix", n=2**8)),
                        encoding="utf-8")
     keyfile.chmod(0o600)
     password_file.chmod(0o600)
-    spec = f"evm:byzantium:{node.chain_id}:{node.kind.replace('-', '_')}"
+    return keyfile, password_file
+
+
+def chain_spec(node: Node) -> str:
+    return f"evm:byzantium:{node.chain_id}:{node.kind.replace('-', '_')}"
+
+
+def deploy_published(node: Node, workdir: Path) -> Deployment:
+    """The published CIC contracts (tests/genuine/network.py) on ``node``."""
+    from cic_seeding.chain.client import ChainClient
+    from cic_seeding.chain.rpc import JsonRpc
+    from cic_seeding.chain.signer import Signer
+    from tests.genuine.network import deploy_genuine
+
+    keyfile, password_file = _signer_files(node, workdir)
+    client = ChainClient(JsonRpc(node.url), signer=Signer.from_key(node.key),
+                         explicit_mining=node.kind == "anvil-no-mining")
+    network = deploy_genuine(client)
+    return Deployment(node, network.registry, keyfile, password_file, chain_spec(node))
+
+
+def deploy(node: Node, workdir: Path) -> Deployment:
+    """The CIC contracts on ``node``, deployed by its funded dev account through the CLI."""
+    keyfile, password_file = _signer_files(node, workdir)
+    spec = chain_spec(node)
     done = run_cli("devnet", "deploy", "--rpc", node.url, "--keyfile", str(keyfile),
                    "--dir", str(workdir / "deployment"), "--chain-spec", spec,
                    env={"CIC_KEYFILE_PASSWORD_FILE": str(password_file)})

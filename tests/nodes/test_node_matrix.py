@@ -24,7 +24,7 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.datadir import DataDir
 from tests.helpers import run_cli
-from tests.nodes.nodes import KINDS, Deployment, deploy, running_node
+from tests.nodes.nodes import KINDS, Deployment, deploy, deploy_published, running_node
 
 USERS = int(os.environ.get("CIC_NODE_MATRIX_USERS", "500"))
 TRANSFER = TOKEN.topic("Transfer")
@@ -71,22 +71,28 @@ def _assert_exactly_once_from_logs(deployment: Deployment, data: Path, signer: s
             if int(n, 16) != GAS_GIFT} == {}, "native balance != one gas gift"
 
 
+def _seed_sync_verify(deployment: Deployment, data: Path) -> None:
+    node = deployment.node
+    done = run_cli("generate", "-q", "--dir", str(data), "--seed", "17",
+                   "--chain-spec", deployment.chain_spec, str(USERS))
+    assert done.returncode == 0, done.stderr
+    steps = [("import", "eth", str(data), *deployment.chain_args()),
+             ("sync", "eth", "--dir", str(data), *deployment.chain_args(), "--timeout", "900"),
+             ("verify", str(data), "-p", node.url, "-r", deployment.registry)]
+    for step in steps:
+        done = run_cli(*step, env=deployment.env(), timeout=1200)
+        assert done.returncode == 0, f"{step[0]} on {node.kind}: {done.stdout[-3000:]}" \
+                                     f"{done.stderr[-3000:]}"
+    _assert_exactly_once_from_logs(deployment, data, Signer.from_key(node.key).address.lower())
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_seed_sync_verify_on_a_node_of_its_own(kind: str, tmp_path: Path) -> None:
     with running_node(kind, tmp_path / "node") as node:
-        deployment = deploy(node, tmp_path / "node")
-        data = tmp_path / "data"
-        done = run_cli("generate", "-q", "--dir", str(data), "--seed", "17",
-                       "--chain-spec", deployment.chain_spec, str(USERS))
-        assert done.returncode == 0, done.stderr
-        env = deployment.env()
-        steps = [("import", "eth", str(data), *deployment.chain_args()),
-                 ("sync", "eth", "--dir", str(data), *deployment.chain_args(),
-                  "--timeout", "900"),
-                 ("verify", str(data), "-p", node.url, "-r", deployment.registry)]
-        for step in steps:
-            done = run_cli(*step, env=env, timeout=1200)
-            assert done.returncode == 0, f"{step[0]} on {kind}: {done.stdout[-3000:]}" \
-                                         f"{done.stderr[-3000:]}"
-        signer = Signer.from_key(node.key).address.lower()
-        _assert_exactly_once_from_logs(deployment, data, signer)
+        _seed_sync_verify(deploy(node, tmp_path / "node"), tmp_path / "data")
+
+
+def test_the_published_contracts_on_a_plain_automining_anvil(tmp_path: Path) -> None:
+    """The issue's own case: genuine CIC contracts, a node we did not start as a devnet."""
+    with running_node("anvil-automine", tmp_path / "node") as node:
+        _seed_sync_verify(deploy_published(node, tmp_path / "node"), tmp_path / "data")
