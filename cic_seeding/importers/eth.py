@@ -50,7 +50,7 @@ from cic_seeding.importers.base import (
 from cic_seeding.outbox import Intent, outbox_for
 from cic_seeding.outbox import Outcome as TxOutcome
 from cic_seeding.remote import RPC_NODE
-from cic_seeding.state import REGISTER, StateStore, Status, TxStatus, norm
+from cic_seeding.state import REGISTER, OutTx, StateStore, Status, TxStatus, norm
 from cic_seeding.units import dataset_to_token
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class EthImporter(Importer):
         fresh = [u for u in users if norm(u.address) not in resumed]
         intents = [Intent(Call(self.index, ACCOUNTS_INDEX.encode("add", u.address),
                                gas=ADD_GAS), REGISTER, u.address) for u in fresh]
-        sent = self.outbox.send(self._signer(), intents)
+        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
         for user, tx in zip(fresh, sent, strict=True):
             resumed[norm(user.address)] = tx.family
             if tx.status == TxStatus.FAILED:
@@ -187,7 +187,7 @@ class EthImporter(Importer):
                                for u in users])
         intents = [Intent(batcher.register_and_fund(self.index, self._token, g),
                           "register_batch", g[0][0]) for g in groups]
-        sent = self.outbox.send(self._signer(), intents)
+        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
         subs = []
         for group, tx in zip(groups, sent, strict=True):
             for address, _ in group:
@@ -195,6 +195,10 @@ class EthImporter(Importer):
                     self._send_errors[norm(address)] = f"registerAndFund(): {tx.reason}"
                 subs.append(Submission(address, tx.family, address))
         return subs
+
+    def _record(self, signed: Sequence[OutTx]) -> None:
+        """The signed registrations, recorded and about to be broadcast (the outbox has saved
+        them under tx/ already); an import worker collects them here for its reply."""
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
         """Wait for the registrations (the outbox re-sends lost ones, byte for byte). A

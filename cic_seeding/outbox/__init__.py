@@ -39,8 +39,8 @@ def outbox_for(settings: Settings, client: ChainClient, store: StateStore, *,
         return Outbox(store, ClientNode(client), policy_of(settings))
     tx = DataDir(settings.data_dir).tx
 
-    def archive(rows: Sequence[OutTx]) -> None:
+    def save(rows: Sequence[OutTx]) -> None:
         for row in rows:
             tx.put(row.tx_hash, row.raw.encode())
 
-    return Outbox(store, ClientNode(client), policy_of(settings), archive=archive)
+    return Outbox(store, ClientNode(client), policy_of(settings), archive=save)
