@@ -14,7 +14,7 @@ import pytest
 from cic_seeding.cli.legacy import merged_flags
 from cic_seeding.cli.main import main
 from cic_seeding.config import load_settings
-from tests.helpers import the_error_line
+from tests.helpers import run_script, the_error_line
 
 REGISTRY = "0x" + "ab" * 20
 
@@ -248,3 +248,13 @@ def test_create_import_pins_in_every_older_spelling(
     assert json.loads((tmp_path / "pins-a" / "pins.json").read_text())["data_dir"] == \
         str(data_dir.resolve())
     assert not (data_dir / "pins.json").exists()
+
+
+def test_the_readme_typo_cic_ussd_ssed_is_the_ussd_import(tmp_path: Path) -> None:
+    """The older README says `python cic_ussd/ssed.py ...`; copied as written it must run the
+    USSD import, exactly as cic_ussd/seed.py does."""
+    typo = run_script("cic_ussd/ssed.py", "--help", cwd=tmp_path)
+    right = run_script("cic_ussd/seed.py", "--help", cwd=tmp_path)
+    assert typo.returncode == right.returncode == 0, typo.stderr + right.stderr
+    assert "--ussd-provider" in typo.stdout
+    assert typo.stdout == right.stdout
