@@ -92,7 +92,9 @@ def test_seed_sync_verify_on_a_node_of_its_own(kind: str, tmp_path: Path) -> Non
         _seed_sync_verify(deploy(node, tmp_path / "node"), tmp_path / "data")
 
 
-def test_the_published_contracts_on_a_plain_automining_anvil(tmp_path: Path) -> None:
-    """The issue's own case: genuine CIC contracts, a node we did not start as a devnet."""
-    with running_node("anvil-automine", tmp_path / "node") as node:
+@pytest.mark.parametrize("kind", ["anvil-automine", "anvil-block-time"])
+def test_the_published_contracts_on_a_self_mining_anvil(kind: str, tmp_path: Path) -> None:
+    """The issue's own case: genuine CIC contracts, a plain anvil that mines by itself (on
+    every transaction, or a block a second), started by nobody's devnet."""
+    with running_node(kind, tmp_path / "node") as node:
         _seed_sync_verify(deploy_published(node, tmp_path / "node"), tmp_path / "data")
