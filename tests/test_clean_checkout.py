@@ -9,17 +9,11 @@ verify, and the demo (``demo``). ``git status`` must show nothing afterwards.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ROOT
-
-pytestmark = pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(),
-                                reason="needs git and a git checkout")
 
 
 def _git(*args: str, cwd: Path) -> str:

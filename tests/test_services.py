@@ -7,7 +7,6 @@ is the one line of the script this cannot exercise.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import uuid
@@ -56,8 +55,6 @@ def test_missing_names_closed_ports() -> None:
     assert missing(None, pg=closed, redis=closed) == [f"Redis on 127.0.0.1:{closed[1]}"]
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("psql") is None,
-                    reason="needs redis-server and psql, as scripts/services.sh does")
 def test_the_real_script_starts_redis_and_creates_the_database(tmp_path: Path) -> None:
     port = _free_port()
     db = f"t_services_{uuid.uuid4().hex[:10]}"
