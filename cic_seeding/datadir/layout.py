@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -56,6 +56,14 @@ class UserRow:
     phone: str
 
 
+
+@dataclass(frozen=True)
+class _Bad:
+    """What is wrong with one csv row: the field and a sentence."""
+
+    field: str
+    why: str
+
 class DataDir:
     """Paths and readers of one data directory."""
 
@@ -96,26 +104,11 @@ class DataDir:
         """balances.csv row by row: the opening balance of every good row, and a
         :class:`RowProblem` (line, field, what is wrong) per address whose row is bad, so one
         bad row quarantines one user. RecordError only if the file as a whole is unreadable."""
-        values: dict[str, int] = {}
-        problems: dict[str, RowProblem] = {}
-        lines: dict[str, int] = {}
-        path = self.balances_csv
-        for lineno, row in self._rows(path):
-            if not row:
-                continue  # a blank line holds nobody's balance
-            key, fields = row[0], row[1:]
-            if key in lines:
-                problems[key] = RowProblem(path, lineno, "address", "a second row for this "
-                                           f"address (the first is line {lines[key]})")
-                values.pop(key, None)
-                continue
-            lines[key] = lineno
+        def amount(fields: list[str]) -> int | _Bad:
             why = balance_value_problem(fields)
-            if why is not None:
-                problems[key] = RowProblem(path, lineno, "amount", why)
-            else:
-                values[key] = int(fields[0])
-        return CheckedRows(values, problems)
+            return _Bad("amount", why) if why is not None else int(fields[0])
+
+        return self._checked_rows(self.balances_csv, amount)
 
     def balance_rows(self) -> dict[str, list[str]]:
         """balances.csv as read, unchecked: the values per lower-case address without 0x."""
@@ -132,13 +125,28 @@ class DataDir:
         """tags.csv row by row (``address,tag[,tag...]``; ``address,`` is a user without
         tags): the tags of every good row and a :class:`RowProblem` per address whose row is
         bad. RecordError only if the file as a whole is unreadable."""
-        values: dict[str, list[str]] = {}
+        def tags(fields: list[str]) -> list[str] | _Bad:
+            if not fields:
+                return _Bad("tags", "missing: expected address,tag[,tag...] (address, for no "
+                            "tags)")
+            if fields == [""]:
+                return []
+            if any(not tag.strip() for tag in fields):
+                return _Bad("tags", f"an empty tag in {','.join(fields)[:60]!r}")
+            return fields
+
+        return self._checked_rows(self.tags_csv, tags)
+
+    def _checked_rows(self, path: Path, parse: Callable[[list[str]], T | _Bad]
+                      ) -> CheckedRows[T]:
+        """``address,fields...`` rows of ``path``: ``parse(fields)`` gives the value or what is
+        wrong with which field; a second row for an address is a problem of that address."""
+        values: dict[str, T] = {}
         problems: dict[str, RowProblem] = {}
         lines: dict[str, int] = {}
-        path = self.tags_csv
         for lineno, row in self._rows(path):
             if not row:
-                continue
+                continue  # a blank line holds nobody's row
             key, fields = row[0], row[1:]
             if key in lines:
                 problems[key] = RowProblem(path, lineno, "address", "a second row for this "
@@ -146,16 +154,11 @@ class DataDir:
                 values.pop(key, None)
                 continue
             lines[key] = lineno
-            if not fields:
-                problems[key] = RowProblem(path, lineno, "tags", "missing: expected "
-                                           "address,tag[,tag...] (address, for no tags)")
-            elif fields == [""]:
-                values[key] = []
-            elif any(not tag.strip() for tag in fields):
-                problems[key] = RowProblem(path, lineno, "tags",
-                                           f"an empty tag in {','.join(fields)[:60]!r}")
+            value = parse(fields)
+            if isinstance(value, _Bad):
+                problems[key] = RowProblem(path, lineno, value.field, value.why)
             else:
-                values[key] = fields
+                values[key] = value
         return CheckedRows(values, problems)
 
     def _address_rows(self, path: Path) -> dict[str, list[str]]:
