@@ -13,9 +13,8 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
+from tests.code_graph import modules, owner
 from tests.helpers import ROOT
-
-PACKAGES = ("cic_seeding", "cic_devnet")
 
 #: The library's rooms from the ground floor up. A room may import rooms of lower floors and
 #: itself; two rooms on one floor do not import each other.
@@ -40,25 +39,6 @@ FLOORS: tuple[tuple[str, ...], ...] = (
 SETTINGS_LOADER = "cic_seeding.config"
 
 
-@cache
-def modules() -> dict[str, Path]:
-    """Dotted module name -> file, for every module of our packages."""
-    out = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-            out[name.removesuffix(".__init__")] = path
-    return out
-
-
-def _owner(name: str) -> str | None:
-    """The module of ours that ``name`` (a module or a name inside one) belongs to."""
-    mods = modules()
-    while name and name not in mods:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
 def _imported(module: str, path: Path) -> Iterator[tuple[str, int]]:
     """(imported name, line) for every import statement in the module, wherever it stands."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
@@ -80,7 +60,7 @@ def graph() -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = defaultdict(dict)
     for module, path in modules().items():
         for name, line in _imported(module, path):
-            target = _owner(name)
+            target = owner(name)
             if target and target != module:
                 out[module].setdefault(target, line)
     return out

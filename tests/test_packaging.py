@@ -25,9 +25,9 @@ import pytest
 
 from cic_seeding.cli.app import COMMANDS, cli
 from cic_seeding.cli.main import OPTIONAL_MODULES, missing_extra
+from tests.code_graph import PACKAGES, modules, owner
 from tests.helpers import ROOT
 
-PACKAGES = ("cic_seeding", "cic_devnet")
 #: Libraries ``cic-seed --help`` and ``cic-seed CMD --help`` must not load (signing, ABI,
 #: services, data generation): they are what made the help take seconds.
 HEAVY = ("eth_account", "eth_abi", "eth_keyfile", "coincurve", "web3", "celery", "kombu",
@@ -198,28 +198,11 @@ def test_a_missing_optional_module_is_one_line_naming_the_extra() -> None:
 # --- what the core commands load -------------------------------------------------------------
 
 
-@cache
-def _modules() -> dict[str, Path]:
-    out = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            out[".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(
-                ".__init__")] = path
-    return out
-
-
-def _owner(name: str) -> str | None:
-    mods = _modules()
-    while name and name not in mods:
-        name = name.rpartition(".")[0]
-    return name or None
-
-
 def loaded_at_import(roots: Iterable[str]) -> dict[str, str]:
     """Third-party top-level module -> the module of ours that imports it, over everything
     importing ``roots`` runs (module-level imports, followed through our modules and the
     packages above them)."""
-    mods = _modules()
+    mods = modules()
     seen: set[str] = set()
     found: dict[str, str] = {}
     todo = list(roots)
@@ -231,7 +214,7 @@ def loaded_at_import(roots: Iterable[str]) -> dict[str, str]:
         parts = module.split(".")
         todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
         for name, _ in _imports(mods[module], module_level_only=True):
-            ours = _owner(name)
+            ours = owner(name)
             if ours:
                 todo.append(ours)
             elif _third_party(top := name.split(".")[0]):
@@ -239,7 +222,7 @@ def loaded_at_import(roots: Iterable[str]) -> dict[str, str]:
     return found
 
 
-def _entry_point_modules() -> list[str]:
+def _entry_pointmodules() -> list[str]:
     groups: dict[str, dict[str, str]] = project()["entry-points"]  # type: ignore[assignment]
     return sorted({v.split(":")[0] for group in groups.values() for v in group.values()})
 
@@ -248,7 +231,7 @@ def _entry_point_modules() -> list[str]:
 #: check plugin (verify loads all checks, `importers` every importer), and the devnet parts
 #: `devnet up` and `demo` run in-process (the services they start are separate processes).
 CORE_ROOTS = (*sorted({m for m, _ in COMMANDS.values()}), "cic_seeding.cli.main",
-              *_entry_point_modules(), "cic_devnet.demo", "cic_devnet.devnet",
+              *_entry_pointmodules(), "cic_devnet.demo", "cic_devnet.devnet",
               "cic_devnet.anvil", "cic_devnet.deploy", "cic_devnet.meta.process",
               "cic_devnet.custodial.process", "cic_devnet.ussd.process")
 
