@@ -31,7 +31,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("cic_seeding.importers",),
     ("cic_seeding.sync", "cic_seeding.traffic"),
     ("cic_seeding.verify",),
-    ("cic_seeding.doctor",),
+    ("cic_seeding.doctor", "cic_seeding.repair"),
     ("cic_seeding.cli",),
 )
 

@@ -45,6 +45,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pins": ("cic_seeding.cli.generate_cmd",
              "Write pins.csv (phone, seeded PIN, bcrypt hash) for every user of the data "
              "directory (= create_import_pins.py; no services needed)."),
+    "repair": ("cic_seeding.cli.repair_cmd",
+               "Verify DIR, redo exactly what each failing user is missing, and verify again."),
     "sync": ("cic_seeding.cli.import_cmd", "Give every registered user of importer NAME its "
              "opening balance, faucet payout and gas."),
     "traffic": ("cic_seeding.cli.import_cmd",

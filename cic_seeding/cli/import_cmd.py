@@ -71,6 +71,9 @@ def batch_funder_option(fn: Any) -> Any:
                 help="Older spelling of the USSD gateway URL (setting ussd_url).")
 @click.option("--batch-size", type=int, help="Users per batch of transactions.")
 @click.option("--limit", type=int, help="Import at most N users this run.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the run would import and send (users, transactions, tokens); "
+                   "send nothing.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
 @click.option("--kdf", "keystore_kdf", type=click.Choice(["light", "production"]),
               help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
@@ -85,9 +88,9 @@ def batch_funder_option(fn: Any) -> Any:
 @handles_errors
 def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
                    data_dir: str | None, pins_dir: str | None, batch_size: int | None,
-                   limit: int | None, state_url: str | None, keystore_kdf: str | None,
-                   batch_funder: str | None, import_executor: str | None, verbose: int,
-                   quiet: bool, **kw: Any) -> int:
+                   limit: int | None, dry_run: bool, state_url: str | None,
+                   keystore_kdf: str | None, batch_funder: str | None,
+                   import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of DIR (or --dir) with importer NAME (eth, cic_meta, ...)."""
     from cic_seeding.importers.registry import get_importer  # keeps -h quick
 
@@ -99,6 +102,13 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
                              keystore_kdf=keystore_kdf, import_executor=import_executor,
                              **chain_flags(kw), **tx_flags(kw))
     cls = get_importer(name)
+    if dry_run:
+        importer = cls(settings)
+        try:
+            click.echo(importer.dry_run(limit).render_text())
+        finally:
+            importer.close()
+        return 0
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
         try:
@@ -174,6 +184,9 @@ def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | N
 @click.option("--poll", type=float, default=1.0, show_default=True,
               help="Seconds between rounds when idle.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the run would pay (users, transactions, tokens, gas); send "
+                   "nothing.")
 @batch_funder_option
 @tx_options
 @verbosity_options
@@ -181,7 +194,7 @@ def import_worker_command(ctx: click.Context, /, concurrency: int, name: str | N
 @handles_errors
 def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | None,
                  follow: bool, timeout: float | None, mint: bool, from_block: int | None,
-                 confirmations: int | None, poll: float, state_url: str | None,
+                 confirmations: int | None, poll: float, state_url: str | None, dry_run: bool,
                  batch_funder: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Give every registered user of importer NAME its opening balance, faucet payout and gas.
 
@@ -202,6 +215,11 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
         if verbose and not quiet:
             click.echo(f"note: paying the users {name} imported into {settings.data_dir}",
                        err=True)
+    if dry_run:
+        from cic_seeding.sync.run import plan_sync
+
+        click.echo(plan_sync(settings, name, mint=mint).render_text())
+        return 0
     options = SyncOptions(follow=follow, timeout=timeout, poll=poll,
                           confirmations=settings.confirmations,
                           batch_size=settings.batch_size, from_block=from_block,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import functools
 import logging
 import threading
 import time
@@ -84,6 +85,8 @@ class ImportResult:
     #: What the run's outbox did (sent, rebroadcast, replaced, bumped); empty for an importer
     #: that sends no transactions itself.
     transactions: dict[str, int] = field(default_factory=dict)
+    #: Users the state store called confirmed that the target no longer held (imported again).
+    reimported: int = 0
 
     @property
     def ok(self) -> bool:
@@ -97,12 +100,49 @@ class ImportResult:
                 f"({self.found_on_chain} already on chain), {self.done_before} before, "
                 f"{self.failed} failed, {self.left} left, {self.seconds:.1f}s")
         lines = [line]
+        if self.reimported:
+            lines.append(f"  {_count(self.reimported, 'user')} confirmed before were not on the "
+                         "chain (rolled back?) and were imported again")
         if self.transactions:
             lines.append("  " + counts_line(self.transactions))
         lines += [f"  failed {a}: {r}" for a, r in self.failures[:10]]
         if self.failed > 10:
             lines.append(f"  ... and {self.failed - 10} more (see the state store)")
         return "\n".join(lines)
+
+
+@dataclass
+class ImportPlan:
+    """What an import run would do (``cic-seed import --dry-run``): nothing is sent."""
+
+    importer: str
+    total: int = 0  # users in the data directory
+    done_before: int = 0  # confirmed in the state store
+    left: int = 0  # beyond --limit
+    users: list[UserRow] = field(default_factory=list)  # would be imported
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (address, why)
+    sends: list[str] = field(default_factory=list)  # what importing them sends, in words
+
+    def render_text(self) -> str:
+        lines = [f"{self.importer} (dry run, nothing sent): would import "
+                 f"{_count(len(self.users), 'user')} of {self.total} "
+                 f"({self.done_before} confirmed before, {len(self.refused)} refused, "
+                 f"{self.left} left for a later run)"]
+        if self.sends:
+            lines.append("  sending at most " + ", ".join(self.sends))
+        lines += [f"  refused {a}: {why}" for a, why in self.refused[:10]]
+        if len(self.refused) > 10:
+            lines.append(f"  ... and {len(self.refused) - 10} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"importer": self.importer, "total": self.total, "done_before": self.done_before,
+                "left": self.left, "users": len(self.users), "refused": self.refused,
+                "sends": self.sends}
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class BatchExecutor(Protocol):
@@ -141,6 +181,10 @@ class Importer(abc.ABC):
     #: True if the users this importer handles have an account at the USSD gateway (the
     #: verifier's ``ussd`` checks apply to them).
     ussd_accounts: ClassVar[bool] = False
+    #: True if :meth:`done_on_chain` is cheap enough to ask for every user the state store
+    #: calls confirmed at the start of a rerun: those the target no longer holds (a chain
+    #: rolled back to an older state) are imported again.
+    rechecks_confirmed: ClassVar[bool] = False
 
     def __init__(self, settings: Settings, *, store: StateStore | None = None,
                  data: DataDir | None = None, progress: Progress | None = None,
@@ -210,7 +254,39 @@ class Importer(abc.ABC):
         if self._owns_store:
             self.store.close()
 
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        """What importing ``users`` would send, in words (``--dry-run``): by default one
+        registration each."""
+        return [_count(len(users), "registration")]
+
+    def reopen(self, addresses: Sequence[str], why: str) -> int:
+        """Make the next :meth:`run` import these data-directory users again (whatever the state
+        store says): they are marked failed with ``why``. The run asks :meth:`done_on_chain`
+        first, so a user the target still holds is found, not sent twice. Returns how many of
+        them the store knew."""
+        known = self.store.addresses(self.name)
+        items = [(a, why) for a in addresses if norm(a) in known]
+        self.store.mark_failed(self.name, items)
+        return len(items)
+
     # -- orchestration ---------------------------------------------------------------------
+    def dry_run(self, limit: int | None = None) -> ImportPlan:
+        """What :meth:`run` would do now, sending nothing: the users not yet confirmed (those
+        the state store calls confirmed but the target lacks, with :attr:`rechecks_confirmed`),
+        those refused for their records, and what importing the rest sends."""
+        rows = list(self.data.users())
+        done = self.store.addresses(self.name, [Status.CONFIRMED])
+        todo = [r for r in rows if norm(r.address) not in done]
+        plan = ImportPlan(self.name, total=len(rows), done_before=len(rows) - len(todo))
+        if limit is not None and limit < len(todo):
+            plan.left, todo = len(todo) - limit, todo[:limit]
+        refused = {norm(a): why for a, why in user_problems(rows).items()}
+        plan.refused = [(r.address, refused[norm(r.address)]) for r in todo
+                        if norm(r.address) in refused]
+        plan.users = [r for r in todo if norm(r.address) not in refused]
+        plan.sends = self.sends(plan.users) if plan.users else []
+        return plan
+
     def run(self, *, limit: int | None = None) -> ImportResult:
         """Import every user of the data directory not yet confirmed (at most ``limit``)."""
         started = time.monotonic()
@@ -218,6 +294,8 @@ class Importer(abc.ABC):
         result = ImportResult(self.name, total=len(rows))
         self.store.add_users(self.name, [(r.index, r.address) for r in rows])
         done = self.store.addresses(self.name, [Status.CONFIRMED])
+        if done and self.rechecks_confirmed:
+            done -= self._gone([r for r in rows if norm(r.address) in done], result)
         todo = [r for r in rows if norm(r.address) not in done]
         result.done_before = len(rows) - len(todo)
         if limit is not None and limit < len(todo):
@@ -241,6 +319,25 @@ class Importer(abc.ABC):
                 raise data_dir_error(exc, self.data) from exc
         result.seconds = time.monotonic() - started
         return result
+
+    def _gone(self, confirmed: Sequence[UserRow], result: ImportResult) -> set[str]:
+        """Those ``confirmed`` users (lower addresses) the target no longer holds: reopened, to
+        be imported again by this run."""
+        gone: set[str] = set()
+        for batch in self._batches(confirmed):
+            self._check_stop()
+            found = self._retry(functools.partial(self.done_on_chain, batch),
+                                "checking confirmed users on the chain")
+            have = {norm(a) for a in found}
+            gone.update(norm(r.address) for r in batch if norm(r.address) not in have)
+        if gone:
+            log.warning("%s: %d users the state store calls confirmed are not on the chain "
+                        "(was it rolled back to an older state?); importing them again",
+                        self.name, len(gone))
+            self.store.mark_failed(self.name, [(a, "confirmed earlier, but not on the chain")
+                                               for a in sorted(gone)])
+            result.reimported = len(gone)
+        return gone
 
     def _batches(self, todo: Sequence[UserRow]) -> Iterator[list[UserRow]]:
         for i in range(0, len(todo), self.batch_size):

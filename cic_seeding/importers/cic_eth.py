@@ -89,6 +89,9 @@ class CicEthImporter(Importer):
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         return {u.address: reason for u in users if (reason := record_problem(self.data, u))}
 
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        return [f"{len(users)} account creations to the custodial engine"]
+
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         # Only the engine knows a user's new address; asking it again (same request id) is
         # how a rerun finds an account made before.

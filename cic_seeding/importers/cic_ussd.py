@@ -114,6 +114,9 @@ class CicUssdImporter(Importer):
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         return {u.address: reason for u in users if (reason := record_problem(self.data, u))}
 
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        return [f"{len(users)} USSD registration sessions"]
+
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         """Users whose phone pointer names an address the AccountsIndex has."""
         targets = self._pointers(users)

@@ -67,6 +67,7 @@ class EthImporter(Importer):
     name = "eth"
     service = RPC_NODE
     executors = ("local", "celery")
+    rechecks_confirmed = True  # one batched eth_call per batch of users
 
     def __init__(self, settings: Settings, *, network: CicNetwork | None = None,
                  **kw: Any) -> None:
@@ -148,6 +149,18 @@ class EthImporter(Importer):
         bad.update(self.keys.write([(u.index, u.address) for u in users if u.address not in bad]))
         return bad
 
+
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        """One ``add`` per user; on the batch path one ``registerAndFund`` per chunk of users,
+        paying their opening balances with it."""
+        if self.funder is None:
+            return [f"{len(users)} registration transactions (AccountsIndex.add)"]
+        read = self.data.read_balances()
+        owed = sum(read.get(u.address) or 0 for u in users)
+        symbol = self.settings.token_symbol or "the token"
+        return [f"{-(-len(users) // batch.CHUNK)} registerAndFund transactions through the "
+                f"BatchFunder {self.funder}",
+                f"{owed / 10 ** self.manifest.decimals:,} {symbol} of opening balances"]
 
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         have = self.client.call_many([(self.index, ACCOUNTS_INDEX.fn("have"), (u.address,))

@@ -81,6 +81,10 @@ class MetaImporter(Importer):
             self._docs.update((a, d) for a, d in found.items() if a not in bad)
         return bad
 
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        return [f"{4 * len(users)} metadata documents (PUT: person, phone, custom, "
+                "preferences)"]
+
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         # Writes are idempotent (same document: no-op on the server), so a user not confirmed
         # in the state store is simply written again rather than read back first.

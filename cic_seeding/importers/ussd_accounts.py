@@ -60,6 +60,9 @@ class UssdPinsImporter(Importer):
                       if self.with_pins else {})
         self._targets: dict[str, str] | None = None
 
+    def sends(self, users: Sequence[UserRow]) -> list[str]:
+        return [f"{len(users)} USSD account rows written"]
+
     def done_on_chain(self, users: Sequence[UserRow]) -> Mapping[str, str | None]:
         return {}  # an upsert: writing again is harmless
 

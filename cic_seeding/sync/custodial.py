@@ -239,6 +239,11 @@ def _failure(payment: Payment, row: Mapping[str, Any], engine_signer: str) -> st
             f"the float stays with the engine's signer {engine_signer}")
 
 
+def custodial_plan(setup: SyncSetup) -> PaymentPlan:
+    """The opening balance of each user (the engine paid faucet and gas with the account)."""
+    return PaymentPlan(opening_balances(setup))
+
+
 def custodial_payments(setup: SyncSetup, options: SyncOptions
                        ) -> tuple[Payer, PaymentPlan, SyncOptions]:
     """The opening balance of each user, through the engine (the ``custodial`` scheme).
@@ -251,7 +256,7 @@ def custodial_payments(setup: SyncSetup, options: SyncOptions
     setup.resources.callback(client.close)
     status = engine_status(client, setup.network.accounts_index,
                            timeout=min(settings.custodial_timeout, STATUS_TIMEOUT))
-    plan = PaymentPlan(opening_balances(setup))
+    plan = custodial_plan(setup)
     payer = CustodialPayer(setup.store, setup.importer, setup.chain, setup.outbox,
                            setup.signer, setup.fund, client,
                            str(status["signer"]), token_symbol=settings.token_symbol,

@@ -97,8 +97,10 @@ def opening_balances(setup: SyncSetup) -> dict[str, int]:
             for t, a in setup.users.items()}
 
 
-def payment_plan(setup: SyncSetup, gas_gift: int) -> PaymentPlan:
-    return PaymentPlan(opening_balances(setup), setup.fund.faucet_amount, gas_gift)
+def sovereign_plan(setup: SyncSetup) -> PaymentPlan:
+    """Opening balance, faucet payout and gas gift (``gas_gift``) for each user."""
+    return PaymentPlan(opening_balances(setup), setup.fund.faucet_amount,
+                       setup.settings.gas_gift)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def sovereign_payments(setup: SyncSetup, options: SyncOptions
     """Everything from the main signer: opening balance, faucet payout, gas gift (the
     BatchFunder groups the last two when ``batch_funder`` is set)."""
     settings, network, fund = setup.settings, setup.network, setup.fund
-    plan = payment_plan(setup, settings.gas_gift)
+    plan = sovereign_plan(setup)
     funder = batch.resolve(settings)
     groups = None
     if funder is not None:

@@ -11,27 +11,50 @@ from __future__ import annotations
 
 import logging
 import threading
-from contextlib import ExitStack
-from dataclasses import replace
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from cic_seeding.chain.connect import checked_chain, connect
+from cic_seeding.chain.funder import CHUNK
 from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
 from cic_seeding.outbox import outbox_for
-from cic_seeding.state import FUND, StateStore, norm, open_state_store
+from cic_seeding.state import (
+    FAUCET,
+    FUND,
+    GAS,
+    Payment,
+    StateStore,
+    Status,
+    norm,
+    open_state_store,
+)
 from cic_seeding.sync.chain import RegistryChain
-from cic_seeding.sync.custodial import custodial_payments
-from cic_seeding.sync.funding import SyncPayments, SyncSetup, funding, sovereign_payments
-from cic_seeding.sync.syncer import Syncer, SyncOptions, SyncResult
+from cic_seeding.sync.custodial import custodial_payments, custodial_plan
+from cic_seeding.sync.funding import (
+    SyncPayments,
+    SyncSetup,
+    funding,
+    sovereign_payments,
+    sovereign_plan,
+)
+from cic_seeding.sync.payer import Payer
+from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions, SyncResult
 
 log = logging.getLogger(__name__)
 
 #: The payment schemes an importer may name (``Importer.payment_scheme``).
 SCHEMES: dict[str, SyncPayments] = {"sovereign": sovereign_payments,
                                     "custodial": custodial_payments}
+#: What each scheme pays a user (the plan its payments function makes, without its side
+#: effects: a dry run grants no rights and asks no engine).
+PLANS: dict[str, Callable[[SyncSetup], PaymentPlan]] = {"sovereign": sovereign_plan,
+                                                         "custodial": custodial_plan}
 
 
 def payments_of(importer: str, scheme: str) -> SyncPayments:
@@ -43,10 +66,20 @@ def payments_of(importer: str, scheme: str) -> SyncPayments:
     return SCHEMES[scheme]
 
 
-def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
-             *, network: CicNetwork | None = None, store: StateStore | None = None,
-             mint: bool = False, stop: threading.Event | None = None) -> SyncResult:
-    """Pay every registered user of ``importer`` in the data directory exactly once."""
+@dataclass
+class Prepared:
+    """What a sync run and its dry run share: the setup and the users left out for their
+    balances.csv rows (``{target: why}``)."""
+
+    setup: SyncSetup
+    quarantined: dict[str, str]
+
+
+@contextmanager
+def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = None,
+             store: StateStore | None = None, mint: bool = False) -> Iterator[Prepared]:
+    """Connect, read the data directory and open the state store for paying ``importer``'s
+    users (nothing is sent); everything opened is closed on leaving."""
     cls = get_importer(importer)
     settings = dataset_settings(settings)
     network = network or connect(settings)
@@ -62,26 +95,140 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         fund = funding(network, settings.token_symbol, mint)
         chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint)
         outbox = outbox_for(settings, network.client, store)
-        setup = SyncSetup(settings, importer, network, store, chain, data, users, balances,
-                          fund, resources, outbox)
+        yield Prepared(SyncSetup(settings, importer, network, store, chain, data, users,
+                                 balances, fund, resources, outbox), quarantined)
+
+
+def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
+             *, network: CicNetwork | None = None, store: StateStore | None = None,
+             mint: bool = False, stop: threading.Event | None = None,
+             recheck: Collection[str] = ()) -> SyncResult:
+    """Pay every registered user of ``importer`` in the data directory exactly once.
+
+    ``recheck``: target addresses whose confirmed payments are checked against the chain's
+    logs first; a payment the chain does not show (a chain rolled back, a repair) is paid
+    again, one the chain shows never."""
+    cls = get_importer(importer)
+    with prepared(settings, importer, network=network, store=store, mint=mint) as ready:
+        setup, quarantined = ready.setup, ready.quarantined
         options = options or SyncOptions()
         if options.batch_size is None:
-            options = replace(options, batch_size=settings.batch_size)
+            options = replace(options, batch_size=setup.settings.batch_size)
         payer, plan, options = payments_of(importer, cls.payment_scheme())(setup, options)
+        if recheck:
+            _reopen_unpaid(setup.store, importer, payer,
+                           [norm(t) for t in recheck if norm(t) in setup.users])
         try:
-            result = Syncer(importer, chain, store, payer, plan, users, options, stop,
-                            prepaid=chain.prepaid).run()
+            result = Syncer(importer, setup.chain, setup.store, payer, plan, setup.users,
+                            options, stop, prepaid=setup.chain.prepaid).run()
         finally:
-            log.info("sync %s: %s", importer, outbox.counts.line())
-        result.transactions = outbox.counts.to_dict()
+            log.info("sync %s: %s", importer, setup.outbox.counts.line())
+        result.transactions = setup.outbox.counts.to_dict()
         if quarantined:
             log.error("%d users have no usable row in %s; nothing was paid to them",
-                      len(quarantined), data.balances_csv)
+                      len(quarantined), setup.data.balances_csv)
             result.users += len(quarantined)
             result.failed += len(quarantined)
             result.failures = [(t, FUND, why) for t, why in quarantined.items()] \
                 + result.failures
         return result
+
+
+def _reopen_unpaid(store: StateStore, importer: str, payer: Payer, targets: Sequence[str]
+                   ) -> int:
+    """Confirmed payments to ``targets`` that the chain does not show go back to pending.
+
+    An opening balance paid by its registration (no transaction of ours: the BatchFunder
+    path) is left alone: its user is registered again, with it, by the importer."""
+    by_kind: dict[str, list[str]] = {}
+    for target in targets:
+        for kind in (FUND, FAUCET, GAS):
+            p = store.payment(importer, target, kind)
+            if p is not None and p.status == Status.CONFIRMED and p.raw_tx:
+                by_kind.setdefault(kind, []).append(target)
+    reopened = []
+    for kind, addresses in by_kind.items():
+        shown = payer.paid_on_chain(kind, addresses)
+        reopened += [(a, kind) for a in addresses if a not in shown]
+    if reopened:
+        log.warning("sync %s: %d confirmed payments are not on the chain; paying them again",
+                    importer, len(reopened))
+        store.reset_payments(importer, reopened)
+    return len(reopened)
+
+
+@dataclass
+class SyncPlan:
+    """What a sync run would pay (``cic-seed sync --dry-run``): nothing is sent."""
+
+    importer: str
+    users: int = 0  # users of the importer the data directory has
+    done: int = 0  # paid completely
+    to_pay: int = 0  # users with a payment still to make
+    payments: dict[str, int] = field(default_factory=dict)  # kind -> payments to make
+    transactions: int = 0
+    tokens: int = 0  # opening balances and faucet payouts, the token's smallest unit
+    gas_wei: int = 0
+    token_symbol: str = ""
+    token_decimals: int = 18
+    quarantined: dict[str, str] = field(default_factory=dict)
+    unregistered: int = 0  # of ``to_pay``: not imported yet (paid once registered)
+
+    def render_text(self) -> str:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.payments.items())) or "none"
+        tokens = self.tokens / 10 ** self.token_decimals
+        most = "at most " if self.unregistered else ""
+        lines = [f"sync {self.importer} (dry run, nothing sent): {self.done} of {self.users} "
+                 f"users paid; would pay {most}{self.to_pay} users: {kinds}",
+                 f"  {most}{self.transactions} transactions, {tokens:,} {self.token_symbol}, "
+                 f"{self.gas_wei / 10**18:g} native coin of gas gifts"]
+        if self.unregistered:
+            lines.append(f"  ({self.unregistered} of them are not imported yet: each is paid "
+                         "once the chain shows its registration)")
+        lines += [f"  quarantined {t}: {why}" for t, why in list(self.quarantined.items())[:10]]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plan_sync(settings: Settings, importer: str = "eth", *, mint: bool = False) -> SyncPlan:
+    """What :func:`run_sync` would pay now (reads the chain and the state store; sends
+    nothing)."""
+    cls = get_importer(importer)
+    with prepared(settings, importer, mint=mint) as ready:
+        setup = ready.setup
+        plan = PLANS[cls.payment_scheme()](setup)
+        recorded: dict[tuple[str, str], Payment] = {}
+        after = 0
+        while page := setup.store.payments(importer, limit=5000, after=after):
+            recorded.update(((p.address, p.kind), p) for p in page)
+            after = page[-1].seq
+        out = SyncPlan(importer, users=len(setup.users) + len(ready.quarantined),
+                       token_symbol=setup.fund.token.symbol,
+                       token_decimals=setup.fund.token.decimals,
+                       quarantined=ready.quarantined)
+        imported = set(setup.store.addresses(importer, [Status.CONFIRMED]))
+        for target in setup.users:
+            owed = [(kind, amount) for _, kind, amount in plan.for_user(target)
+                    if (p := recorded.get((target, kind))) is None
+                    or p.status != Status.CONFIRMED]
+            if not owed:
+                out.done += 1
+                continue
+            out.to_pay += 1
+            out.unregistered += setup.users[target] not in imported
+            for kind, amount in owed:
+                out.payments[kind] = out.payments.get(kind, 0) + 1
+                if kind == GAS:
+                    out.gas_wei += amount
+                else:
+                    out.tokens += amount
+        batched = setup.settings.batch_funder and cls.payment_scheme() == "sovereign"
+        out.transactions = (out.payments.get(FUND, 0)
+                            + sum(-(-out.payments.get(k, 0) // CHUNK) for k in (FAUCET, GAS))
+                            if batched else sum(out.payments.values()))
+        return out
 
 
 def _quarantine(users: dict[str, str], read: CheckedRows[int], data: DataDir
