@@ -1,9 +1,11 @@
-"""A bad row costs one user, on a real devnet: the BatchFunder import funds every user but the
-one whose balances.csv row is bad."""
+"""A bad row costs one row or one user, on a real devnet: ``cic-seed traffic`` replays every
+transactions.csv row but the malformed ones (and exits 1 naming them), and the BatchFunder
+import funds every user but the one whose balances.csv row is bad."""
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 from cic_devnet.devnet import Devnet
@@ -15,11 +17,14 @@ from cic_seeding.importers.eth import EthImporter
 from cic_seeding.state import norm
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
+from cic_seeding.traffic import replay_traffic
 from cic_seeding.units import dataset_to_token
 from tests.conftest import devnet_settings
 from tests.e2e.ledger import Holdings, assert_paid_exactly_once
+from tests.helpers import run_cli
 
-USERS = 15
+USERS, TRANSFERS = 15, 40
+STRANGER = "0x" + "ab" * 20  # an address that is no user of the data directory
 
 
 def read_csv(path: Path) -> list[list[str]]:
@@ -36,6 +41,118 @@ def token_balances(network: CicNetwork, users: list[str]) -> dict[str, int]:
     held = network.client.call_many([(token.address, TOKEN.fn("balanceOf"), (u,))
                                      for u in users])
     return {norm(u): int(h) for u, h in zip(users, held, strict=True)}
+
+
+def replayed(rows: list[list[str]], start: dict[str, int], skip: set[int]
+             ) -> tuple[dict[str, int], set[int]]:
+    """Balances after the rows but ``skip`` (amounts as written: the devnet token has the
+    dataset's decimals), and the rows that would overdraw their sender."""
+    held, over = dict(start), set()
+    for i, (sender, recipient, amount, _) in enumerate(rows):
+        s, r, n = norm(sender), norm(recipient), int(amount)
+        if i in skip:
+            continue
+        if held[s] < n:
+            over.add(i)
+            continue
+        held[s] -= n
+        held[r] += n
+    return held, over
+
+
+def droppable(rows: list[list[str]], start: dict[str, int], count: int) -> list[int]:
+    """``count`` rows (from the middle on) without which no other row overdraws its sender:
+    made bad, they cost themselves alone."""
+    chosen: list[int] = []
+    for i in range(len(rows) // 4, len(rows)):
+        if not replayed(rows, start, {*chosen, i})[1]:
+            chosen.append(i)
+        if len(chosen) == count:
+            return chosen
+    raise AssertionError("no rows to drop: choose another seed")
+
+
+def test_traffic_replays_all_but_the_bad_rows_and_a_fixed_row_on_rerun(
+        module_devnet: Devnet, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    generate(GenerateOptions(directory=data, count=USERS, seed=8080, transactions=TRANSFERS,
+                             workers=1))
+    # one more user, in no transfer, whose opening balance cannot be read: it is not imported
+    generate(GenerateOptions(directory=data, count=1, mode="append", workers=1))
+    dd = DataDir(data)
+    users = [u.address for u in dd.users()]
+    outsider = users[-1]
+    balances = read_csv(dd.balances_csv)
+    for row in balances:
+        if norm(row[0]) == norm(outsider):
+            row[1] = "7x"
+    write_csv(dd.balances_csv, balances)
+    settings = devnet_settings(module_devnet, data)
+    importer = EthImporter(settings)
+    try:
+        imported = importer.run()
+    finally:
+        importer.close()
+    assert imported.confirmed == USERS
+    assert [norm(a) for a, _ in imported.failures] == [norm(outsider)]
+    sync = run_sync(settings, "eth", SyncOptions(timeout=60, poll=0.05))
+    assert sync.done == USERS and sync.failed == 1, sync.render_text()
+
+    network = connect(settings, signer=False)
+    start = token_balances(network, users)
+    first_block = network.client.head() + 1
+    original = read_csv(dd.transactions_csv)
+    assert len(original) == TRANSFERS
+    amount, recipient, short, sender = droppable(original, start, 4)
+    rows = [list(r) for r in original]
+    rows[amount][2] = "12x"
+    rows[recipient][1] = STRANGER
+    rows[short] = rows[short][:2]
+    rows[sender][0] = outsider
+    write_csv(dd.transactions_csv, rows)
+
+    run = run_cli("traffic", str(data), "--devnet", str(module_devnet.directory),
+                  "--batch-size", "8")
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr, run.stderr
+    out = run.stdout
+    good = TRANSFERS - 4
+    assert f"{good}/{TRANSFERS} transfers done ({good} this run), 4 failed" in out, out
+    assert "3 rows of transactions.csv cannot be read" in out, out
+    named = {int(line.split()[2].rstrip(":")): line for line in out.splitlines()
+             if line.startswith("  transactions.csv line ")}
+    assert set(named) == {amount + 1, recipient + 1, short + 1, sender + 1}, out
+    assert "field amount: '12x' is not a positive whole number" in named[amount + 1]
+    assert f"field recipient: {STRANGER} is not a user of {data}" in named[recipient + 1]
+    assert "field amount: missing" in named[short + 1]
+    assert f"sender {norm(outsider)} is not registered in the AccountsIndex" \
+        in named[sender + 1]
+
+    # on chain: every other row, once, in order (no transfer of a bad row)
+    expected, over = replayed(original, start, {amount, recipient, short, sender})
+    assert not over
+    assert token_balances(network, users) == expected
+    token = network.token()
+    logs = network.client.logs(token.address, TOKEN.topic("Transfer"), first_block,
+                               network.client.head())
+    moved = Counter((norm("0x" + e["topics"][1][-40:]), norm("0x" + e["topics"][2][-40:]),
+                     int(e["data"], 16)) for e in logs)
+    assert moved == Counter((norm(s), norm(r), int(n)) for i, (s, r, n, _)
+                            in enumerate(original) if i not in {amount, recipient, short, sender})
+
+    # the three unreadable rows fixed: a rerun replays them; the unregistered sender fails again
+    fixed = [list(r) for r in original]
+    fixed[sender][0] = outsider
+    write_csv(dd.transactions_csv, fixed)
+    again = replay_traffic(settings)
+    assert (again.done_before, again.confirmed, again.failed) == (good, 3, 1), \
+        again.render_text()
+    assert [line for line, _ in again.failures] == [sender + 1]
+    assert token_balances(network, users) == replayed(original, start, {sender})[0]
+    # and nothing twice
+    last = replay_traffic(settings)
+    assert (last.done_before, last.confirmed, last.failed) == (TRANSFERS - 1, 0, 1)
+    assert token_balances(network, users) == replayed(original, start, {sender})[0]
 
 
 def test_batch_funder_import_funds_all_but_the_user_with_a_bad_balance_row(
