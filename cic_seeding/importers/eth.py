@@ -39,7 +39,7 @@ from cic_seeding.config import DEFAULT_BATCH_SIZE, Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
-from cic_seeding.importers._records import record_problem, write_new_records
+from cic_seeding.importers._records import record_problem, user_problems, write_new_records
 from cic_seeding.importers.base import (
     BatchExecutor,
     Importer,
@@ -133,21 +133,33 @@ class EthImporter(Importer):
                               "or sign with a writer (-y KEYFILE)")
 
     def _begin_batch(self, funder: str) -> None:
+        """The opening balances of the good balances.csv rows (a bad row costs its user alone:
+        ``prepare`` refuses it), and an allowance for exactly those of the users still to
+        import that the run does not refuse up front."""
         token = self.network.token(self.settings.token_symbol)
         decimals = self.manifest.decimals
         self._token = token.address
         self._opening = {norm(a): dataset_to_token(v, decimals, token.decimals)
-                         for a, v in self.data.balances().items()}
+                         for a, v in self.data.read_balances().values.items()}
         batch.grant(self.network, funder, [("AccountsIndex", self.index)],
                     devnet=self.settings.devnet_deployer_signs)
-        done = self.store.addresses(self.name, [Status.CONFIRMED])
-        needed = sum(v for a, v in self._opening.items() if a not in done)
+        rows = list(self.data.users())
+        skip = self.store.addresses(self.name, [Status.CONFIRMED]) \
+            | {norm(a) for a in user_problems(rows)}
+        needed = sum(self._opening.get(a, 0) for a in {norm(r.address) for r in rows} - skip)
         batch.ensure_allowance(self.network, token.address, funder, needed)
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
         bad = {u.address: reason for u in users if (reason := record_problem(self.data, u))}
+        if self.funder is not None:  # registerAndFund pays what begin() read, nothing else
+            bad.update({u.address: self._unfunded(u) for u in users
+                        if u.address not in bad and norm(u.address) not in self._opening})
         bad.update(self.keys.write([(u.index, u.address) for u in users if u.address not in bad]))
         return bad
+
+    def _unfunded(self, user: UserRow) -> str:
+        return (f"the balances.csv row of {user.address} was fixed after this run began (the "
+                "run read the opening balances it funds then): rerun to import it")
 
 
     def sends(self, users: Sequence[UserRow]) -> list[str]:
