@@ -3,7 +3,8 @@
 ``devnet_up`` starts anvil on 127.0.0.1 (``--no-mining``: clients mine explicitly), writes the
 deployer's keyfile and password file (mode 0600), deploys and wires the contracts (or, with a
 state file that already holds them, checks that they are there) and writes ``devnet.json``.
-``devnet_down`` stops what ``devnet.json`` names, by process id.
+``devnet_down`` stops what ``devnet.json`` names, by process id, and drops the PostgreSQL
+schemas its ``devnet_up`` made for the custodial engine and the USSD gateway.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import eth_keyfile
 
+from cic_devnet._pgschemas import drop_recorded
+from cic_devnet._pgschemas import record as record_schema
 from cic_devnet._pids import runs
 from cic_devnet._server import require_extra
 from cic_devnet.deploy import DeployOptions, deploy_cic
@@ -187,6 +190,10 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
         _stop_ussd(info if "info" in locals() else {})
         _stop_meta(info if "info" in locals() else {})
         _stop_custodial(info if "info" in locals() else {})
+        try:
+            drop_recorded(directory, keep=state_path is not None)
+        except Exception as exc:  # the error being raised is the one to see
+            log.warning("could not drop the PostgreSQL schemas of %s: %s", directory, exc)
         raise
     log.info("devnet up: %s, registry %s", anvil.url, info["registry"])
     return Devnet(directory, info, anvil, engine)
@@ -221,12 +228,14 @@ def _start_ussd(directory: Path, info: dict[str, Any], previous: dict[str, Any] 
 
     previous = previous or {}
     engine, meta = info["custodial"], info["meta"]
+    fresh = f"ussd_{secrets.token_hex(6)}"
     options = GatewayOptions(
         db=db or DEFAULT_DB, redis=engine["broker_url"], broker=engine["broker_url"],
         queue=engine["queue"], meta_url=meta["url"],
         meta_token=(directory / meta["token_file"]).read_text().strip(),
-        chain_spec=info["chain_spec"],
-        schema=schema or previous.get("schema") or f"ussd_{secrets.token_hex(6)}")
+        chain_spec=info["chain_spec"], schema=schema or previous.get("schema") or fresh)
+    if options.schema == fresh:  # ours, made now: `devnet down` drops it
+        record_schema(directory, options.db, fresh, "USSD gateway")
     gateway = start_gateway(options, log_file=str(directory / "ussd.log"), detach=detach)
     return {"url": gateway.url, "pid": gateway.pid, "service_code": gateway.service_code,
             "db": options.db, "schema": options.schema, "log": str(directory / "ussd.log")}
@@ -273,7 +282,12 @@ def _reloaded(previous: dict[str, Any], client: ChainClient) -> dict[str, Any]:
 
 
 def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
-    """Stop the devnet of ``directory``; False if it was not running."""
+    """Stop the devnet of ``directory``; False if it was not running.
+
+    Then drop the PostgreSQL schemas its ``up`` made (``pg-schemas.json``, see
+    :mod:`cic_devnet._pgschemas`), once every process using them has stopped; a devnet with a
+    state file keeps them for the reload. A database that does not answer costs one warning
+    line, never the stop: run ``down`` again, it only drops what is still recorded."""
     from cic_devnet.anvil import stop_pid
 
     path = Path(directory) / DEVNET_FILE
@@ -288,6 +302,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
     anvil["pid"] = None
     info["anvil"] = anvil
     atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    drop_recorded(Path(directory), keep=bool(anvil.get("state")))
     return stopped
 
 

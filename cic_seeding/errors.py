@@ -22,6 +22,7 @@ it is *transient* (worth retrying with backoff: the same call may succeed later)
     │   ├── SignerError               keyfile unreadable, wrong password, not a writer, no gas
     │   └── TransactionError          a transaction failed or was never mined
     ├── StateError                    the per-user import state store
+    │   └── StateUnavailableError     transient: the state database's connection broke
     ├── ImporterError                 an importer could not do its job (names the importer)
     ├── SyncError                     the block syncer (timeout, users left undone)
     ├── VerifyError                   the verifier could not run (not: checks failed)
@@ -134,6 +135,12 @@ class TransactionError(ChainError):
 
 class StateError(CicSeedError):
     """The per-user import state store cannot be read or written."""
+
+
+class StateUnavailableError(StateError):
+    """The state store's database went away (restart, network): reconnecting may help."""
+
+    transient = True
 
 
 class ImporterError(CicSeedError):

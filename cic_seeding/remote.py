@@ -4,7 +4,8 @@ Every service the library talks to -- the JSON-RPC node, the metadata server, th
 gateway, the custodial engine, the import workers' broker -- is called through this module:
 
 * :class:`Service` says, as data, how messages name a kind of remote ("the JSON-RPC node at
-  URL") and what to tell the user when its retries are spent or its breaker is open.
+  URL"; the PostgreSQL state store's reconnects have one too) and what to tell the user when
+  its retries are spent or its breaker is open.
 * :class:`RetryPolicy` (on `tenacity`) retries *transient* errors only
   (:attr:`CicSeedError.transient <cic_seeding.errors.CicSeedError.transient>`), a bounded
   number of times, waiting ``base * 2**n`` seconds (at most ``cap``, times a jitter between
@@ -55,6 +56,7 @@ from cic_seeding.errors import (
     MetadataUnavailableError,
     RpcUnavailableError,
     ServiceUnavailableError,
+    StateUnavailableError,
     UssdUnavailableError,
 )
 
@@ -118,6 +120,11 @@ CUSTODIAL_ENGINE = Service(
     when_open="check that the engine runs (`cic-seed doctor` checks it), then rerun: the "
               "import resumes where it stopped",
     unavailable=CustodialUnavailableError)
+STATE_STORE = Service(
+    "the state store",
+    gave_up="is PostgreSQL running at CIC_STATE_URL? a rerun resumes where this run stopped",
+    when_open="check that PostgreSQL runs at CIC_STATE_URL, then rerun: the run resumes",
+    unavailable=StateUnavailableError)
 IMPORT_BROKER = Service(
     "the import broker",
     gave_up="is Redis running at CIC_IMPORT_BROKER_URL? a rerun resumes",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import eth_keyfile
 
+from cic_devnet._pgschemas import record as record_schema
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, CicNetwork
 from cic_seeding.chain.signer import Signer, read_password
@@ -166,6 +167,8 @@ def prepare_engine(directory: Path, deployer: ChainClient, registry: str,
                              "engine embedded (`cic-seed demo --custodial`)")
     schema = options.schema or previous.get("db_schema") or (
         None if db_url.startswith(SQLITE_PREFIX) else f"devnet_{tag}")
+    if schema == f"devnet_{tag}":  # ours, made now: `devnet down` drops it
+        record_schema(directory, db_url, schema, "custodial engine")
     queue = options.queue or previous.get("queue") or f"cic_custodial_{tag}"
     signer = provision_signer(directory, CicNetwork(deployer, registry))
     if options.passphrase or not (directory / PASSPHRASE_FILE).is_file():

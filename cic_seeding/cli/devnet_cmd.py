@@ -130,7 +130,8 @@ def _engine_options(settings: Settings, workers: int):  # type: ignore[no-untype
 @handles_errors
 def down_command(ctx: click.Context, /, directory: str | None, old_dir: str | None,
                  verbose: int, quiet: bool) -> int:
-    """Stop the devnet of DIR (by the process id devnet.json records)."""
+    """Stop the devnet of DIR (by the process id devnet.json records) and drop the
+    PostgreSQL schemas its `up` made (kept when it has a --state file)."""
     from cic_devnet.devnet import devnet_down
 
     settings_from(ctx, verbose, quiet, devnet=False)
