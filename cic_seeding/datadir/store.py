@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,13 +51,33 @@ class KeyedStore:
         return Path(f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}")  # one Path, not three joins
 
     def put(self, key: str, data: bytes) -> Path:
-        path = self.path(key)
-        shard = str(path.parent)
+        """Write ``data`` under ``key`` atomically (a temporary file renamed over it).
+
+        On strings and ``os`` calls, not ``Path`` objects: the outbox archives every signed
+        transaction here, and path objects cost as much as the write."""
+        k = normalise_key(key)
+        shard = f"{self._prefix}/{k[0:2]}/{k[2:4]}"
         if shard not in self._shards:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            os.makedirs(shard, exist_ok=True)
             self._shards.add(shard)
-        atomic_write(path, data, self.file_mode, parent_exists=True)
-        return path
+        final, tmp = f"{shard}/{k}", f"{shard}/.{k}.tmp{os.getpid()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
+            try:
+                os.fchmod(fd, self.file_mode)  # whatever the umask took away
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if exc.filename is None:
+                raise OSError(exc.errno, exc.strerror, final) from exc
+            raise
+        return Path(final)
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()

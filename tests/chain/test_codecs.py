@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import eth_keyfile
+import rlp
 import pytest
 from coincurve import PrivateKey
 from eth_account import Account
@@ -11,7 +12,7 @@ from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cic_seeding.chain._txcodec import decode, sign_1559, sign_legacy
+from cic_seeding.chain._txcodec import decode, rlp_list, sign_1559, sign_legacy
 from cic_seeding.chain.keyfile import decrypt_v3, encrypt_v3
 
 keys = st.binary(min_size=32, max_size=32).filter(
@@ -94,3 +95,20 @@ def test_legacy_transactions_decode_with_their_sender(key: bytes, nonce: int, ga
     assert (fields.tx_type, fields.chain_id, fields.nonce, fields.max_fee, fields.tip,
             fields.data) == (0, chain_id, nonce, gas_price, gas_price, data)
     assert fields.sender == Account.from_key(key).address.lower()
+
+
+_RLP_ITEMS = st.one_of(st.integers(min_value=0, max_value=2**256), st.binary(max_size=300),
+                       st.just([]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(_RLP_ITEMS, max_size=14))
+def test_our_flat_rlp_encoding_is_byte_identical_to_the_rlp_package(items: list) -> None:
+    assert rlp_list(items) == rlp.encode(items)
+
+
+def test_our_rlp_refuses_what_it_does_not_encode() -> None:
+    with pytest.raises(ValueError, match="negative"):
+        rlp_list([-1])
+    with pytest.raises(ValueError, match="flat lists"):
+        rlp_list([[1]])
