@@ -14,7 +14,8 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = _run("ruff", "check", "--no-cache", "cic_seeding", "cic_devnet", "bench", "tests")
+    result = _run("ruff", "check", "--no-cache", "cic_seeding", "cic_devnet", "bench", "tests",
+                  "examples")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

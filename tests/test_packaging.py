@@ -143,7 +143,8 @@ def test_every_import_of_the_package_is_declared_in_the_core_or_an_extra() -> No
 
 def test_every_import_of_the_tests_and_tools_is_declared() -> None:
     allowed = core() | set().union(*extras().values())
-    files = [*_files("tests", "bench", "scripts", "eth", "cic_eth", "cic_meta", "cic_ussd"),
+    files = [*_files("tests", "bench", "scripts", "eth", "cic_eth", "cic_meta", "cic_ussd",
+                     "examples"),
              *sorted(ROOT.glob("*.py"))]
     problems = undeclared(files, allowed)
     assert not problems, "add to the dev extra:\n" + "\n".join(problems)
@@ -154,6 +155,11 @@ NOT_IMPORTED = {
     "packaging": "kombu's Redis transport imports it; kombu declares it only in its own redis "
                  "extra (a fresh `pip install .[custodial]` lacked it)",
 }
+
+
+#: Imported only by the pytest plugin (cic_devnet.pytest_plugin), which only pytest loads: never
+#: missing where it runs, so no command names an extra for it (cli.main.OPTIONAL_MODULES).
+PLUGIN_ONLY = {"pytest": "the pytest plugin's fixtures and hooks"}
 
 
 def test_every_declared_runtime_dependency_is_imported() -> None:
@@ -168,7 +174,8 @@ def test_every_declared_runtime_dependency_is_imported() -> None:
 def test_the_aggregate_extras_hold_every_service_extra() -> None:
     e = extras()
     services = e["custodial"] | e["meta"] | e["postgres"] | e["ussd"]
-    assert e["devnet"] == services and e["all"] == services
+    plugin = set(PLUGIN_ONLY)  # the pytest plugin comes with the devnet
+    assert e["devnet"] == services | plugin and e["all"] == services | plugin
     assert e["custodial"] | e["meta"] <= e["ussd"]  # the gateway runs beside both
     assert {"pytest", "hypothesis", "ruff", "mypy", "web3", "pip-tools"} <= e["dev"]
     assert "web3" not in core()
@@ -183,7 +190,7 @@ def test_the_missing_extra_table_names_the_extras_that_install_each_module() -> 
         assert set(named) == holding, module
     imported = {name.split(".")[0] for path in _files(*PACKAGES) for name, _ in _imports(path)}
     optional = {m for m in imported if _third_party(m) and dists.get(m, set()) & runtime_extras()}
-    assert optional == set(OPTIONAL_MODULES)
+    assert optional == set(OPTIONAL_MODULES) | set(PLUGIN_ONLY)
 
 
 def test_a_missing_optional_module_is_one_line_naming_the_extra() -> None:
@@ -223,8 +230,11 @@ def loaded_at_import(roots: Iterable[str]) -> dict[str, str]:
 
 
 def _entry_pointmodules() -> list[str]:
+    """The modules of our importer and check plugins (not the pytest plugin: only pytest
+    loads it, never a command)."""
     groups: dict[str, dict[str, str]] = project()["entry-points"]  # type: ignore[assignment]
-    return sorted({v.split(":")[0] for group in groups.values() for v in group.values()})
+    return sorted({v.split(":")[0] for name, group in groups.items()
+                   if name.startswith("cic_seeding.") for v in group.values()})
 
 
 #: What the core commands import when they run: every command module, every importer and
