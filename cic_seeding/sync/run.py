@@ -28,6 +28,7 @@ from cic_seeding.state import (
     FAUCET,
     FUND,
     GAS,
+    REGISTER,
     Payment,
     StateStore,
     Status,
@@ -93,8 +94,9 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
         balances = {norm(k): v for k, v in read.values.items()}
         quarantined = _quarantine(users, read, data)
         fund = funding(network, settings.token_symbol, mint)
-        chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint)
         outbox = outbox_for(settings, network.client, store)
+        chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint,
+                              plain=_our_registrations(store, outbox.chain))
         yield Prepared(SyncSetup(settings, importer, network, store, chain, data, users,
                                  balances, fund, resources, outbox), quarantined)
 
@@ -132,6 +134,19 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
             result.failures = [(t, FUND, why) for t, why in quarantined.items()] \
                 + result.failures
         return result
+
+
+def _our_registrations(store: StateStore, chain: str) -> Callable[[Sequence[str]], set[str]]:
+    """Which of some transaction hashes the outbox signed as single ``AccountsIndex.add``
+    registrations (the eth importer's per-transaction path): they paid no opening balance."""
+    def plain(hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            found.update(t.tx_hash for t in store.txs(chain, hashes=hashes[i:i + 500])
+                         if t.purpose == REGISTER)
+        return found
+
+    return plain
 
 
 def _reopen_unpaid(store: StateStore, importer: str, payer: Payer, targets: Sequence[str]
