@@ -22,6 +22,7 @@ from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
+from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.registry import get_importer
 from cic_seeding.outbox import outbox_for
 from cic_seeding.state import (
@@ -264,3 +265,42 @@ def _quarantine(users: dict[str, str], read: CheckedRows[int], data: DataDir
     for target in out:
         del users[target]
     return out
+
+
+def import_and_sync(settings: Settings, importer: str = "eth",
+                    options: SyncOptions | None = None, *, limit: int | None = None,
+                    stop: threading.Event | None = None,
+                    progress: Callable[[int], None] | None = None
+                    ) -> tuple[ImportResult, SyncResult]:
+    """Import ``importer``'s users and pay them in one run: the syncer follows the chain on a
+    thread of this process while the importer registers, so a batch's payments go out while
+    the next batch is registered, instead of after the whole import. It ends when the import
+    has ended and every user it registered is paid (a user the import could not register is
+    left waiting, as a separate sync would leave it). Each side keeps its own exactly-once
+    discipline: the two share only the signer's nonce lock and the state store."""
+    cls = get_importer(importer)
+    registered = threading.Event()
+    stop = stop or threading.Event()
+    options = replace(options or SyncOptions(poll=0.05), until=registered.is_set)
+    synced: list[SyncResult] = []
+    failed: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            synced.append(run_sync(settings, importer, options, stop=stop))
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+            stop.set()
+
+    worker = cls(settings, stop=stop, progress=progress)
+    thread = threading.Thread(target=follow, name=f"sync-{importer}", daemon=True)
+    thread.start()
+    try:
+        imported = worker.run(limit=limit)
+    finally:
+        registered.set()
+        worker.close()
+        thread.join()
+    if failed:
+        raise failed[0]
+    return imported, synced[0]

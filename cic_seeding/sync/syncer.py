@@ -102,6 +102,10 @@ class SyncOptions:
     batch_size: int | None = None  # payments per signed batch (None: settings.batch_size)
     from_block: int | None = None
     retries: int = 5  # transient errors (the node went away) in a row before giving up
+    #: True once whatever registers the users has finished (an import running beside the
+    #: syncer): after the next round, users still not registered are left waiting and the
+    #: run ends instead of waiting for them.
+    until: Callable[[], bool] | None = None
 
 
 class Syncer:
@@ -123,6 +127,7 @@ class Syncer:
         self.result = SyncResult(importer, users=len(self.users))
         self._owed_nothing = sum(1 for t in self.users if not plan.for_user(t))
         self._before: dict[str, int] | None = None  # see _registered_before
+        self._registered_all = False  # a round began after the registering finished
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> SyncResult:
@@ -131,8 +136,10 @@ class Syncer:
         with self.store.exclusive(f"sync-{self.importer}"):
             self._start()
             while True:
+                registered_all = self.options.until is not None and self.options.until()
                 busy = RetryPolicy(self.options.retries, stop=self.stop).call(
                     self.round, what=f"sync {self.importer}")
+                self._registered_all = registered_all
                 self._summarise()
                 self.result.seconds = time.monotonic() - started
                 if self.stop.is_set():
@@ -333,4 +340,4 @@ class Syncer:
             return True
         busy = {s for kinds in r.payments.values() for s, n in kinds.items()
                 if n and s in (Status.PENDING.value, Status.SUBMITTED.value)}
-        return not busy and r.waiting == 0 and r.failed > 0
+        return not busy and ((r.waiting == 0 and r.failed > 0) or self._registered_all)
