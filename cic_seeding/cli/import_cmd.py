@@ -74,6 +74,10 @@ def batch_funder_option(fn: Any) -> Any:
 @click.option("--dry-run", is_flag=True,
               help="Print what the run would import and send (users, transactions, tokens); "
                    "send nothing.")
+@click.option("--sync", "and_sync", is_flag=True,
+              help="Also pay each user (= cic-seed sync NAME) in the same run: the syncer "
+                   "follows the chain beside the import, paying each batch while the next "
+                   "registers; exits when every imported user is paid.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
 @click.option("--kdf", "keystore_kdf", type=click.Choice(["light", "production"]),
               help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
@@ -88,7 +92,7 @@ def batch_funder_option(fn: Any) -> Any:
 @handles_errors
 def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
                    data_dir: str | None, pins_dir: str | None, batch_size: int | None,
-                   limit: int | None, dry_run: bool, state_url: str | None,
+                   limit: int | None, dry_run: bool, and_sync: bool, state_url: str | None,
                    keystore_kdf: str | None, batch_funder: str | None,
                    import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of DIR (or --dir) with importer NAME (eth, cic_meta, ...)."""
@@ -109,6 +113,8 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
         finally:
             importer.close()
         return 0
+    if and_sync:
+        return _import_and_sync(settings, name, limit, quiet)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
         try:
@@ -125,6 +131,21 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1
+
+
+def _import_and_sync(settings: Settings, name: str, limit: int | None, quiet: bool) -> int:
+    from cic_seeding.sync.run import import_and_sync
+    from cic_seeding.sync.syncer import SyncOptions
+
+    options = SyncOptions(poll=0.05, confirmations=settings.confirmations,
+                          batch_size=settings.batch_size, retries=settings.rpc_retries)
+    with stop_on_signals() as stop:
+        imported, synced = import_and_sync(settings, name, options, limit=limit, stop=stop)
+    ok = imported.ok and synced.ok
+    if not quiet or not ok:
+        click.echo(imported.render_text())
+        click.echo(synced.render_text())
+    return 0 if ok else 1
 
 
 def _pins_directory(directory: str) -> tuple[str, str | None]:
