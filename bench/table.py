@@ -8,10 +8,11 @@
 Each result becomes the command it ran, when, on what machine, at which commit and with which
 versions, then its table (the same rows the benchmark printed, by the benchmark's own
 ``table_cells``) and the lines the benchmark printed under it. With ``--readme`` the text
-between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` is replaced by the results whose
-file name (without ``.json``) is NAME, else by those of the benchmark NAME (``run``, ``e2e``,
-``generate``, ``meta``, ``verify``, ``node_client``), in the order given; markers without a
-result given stay as they are, and a result without a marker is reported on stderr.
+between the lines ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->`` is replaced by the
+results whose file name (without ``.json``) is NAME, else by those of the benchmark NAME
+(``run``, ``e2e``, ``generate``, ``meta``, ``verify``, ``node_client``), in the order given;
+markers without a result given stay as they are, and a result without a marker is reported on
+stderr.
 """
 
 from __future__ import annotations
@@ -33,8 +34,11 @@ from bench._util import SCHEMA, table  # noqa: E402
 
 #: The benchmarks that write results, by the ``bench`` field of their documents.
 BENCHES = ("run", "e2e", "generate", "meta", "verify", "node_client")
-MARKER = re.compile(r"<!-- bench:(?P<name>[\w.-]+) -->\n.*?<!-- /bench:(?P=name) -->", re.S)
-OPENING = re.compile(r"<!-- bench:(?P<name>[\w.-]+) -->")
+#: A section: its markers each on a line of their own (so that a marker quoted in prose, such
+#: as this module's or the README's, is not one).
+MARKER = re.compile(r"^<!-- bench:(?P<name>[\w.-]+) -->\n.*?^<!-- /bench:(?P=name) -->$",
+                    re.S | re.M)
+OPENING = re.compile(r"^<!-- bench:(?P<name>[\w.-]+) -->$", re.M)
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -80,8 +84,8 @@ def heading(document: dict[str, Any]) -> str:
                + (f", load average {load_avg[0]:.2f} at the start" if load_avg else ""))
     versions = ", ".join(f"{name} {version}" for name, version in document["versions"].items()
                          if version)
-    return (f"`{_command(document['command'])}`: {date:%Y-%m-%d %H:%M} UTC, {at}, "
-            f"{document['wall_seconds']:.0f} s;\non {machine};\n{versions}.")
+    return (f"`{_command(document['command'])}`, {date:%Y-%m-%d %H:%M} UTC, {at}, "
+            f"{document['wall_seconds']:.0f} s in all;\non {machine};\n{versions}.")
 
 
 def render(document: dict[str, Any]) -> str:

@@ -63,7 +63,7 @@ def check_result(path: Path, bench_name: str, printed: str,
     rendered = script("table.py", str(path))
     assert rendered.returncode == 0, rendered.stderr
     shown = [c for c in doc["command"] if c not in ("--json", str(path))]
-    assert rendered.stdout.startswith(f"`python {' '.join(shown)}`: "), rendered.stdout
+    assert rendered.stdout.startswith(f"`python {' '.join(shown)}`, "), rendered.stdout
     assert f"commit {head[:10]}" in rendered.stdout and "anvil " in rendered.stdout
     assert _table_lines(rendered.stdout) == _table_lines(printed), rendered.stdout
     return doc
@@ -238,3 +238,11 @@ def test_verify_benchmark_writes_its_result(tmp_path: Path) -> None:
     assert len(doc["rows"]) == 3 and all(r["failures"] == 0 for r in doc["rows"])
     assert all(r["user_checks"] == 240 for r in doc["rows"])
 
+
+def test_readme_tables_are_the_committed_results() -> None:
+    """The README's generated sections are what bench/results/ makes them."""
+    results = sorted(str(p) for p in (ROOT / "bench" / "results").glob("*.json"))
+    assert results, "bench/results/ holds the runs the README shows"
+    result = script("table.py", "--readme", str(ROOT / "README.md"), "--check", *results)
+    assert result.returncode == 0, result.stderr
+    assert not result.stderr, result.stderr  # every result has its section
