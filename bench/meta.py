@@ -2,6 +2,7 @@
 """Metadata upload throughput: bounded concurrency vs one request at a time, in the same run.
 
     python bench/meta.py [--users 500] [--concurrency 16] [--backend sqlite postgresql]
+                         [--json FILE]
 
 Per storage backend a fresh metadata server process is started on 127.0.0.1. Three writers
 upload distinct documents of the same shape (the four documents of each of USERS generated
@@ -30,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import import_all, machine, table  # noqa: E402
+from bench._util import Record, add_json_option, import_all, machine, table  # noqa: E402
 
 PG_URL = os.environ.get("CIC_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/cic_seeding_test")
 
@@ -92,7 +93,17 @@ def import_users(server: Any, data: Path, concurrency: int) -> Any:
     return import_all(MetaImporter(settings))
 
 
-def _run_backend(backend: str, users: int, concurrency: int, work: Path) -> list[list[str]]:
+TABLE_HEADERS = ["store", "writer", "in flight", "documents", "documents/s", "vs sequential"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    return [row["store"], row["writer"], str(row["in_flight"]), f"{row['documents']:,}",
+            f"{row['rate']:,.0f}", f"{row['ratio']:.1f}x"]
+
+
+def _run_backend(backend: str, users: int, concurrency: int,
+                 work: Path) -> list[dict[str, Any]]:
     from cic_seeding.meta import MetaClient
 
     sets = [dataset(work / f"{backend}-{i}", users, seed=100 + i) for i in range(3)]
@@ -114,8 +125,10 @@ def _run_backend(backend: str, users: int, concurrency: int, work: Path) -> list
             drop_schema(schema)
     base = rates["sequential"]
     docs = 4 * users
-    return [[backend, name, str(1 if name == "sequential" else concurrency), f"{docs:,}",
-             f"{rate:,.0f}", f"{rate / base:.1f}x"] for name, rate in rates.items()]
+    return [{"store": backend, "writer": name,
+             "in_flight": 1 if name == "sequential" else concurrency, "documents": docs,
+             "users": users, "rate": rate, "unit": "documents/s", "baseline": "sequential",
+             "baseline_rate": base, "ratio": rate / base} for name, rate in rates.items()]
 
 
 def drop_schema(schema: str, url: str = PG_URL) -> None:
@@ -136,8 +149,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--backend", nargs="+", default=["sqlite", "postgresql"],
                         choices=["sqlite", "postgresql"])
+    add_json_option(parser)
     args = parser.parse_args()
-    rows = []
+    record = Record("meta")
+    rows: list[dict[str, Any]] = []
     for backend in args.backend:
         work = Path(tempfile.mkdtemp(prefix="cic-bench-meta-"))
         try:
@@ -145,8 +160,11 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
     print(f"metadata benchmark on {machine()}")
-    print(table(["store", "writer", "in flight", "documents", "documents/s", "vs sequential"],
-                rows))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    if args.json:
+        Record.write(args.json, record.document(
+            rows, options={"users": args.users, "concurrency": args.concurrency,
+                           "backend": args.backend}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python bench/run.py [--users 2000] [--naive-sample 200] [--dir-root /dev/shm]
                         [--stages generate,seed,batch,verify,meta,custodial,celery]
+                        [--service-users M] [--json FILE]
 
 Against a fresh devnet per N, each stage in its own process (so its peak RSS is its own):
 
@@ -28,6 +29,8 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
   local executor's import alone (from ``seed``'s run, or measured here), then 2 vs 1.
 
 Ratios are what matter (these machines are noisy); absolute figures are context.
+``--json FILE`` also writes the rows as numbers, with the machine, the versions and the git
+commit (bench/_util.py's ``Record``; bench/table.py renders it).
 ``--stages`` picks a subset (the default is every stage), e.g. ``--stages
 generate,batch,verify`` for a 100,000-user end-to-end run.
 """
@@ -46,7 +49,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, import_all, machine, run_child, table  # noqa: E402
+from bench._util import (  # noqa: E402
+    Record,
+    add_json_option,
+    child_measure,
+    import_all,
+    machine,
+    ratio_text,
+    run_child,
+    table,
+)
 
 TX_PER_USER = 4  # add, opening balance, faucet payout, gas gift
 STAGE_NAMES = ("generate", "seed", "batch", "verify", "meta", "custodial", "celery")
@@ -277,10 +289,30 @@ def _child(args: list[str]) -> None:
     fn(*[int(a) if a.isdigit() else a for a in args[1:]])  # type: ignore[operator]
 
 
-def _row(n: int, stage: str, rate: str, baseline: str, ratio: float, ceiling: str,
-         measured: dict[str, Any]) -> list[str]:
-    return [f"{n:,}", stage, rate, baseline, f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x",
-            ceiling, f"{measured['peak_rss_mb']:.0f}", f"{measured['seconds']:.1f}"]
+def _row(n: int, stage: str, rate: float, unit: str, baseline: str, baseline_rate: float,
+         measured: dict[str, Any], ceiling: float | None = None, **extra: Any) -> dict[str, Any]:
+    """A stage's figures as numbers (the JSON's row; :func:`table_cells` prints it): ``rate``
+    in ``unit``, its ``baseline`` (what it is) and that baseline's rate in the same unit,
+    the ceiling's rate when the stage has one; ``extra`` adds figures of the stage's own."""
+    detail = measured.get("extra")
+    return {"users": n, "stage": stage, "rate": rate, "unit": unit, "baseline": baseline,
+            "baseline_rate": baseline_rate, "ratio": rate / baseline_rate, "ceiling": ceiling,
+            "ceiling_ratio": rate / ceiling if ceiling else None,
+            "peak_rss_mb": measured["peak_rss_mb"], "seconds": measured["seconds"], **extra,
+            "detail": detail if isinstance(detail, dict) else {}}
+
+
+TABLE_HEADERS = ["users", "stage", "rate", "baseline", "vs baseline", "vs ceiling",
+                 "peak RSS MB", "seconds"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    ceiling = (f"{row['ceiling_ratio']:.0%} of ceiling {row['ceiling']:,.0f}"
+               if row["ceiling"] else "")
+    return [f"{row['users']:,}", row["stage"], f"{row['rate']:,.0f} {row['unit']}",
+            f"{row['baseline']} {row['baseline_rate']:,.0f}", ratio_text(row["ratio"]), ceiling,
+            f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
 
 
 def _rate(measured: dict[str, Any], units: float) -> float:
@@ -288,7 +320,7 @@ def _rate(measured: dict[str, Any], units: float) -> float:
 
 
 def run_n(n: int, sample: int, root: str, stages: list[str],
-          service_users: int | None = None) -> list[list[str]]:
+          service_users: int | None = None) -> list[dict[str, Any]]:
     """The rows of every stage in ``stages`` for ``n`` users (``service_users`` for the meta,
     custodial and celery stages; default ``n``)."""
     from cic_devnet.devnet import devnet_up
@@ -297,7 +329,7 @@ def run_n(n: int, sample: int, root: str, stages: list[str],
     chain = set(stages) - {"generate", "meta"}
     devnet = devnet_up(work / "devnet") if chain else None
     dn = str(work / "devnet")
-    rows: list[list[str]] = []
+    rows: list[dict[str, Any]] = []
     try:
         if "generate" in stages:
             rows += _generate(n, work)
@@ -330,16 +362,15 @@ def _data(work: Path, name: str, count: int, seed: int) -> str:
     return str(work / name)
 
 
-def _generate(n: int, work: Path) -> list[list[str]]:
+def _generate(n: int, work: Path) -> list[dict[str, Any]]:
     floor = run_child(__file__, "floor", str(n), str(work / "floor"))
     gen = run_child(__file__, "generate", str(n), str(work / "generated"))
     gen_r, floor_r = _rate(gen, n), _rate(floor, n)
-    return [_row(n, "generate", f"{gen_r:,.0f} users/s", f"floor {floor_r:,.0f}",
-                 gen_r / floor_r, "", gen)]
+    return [_row(n, "generate", gen_r, "users/s", "floor", floor_r, gen)]
 
 
 def _sovereign(n: int, sample: int, work: Path, dn: str, stages: list[str],
-               out: dict[str, tuple[str, dict[str, Any]]]) -> list[list[str]]:
+               out: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     naive_data = _data(work, "naive", sample, n + 1)
     naive = run_child(__file__, "naive", dn, naive_data, str(sample))
     ceiling = run_child(__file__, "ceiling", dn, str(n))
@@ -355,21 +386,20 @@ def _sovereign(n: int, sample: int, work: Path, dn: str, stages: list[str],
         measured = run_child(__file__, "seed", dn, data, *([funder] if funder else []))
         out[stage] = (data, measured)
         r = _rate(measured, n)
-        rows.append(_row(n, label, f"{r:,.0f} users/s", f"naive {naive_r:,.0f}", r / naive_r,
-                         f"{r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}", measured))
+        rows.append(_row(n, label, r, "users/s", "naive", naive_r, measured, ceiling_r))
     return rows
 
 
-def _verify(n: int, sample: int, dn: str, data: str) -> list[list[str]]:
+def _verify(n: int, sample: int, dn: str, data: str) -> list[dict[str, Any]]:
     verify = run_child(__file__, "verify", dn, data, str(sample))
     naive = run_child(__file__, "verify_naive", dn, data, str(sample))
     r = _rate(verify, verify["extra"]["user_checks"])
     naive_r = _rate(naive, naive["extra"]["user_checks"])
-    return [_row(n, "verify (4 chain checks)", f"{r:,.0f} user-checks/s",
-                 f"one call per check {naive_r:,.0f}", r / naive_r, "", verify)]
+    return [_row(n, "verify (4 chain checks)", r, "user-checks/s", "one call per check",
+                 naive_r, verify)]
 
 
-def _meta(n: int, sample: int, work: Path) -> list[list[str]]:
+def _meta(n: int, sample: int, work: Path) -> list[dict[str, Any]]:
     from bench.meta import dataset
 
     dataset(work / "meta", n, seed=n + 3)
@@ -378,11 +408,11 @@ def _meta(n: int, sample: int, work: Path) -> list[list[str]]:
                          str(work / "meta-server"))
     naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
     r = _rate(imported, n)
-    return [_row(n, "metadata import (cic_meta, 4 docs/user)", f"{r:,.0f} users/s",
-                 f"one PUT at a time {naive_r:,.0f}", r / naive_r, "", imported)]
+    return [_row(n, "metadata import (cic_meta, 4 docs/user)", r, "users/s",
+                 "one PUT at a time", naive_r, imported)]
 
 
-def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
+def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[dict[str, Any]]:
     from bench.meta import drop_schema
     from cic_devnet.anvil import dev_key
     from cic_devnet.custodial.devnet import DEFAULT_DB, EngineOptions, start_engine, stop_engine
@@ -407,11 +437,11 @@ def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
         drop_schema(schema, DEFAULT_DB)
     naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
     r = _rate(imported, n)
-    return [_row(n, "custodial import (cic_eth, 1 engine worker)", f"{r:,.0f} users/s",
-                 f"one create at a time {naive_r:,.0f}", r / naive_r, "", imported)]
+    return [_row(n, "custodial import (cic_eth, 1 engine worker)", r, "users/s",
+                 "one create at a time", naive_r, imported)]
 
 
-def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[list[str]]:
+def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[dict[str, Any]]:
     """1 worker on one queue, then 2 on another; all three booted together beforehand."""
     from cic_seeding.config import load_settings
     from cic_seeding.importers.celery_worker import spawn_worker, wait_workers
@@ -448,10 +478,10 @@ def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[l
             proc.wait(30)
     local_r, one_r, two_r = n / local_s, _rate(runs[0], n), _rate(runs[1], n)
     return [
-        _row(n, "import (eth, --executor celery, 1 worker)", f"{one_r:,.0f} users/s",
-             f"local executor {local_r:,.0f}", one_r / local_r, "", runs[0]),
-        _row(n, "import (eth, --executor celery, 2 workers)", f"{two_r:,.0f} users/s",
-             f"1 worker {one_r:,.0f}", two_r / one_r, "", runs[1]),
+        _row(n, "import (eth, --executor celery, 1 worker)", one_r, "users/s",
+             "local executor", local_r, runs[0]),
+        _row(n, "import (eth, --executor celery, 2 workers)", two_r, "users/s", "1 worker",
+             one_r, runs[1]),
     ]
 
 
@@ -482,14 +512,20 @@ def main() -> None:
     parser.add_argument("--service-users", type=int, default=None,
                         help="users of the meta, custodial and celery stages (default: N; "
                              "their rates barely depend on N, and CI keeps them small)")
+    add_json_option(parser)
     args = parser.parse_args()
-    rows: list[list[str]] = []
+    record = Record("run")
+    rows: list[dict[str, Any]] = []
     for n in args.users:
         rows += run_n(n, min(args.naive_sample, n), args.dir_root, args.stages,
                       args.service_users)
     print(f"pipeline benchmark on {machine()}, data under {args.dir_root}")
-    print(table(["users", "stage", "rate", "baseline", "vs baseline", "vs ceiling",
-                 "peak RSS MB", "seconds"], rows))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    if args.json:
+        Record.write(args.json, record.document(
+            rows, options={"users": args.users, "naive_sample": args.naive_sample,
+                           "service_users": args.service_users, "stages": args.stages,
+                           "dir_root": args.dir_root}))
 
 
 if __name__ == "__main__":
