@@ -23,7 +23,7 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.registry import get_importer
-from cic_seeding.outbox import outbox_for
+from cic_seeding.outbox import TxArchive, outbox_for
 from cic_seeding.state import (
     FAUCET,
     FUND,
@@ -96,7 +96,8 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
         chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint)
         outbox = outbox_for(settings, network.client, store)
         yield Prepared(SyncSetup(settings, importer, network, store, chain, data, users,
-                                 balances, fund, resources, outbox), quarantined)
+                                 balances, fund, resources, outbox,
+                                 TxArchive(data.tx, network.client.rpc)), quarantined)
 
 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
@@ -120,7 +121,8 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
                            [norm(t) for t in recheck if norm(t) in setup.users])
         try:
             result = Syncer(importer, setup.chain, setup.store, payer, plan, setup.users,
-                            options, stop, prepaid=setup.chain.prepaid).run()
+                            options, stop, prepaid=setup.chain.prepaid,
+                            archive=setup.archive).run()
         finally:
             log.info("sync %s: %s", importer, setup.outbox.counts.line())
         result.transactions = setup.outbox.counts.to_dict()
