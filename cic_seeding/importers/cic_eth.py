@@ -20,6 +20,12 @@ once the registration is seen on chain, as a transfer the engine signs, exactly 
 A request without a reply after half of ``custodial_timeout`` is sent once more (same request
 id: the same account); one still without a reply at the timeout fails the user with an error
 naming it and the task ids; a rerun asks again and gets the same account.
+
+The engine's reply lists the transactions it queued for the account (registration, gas gift,
+faucet payout); once they are mined (``cic_custodial.tx.status``) they are fetched from the
+node by hash and saved under ``tx/``, as the outbox saves the transactions this toolkit signs
+-- before the user is confirmed, so a rerun of a user not confirmed saves them then. One the
+engine has not mined by the user's deadline, or the node does not have, costs a log line.
 """
 
 from __future__ import annotations
@@ -34,10 +40,19 @@ from eth_utils import is_address, to_checksum_address
 from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, CicNetwork
 from cic_seeding.config import Settings
-from cic_seeding.custodial import TASK_CREATE, CustodialClient, Reply, engine_client, engine_status
+from cic_seeding.custodial import (
+    TASK_CREATE,
+    TASK_TX_STATUS,
+    CustodialClient,
+    Reply,
+    engine_client,
+    engine_status,
+)
 from cic_seeding.datadir import UserRow
+from cic_seeding.errors import CustodialError
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.outbox import TxArchive
 from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
@@ -45,6 +60,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to wait for the engine's status answer when a run begins.
 STATUS_TIMEOUT = 15.0
+#: What the engine's transaction kinds (in a create reply's ``txs``) are, for log lines.
+TX_KINDS = {"register": "registration", "gas": "gas gift", "faucet": "faucet payout"}
 
 
 class CicEthImporter(Importer):
@@ -65,6 +82,7 @@ class CicEthImporter(Importer):
         self.timeout = settings.custodial_timeout
         self.gas_gift = settings.gas_gift
         self.faucet = False  # decided in begin(): does the faucet pay the run's token?
+        self.archive = TxArchive(self.data.tx, self.network.client.rpc)
 
     # -- primitives ----------------------------------------------------------------------
     def begin(self) -> None:
@@ -112,6 +130,9 @@ class CicEthImporter(Importer):
             else:
                 failed[s.address] = reason or "failed"
         registered = self._wait_registered(list(targets.values()), deadline)
+        self._archive({targets[s.address]: self.client.best(asked[s.address], replies)
+                       for s in submissions if targets.get(s.address) in registered},
+                      deadline)
         out = []
         for s in submissions:
             target = targets.get(s.address)
@@ -159,6 +180,46 @@ class CicEthImporter(Importer):
             return None, (f"the custodial engine answered task {task} (user {user}) with no "
                           f"valid address: {json.dumps(reply.result)[:200]}")
         return address.lower(), None
+
+    def _archive(self, replies: Mapping[str, Reply | None], deadline: float) -> None:
+        """Save under ``tx/`` the transactions the engine lists in its ``replies`` (by
+        account) once it reports them mined, by ``deadline`` at most; what it has not mined
+        by then is named in one line."""
+        waiting: dict[int, str] = {}  # the engine's queue row -> what it is
+        for account, reply in replies.items():
+            txs = reply.result.get("txs") if reply is not None and reply.ok else None
+            for kind, tx_id in (txs.items() if isinstance(txs, dict) else ()):
+                if isinstance(tx_id, int):
+                    waiting[tx_id] = f"{TX_KINDS.get(kind, kind)} of {account}"
+        mined: dict[str, str] = {}  # tx hash -> what it is
+
+        def all_mined() -> bool:
+            answer = self.client.call(TASK_TX_STATUS, {"tx_ids": sorted(waiting)},
+                                      timeout=min(self.timeout, STATUS_TIMEOUT),
+                                      what="the transactions of new accounts")
+            for row in answer.get("txs") or []:
+                tx_id = row.get("id") if isinstance(row, dict) else None
+                if tx_id not in waiting:
+                    continue
+                if row.get("status") == "mined" and isinstance(row.get("tx_hash"), str):
+                    mined[row["tx_hash"]] = waiting.pop(tx_id)
+                elif row.get("status") == "failed":  # the engine's to retry; nothing to save
+                    waiting.pop(tx_id)
+            return not waiting
+
+        if not waiting:
+            return
+        try:
+            poll(all_mined, until=deadline, first=0.05, cap=0.5, factor=1.5, stop=self.stop)
+        except CustodialError as exc:
+            log.warning("tx/: the custodial engine did not say whether %d of its transactions "
+                        "are mined, so they are not archived: %s", len(waiting), exc)
+        else:
+            if waiting and not self.stop.is_set():
+                log.warning("tx/: %d transactions of the custodial engine were not mined "
+                            "within %.0fs, so they are not archived: %s", len(waiting),
+                            self.timeout, ", ".join(list(waiting.values())[:3]))
+        self.archive.fetch(mined)
 
     def _wait_registered(self, targets: Sequence[str], deadline: float) -> set[str]:
         """The ``targets`` the AccountsIndex has by ``deadline`` (the engine's queue mines)."""

@@ -61,6 +61,10 @@ class RegistryChain:
                 self._tx_of[item] = str(entry["transactionHash"])
         return out
 
+    def registering_txs(self, registrations: Sequence[tuple[int, str]]) -> dict[str, str]:
+        return {address: self._tx_of[(block, address)] for block, address in registrations
+                if (block, address) in self._tx_of}
+
     def prepaid(self, registrations: Sequence[tuple[int, str]]
                 ) -> dict[str, tuple[int, str, int]]:
         """``{address: (block, tx_hash, amount)}`` of those ``registrations`` (as returned by

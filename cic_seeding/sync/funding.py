@@ -21,7 +21,7 @@ from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import SignerError
-from cic_seeding.outbox import Outbox
+from cic_seeding.outbox import Outbox, TxArchive
 from cic_seeding.state import FAUCET as FAUCET_KIND
 from cic_seeding.state import FUND, GAS, Payment, StateStore
 from cic_seeding.sync.chain import RegistryChain
@@ -119,6 +119,7 @@ class SyncSetup:
     fund: Funding
     resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
     outbox: Outbox  # every transaction of the run's signer goes through it
+    archive: TxArchive  # the data directory's tx/, for transactions another signer made
 
     @property
     def signer(self) -> Signer:

@@ -24,7 +24,7 @@ from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.registry import get_importer
-from cic_seeding.outbox import outbox_for
+from cic_seeding.outbox import TxArchive, outbox_for
 from cic_seeding.state import (
     FAUCET,
     FUND,
@@ -99,7 +99,8 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
         chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint,
                               plain=_our_registrations(store, outbox.chain))
         yield Prepared(SyncSetup(settings, importer, network, store, chain, data, users,
-                                 balances, fund, resources, outbox), quarantined)
+                                 balances, fund, resources, outbox,
+                                 TxArchive(data.tx, network.client.rpc)), quarantined)
 
 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
@@ -123,7 +124,8 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
                            [norm(t) for t in recheck if norm(t) in setup.users])
         try:
             result = Syncer(importer, setup.chain, setup.store, payer, plan, setup.users,
-                            options, stop, prepaid=setup.chain.prepaid).run()
+                            options, stop, prepaid=setup.chain.prepaid,
+                            archive=setup.archive).run()
         finally:
             log.info("sync %s: %s", importer, setup.outbox.counts.line())
         result.transactions = setup.outbox.counts.to_dict()

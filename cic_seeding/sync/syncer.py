@@ -9,6 +9,11 @@ timeout runs out); with ``follow`` it keeps going until stopped.
 An opening balance paid by the registering transaction itself (the opt-in BatchFunder path) is
 read from the chain (``prepaid``) and planned *as confirmed*, in that same transaction with the
 cursor: it is never paid again, whatever the importer managed to record before a crash.
+
+The registering transaction of each user (its log names it) is saved under the data
+directory's ``tx/`` if it is not there yet -- a registration another signer made, the custodial
+engine or the USSD gateway; ours are there since before they were sent -- before the cursor
+moves past its log, so a killed syncer saves it on its rerun.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cic_seeding.outbox import counts_line
+from cic_seeding.outbox import TxArchive, counts_line
 from cic_seeding.remote import RetryPolicy
 from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
 from cic_seeding.sync._ranges import LogReader
@@ -111,9 +116,13 @@ class SyncOptions:
 class Syncer:
     def __init__(self, importer: str, chain: SyncChain, store: StateStore, payer: Payer,
                  plan: PaymentPlan, users: Mapping[str, str], options: SyncOptions,
-                 stop: threading.Event | None = None, prepaid: Prepaid | None = None) -> None:
+                 stop: threading.Event | None = None, prepaid: Prepaid | None = None,
+                 archive: TxArchive | None = None) -> None:
         """``users``: target-chain address -> data directory address, for this directory.
-        ``prepaid``: reads which registrations paid their opening balance themselves."""
+        ``prepaid``: reads which registrations paid their opening balance themselves.
+        ``archive``: the data directory's ``tx/``, where the registering transactions of the
+        users are saved if they are not there yet (those another signer made: the custodial
+        engine's, the USSD gateway's)."""
         self.importer = importer
         self.chain = chain
         self.store = store
@@ -123,6 +132,7 @@ class Syncer:
         self.options = options
         self.stop = stop or threading.Event()
         self.prepaid = prepaid
+        self.archive = archive
         self.reader = LogReader(chain.registrations)
         self.result = SyncResult(importer, users=len(self.users))
         self._owed_nothing = sum(1 for t in self.users if not plan.for_user(t))
@@ -234,6 +244,9 @@ class Syncer:
               ) -> tuple[list[tuple[str, str, int]], dict[str, tuple[int, str, int]]]:
         """The payments of ``registrations``, and the opening balances their own
         transactions paid (planned with the amount paid, to be recorded as confirmed)."""
+        if registrations and self.archive is not None:
+            self.archive.fetch({h: f"registration of {a}" for a, h in
+                                self.chain.registering_txs(registrations).items()})
         paid = dict(self.prepaid(registrations)) if self.prepaid and registrations else {}
         items = []
         for _, address in registrations:
