@@ -10,7 +10,7 @@ transfer each (those the BatchFunder paid at registration are read from the chai
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
@@ -90,11 +90,30 @@ def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Fund
     return Funding(token, network.faucet, network.faucet_payout(token), mint)
 
 
-def opening_balances(setup: SyncSetup) -> dict[str, int]:
+class OpeningBalances(Mapping[str, int]):
+    """Target address -> opening balance in the token's smallest unit, scaled on reading
+    (a view of the users and their dataset balances: no second copy of 100,000 entries)."""
+
+    def __init__(self, users: Mapping[str, str], balances: Mapping[str, int],
+                 decimals: int, token_decimals: int) -> None:
+        self.users, self.balances = users, balances
+        self.decimals, self.token_decimals = decimals, token_decimals
+
+    def __getitem__(self, target: str) -> int:
+        return dataset_to_token(self.balances[self.users[target]], self.decimals,
+                                self.token_decimals)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.users)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def opening_balances(setup: SyncSetup) -> Mapping[str, int]:
     """Target address -> opening balance in the token's smallest unit."""
-    decimals, token = setup.data.manifest().decimals, setup.fund.token
-    return {t: dataset_to_token(setup.balances[a], decimals, token.decimals)
-            for t, a in setup.users.items()}
+    return OpeningBalances(setup.users, setup.balances, setup.data.manifest().decimals,
+                           setup.fund.token.decimals)
 
 
 def sovereign_plan(setup: SyncSetup) -> PaymentPlan:

@@ -128,7 +128,9 @@ class Syncer:
         self.store = store
         self.payer = payer
         self.plan = plan
-        self.users = {norm(t): norm(a) for t, a in users.items()}
+        # 0x lower-case both (run_sync's importers give them so): kept, not copied
+        lower = all(t == norm(t) and a == norm(a) for t, a in users.items())
+        self.users = users if lower else {norm(t): norm(a) for t, a in users.items()}
         self.options = options
         self.stop = stop or threading.Event()
         self.prepaid = prepaid
