@@ -3,9 +3,11 @@
 Everything lands under one directory (``devnet/``, ``data/``); a rerun in the same directory
 starts over. Nothing needs configuring: the devnet's embedded defaults are used.
 
-Each step is a *stage* (:class:`Stages`): it says what it does, and its time is kept under its
-name. Besides the sovereign users (``data/``), two more groups of users may be seeded, each in
-a data directory of its own, each verified with the checks that apply to it:
+Each step is a *stage* (:class:`Stages`): it says what it does, and how long it took once it
+is done; its time is kept under its name, and the import, sync and verify stages of each group
+of users go into the timeline of its data directory, which its HTML report shows. Besides the
+sovereign users (``data/``), two more groups of users may be seeded, each in a data directory
+of its own, each verified with the checks that apply to it:
 
 * ``custodial`` users (``data-custodial/``) go through the custodial importer (``cic_eth``)
   and its syncer. Their engine runs embedded in this process (SQLite in ``devnet/``, a Celery
@@ -40,6 +42,7 @@ from typing import Any
 from cic_devnet.custodial.devnet import EngineOptions
 from cic_devnet.devnet import Devnet, Service, devnet_services, devnet_up
 from cic_seeding.config import DEVNET_FILE, Settings, load_settings
+from cic_seeding.datadir import StageTiming, append_stage
 from cic_seeding.errors import UsageError
 from cic_seeding.generate.generator import GenerateOptions, GenerateResult, generate
 from cic_seeding.importers.base import Importer, ImportResult
@@ -59,21 +62,44 @@ Verify = Callable[..., Any]
 
 
 class Stages:
-    """The demo's stages: each says what it does when it starts, and its time is kept by name
-    (in order) whether it ends well or not."""
+    """The demo's stages: each says what it does when it starts and how long it took when it
+    is done, and its time is kept by name (in order) whether it ends well or not."""
 
     def __init__(self, say: Say) -> None:
         self.say = say
         self.seconds: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def stage(self, name: str, doing: str) -> Iterator[None]:
+    def stage(self, name: str, doing: str) -> Iterator[Timed]:
         self.say(doing)
-        start = time.monotonic()
+        timed = Timed()
         try:
-            yield
+            yield timed
         finally:
-            self.seconds[name] = time.monotonic() - start
+            self.seconds[name] = timed.seconds()
+        self.say(f"{name} done in {self.seconds[name]:.1f} s")
+
+
+class Timed:
+    """A stage under way: :meth:`record` puts what it did into a data directory's timeline
+    (as `cic-seed import`, `sync` and `verify` record theirs), for the HTML report."""
+
+    def __init__(self) -> None:
+        self.began, self.start = time.time(), time.monotonic()
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.start
+
+    def record(self, data_dir: str | Path, label: str, step: Any) -> None:
+        """``step`` (an ImportResult, a SyncResult or a VerifyResult) as stage ``label``."""
+        if isinstance(step, ImportResult):
+            done, total = step.found_on_chain + step.confirmed + step.failed, step.total
+        elif isinstance(step, SyncResult):
+            done, total = step.done, step.users
+        else:
+            done = total = step.users
+        append_stage(data_dir, StageTiming(label, self.began, self.seconds(), done, total,
+                                           ok=bool(step.ok)))
 
 
 @dataclass
@@ -336,17 +362,22 @@ def _sovereign_users(result: DemoResult, devnet: Devnet, users: int, seed: int |
     with stages.stage("generate", f"generating {users} users"):
         result.generated = generate(GenerateOptions(directory=Path(settings.data_dir),
                                                     count=users, seed=seed))
-    with stages.stage("import", "importing (eth): keyfiles and AccountsIndex registrations"):
+    with stages.stage("import", "importing (eth): keyfiles and AccountsIndex registrations"
+                      ) as timed:
         result.imported = _run(EthImporter, settings, stop)
-    with stages.stage("sync", "syncing: opening balances, faucet payouts, gas"):
+        timed.record(settings.data_dir, "import eth", result.imported)
+    with stages.stage("sync", "syncing: opening balances, faucet payouts, gas") as timed:
         result.synced = run_sync(settings, "eth", SyncOptions(timeout=SYNC_TIMEOUT, poll=0.2),
                                  stop=stop)
+        timed.record(settings.data_dir, "sync eth", result.synced)
     if meta:
-        with stages.stage("metadata", "writing metadata documents (cic_meta)"):
+        with stages.stage("metadata", "writing metadata documents (cic_meta)") as timed:
             result.metadata = _run(MetaImporter, settings, stop)
+            timed.record(settings.data_dir, "import cic_meta", result.metadata)
     if verify is not None:
-        with stages.stage("verify", "verifying"):
+        with stages.stage("verify", "verifying") as timed:
             result.verified = verify(settings)
+            timed.record(settings.data_dir, "verify", result.verified)  # before the report
             result.report = _report(result.verified, result.directory / "report.html")
 
 
@@ -367,20 +398,25 @@ def _custodial_users(devnet: Devnet, directory: Path, users: int, seed: int | No
         part.generated = generate(GenerateOptions(directory=part.data_dir, count=users,
                                                   seed=None if seed is None else seed + 1))
     with stages.stage("custodial import",
-                      "importing (cic_eth): accounts created by the custodial engine"):
+                      "importing (cic_eth): accounts created by the custodial engine") as timed:
         part.imported = _run(CicEthImporter, settings, stop)
-    with stages.stage("custodial sync", "syncing (cic_eth): opening balances"):
+        timed.record(settings.data_dir, "import cic_eth", part.imported)
+    with stages.stage("custodial sync", "syncing (cic_eth): opening balances") as timed:
         part.synced = run_sync(settings, "cic_eth",
                                SyncOptions(timeout=SYNC_TIMEOUT, poll=0.2), stop=stop)
+        timed.record(settings.data_dir, "sync cic_eth", part.synced)
     if meta:
         with stages.stage("custodial metadata",
-                          "writing the custodial users' metadata documents (cic_meta)"):
+                          "writing the custodial users' metadata documents (cic_meta)"
+                          ) as timed:
             part.metadata = _run(MetaImporter, settings, stop)
+            timed.record(settings.data_dir, "import cic_meta", part.metadata)
     if verify is not None:
         from cic_seeding.verify import VerifyOptions
 
-        with stages.stage("custodial verify", "verifying the custodial users"):
+        with stages.stage("custodial verify", "verifying the custodial users") as timed:
             part.verified = verify(settings, VerifyOptions(importer="cic_eth"))
+            timed.record(settings.data_dir, "verify", part.verified)
             part.report = _report(part.verified, directory / "report-custodial.html")
     return part
 
@@ -411,22 +447,28 @@ def _ussd_users(devnet: Devnet, directory: Path, users: int, seed: int | None,
         part.generated = generate(GenerateOptions(directory=part.data_dir, count=users,
                                                   seed=None if seed is None else seed + 2))
     with stages.stage("ussd import", "registering them through the USSD gateway's menus "
-                      "(cic_ussd): language, names, gender, location, PIN"):
+                      "(cic_ussd): language, names, gender, location, PIN") as timed:
         part.imported = _run(CicUssdImporter, settings, stop)
-    with stages.stage("ussd pins", "writing pins.csv and importing the PINs (ussd-pins)"):
+        timed.record(settings.data_dir, "import cic_ussd", part.imported)
+    with stages.stage("ussd pins", "writing pins.csv and importing the PINs (ussd-pins)"
+                      ) as timed:
         write_pins(part.data_dir)
         part.pins = _run(UssdPinsImporter, settings, stop)
-    with stages.stage("ussd sync", "syncing (cic_ussd): opening balances"):
+        timed.record(settings.data_dir, "import ussd-pins", part.pins)
+    with stages.stage("ussd sync", "syncing (cic_ussd): opening balances") as timed:
         part.synced = run_sync(settings, "cic_ussd",
                                SyncOptions(timeout=SYNC_TIMEOUT, poll=0.2), stop=stop)
+        timed.record(settings.data_dir, "sync cic_ussd", part.synced)
     with stages.stage("ussd metadata", "writing the USSD users' metadata documents "
-                      "(cic_meta)"):
+                      "(cic_meta)") as timed:
         part.metadata = _run(MetaImporter, settings, stop)
+        timed.record(settings.data_dir, "import cic_meta", part.metadata)
     if verify is not None:
         from cic_seeding.verify import VerifyOptions
 
-        with stages.stage("ussd verify", "verifying the USSD users"):
+        with stages.stage("ussd verify", "verifying the USSD users") as timed:
             part.verified = verify(settings, VerifyOptions(importer="cic_ussd"))
+            timed.record(settings.data_dir, "verify", part.verified)
             part.report = _report(part.verified, directory / "report-ussd.html")
     with stages.stage("ussd login", "logging one USSD user in with its PIN"):
         part.login = ussd_login(settings)

@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cic_seeding.cli.app import (
-    cli,
-    handles_errors,
-    settings_from,
-    stderr_is_terminal,
-    verbosity_options,
-)
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import chain_flags, chain_options, tx_flags, tx_options
 from cic_seeding.cli.legacy import (
     custodial_legacy_options,
@@ -25,6 +19,7 @@ from cic_seeding.cli.legacy import (
     directory_of,
     setting_option,
 )
+from cic_seeding.cli.progress import stage
 from cic_seeding.errors import UsageError
 
 if TYPE_CHECKING:
@@ -118,14 +113,11 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
         try:
-            total = sum(1 for _ in importer.data.users())
-            if stderr_is_terminal() and not quiet:
-                with click.progressbar(length=min(total, limit or total), label=f"import {name}",
-                                       file=click.get_text_stream("stderr")) as bar:
-                    importer.progress = bar.update
-                    result = importer.run(limit=limit)
-            else:
+            with stage(f"import {name}", quiet, data_dir=importer.data.root) as shown:
+                importer.progress_start = shown.update  # a resumed run starts where it was
+                importer.progress = shown.advance
                 result = importer.run(limit=limit)
+                shown.ok = result.ok
         finally:
             importer.close()
     if not quiet or not result.ok:
@@ -245,8 +237,10 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
                           confirmations=settings.confirmations,
                           batch_size=settings.batch_size, from_block=from_block,
                           retries=settings.rpc_retries)
-    with stop_on_signals() as stop:
-        result = run_sync(settings, name, options, mint=mint, stop=stop)
+    with (stop_on_signals() as stop,
+          stage(f"sync {name}", quiet, data_dir=settings.data_dir) as shown):
+        result = run_sync(settings, name, options, mint=mint, stop=stop, progress=shown.update)
+        shown.ok = result.ok
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok or (follow and result.stopped) else 1
@@ -308,8 +302,10 @@ def traffic_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str
     settings = settings_from(ctx, verbose, quiet, data_dir=directory_of(paths, data_dir),
                              batch_size=batch_size,
                              state_url=state_url, **chain_flags(kw), **tx_flags(kw))
-    with stop_on_signals() as stop:
-        result = replay_traffic(settings, stop=stop, timeout=timeout)
+    with (stop_on_signals() as stop,
+          stage("traffic", quiet, unit="transfers", data_dir=settings.data_dir) as shown):
+        result = replay_traffic(settings, stop=stop, timeout=timeout, progress=shown.update)
+        shown.ok = result.ok
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1

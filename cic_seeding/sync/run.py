@@ -46,7 +46,7 @@ from cic_seeding.sync.funding import (
     sovereign_plan,
 )
 from cic_seeding.sync.payer import Payer
-from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions, SyncResult
+from cic_seeding.sync.syncer import PaymentPlan, Progress, Syncer, SyncOptions, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,14 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
              *, network: CicNetwork | None = None, store: StateStore | None = None,
              mint: bool = False, stop: threading.Event | None = None,
-             recheck: Collection[str] = ()) -> SyncResult:
+             recheck: Collection[str] = (), progress: Progress | None = None) -> SyncResult:
     """Pay every registered user of ``importer`` in the data directory exactly once.
 
     ``recheck``: target addresses whose confirmed payments are checked against the chain's
     logs first; a payment the chain does not show (a chain rolled back, a repair) is paid
-    again, one the chain shows never."""
+    again, one the chain shows never. ``progress(done, users)``: users paid completely, when
+    the run begins and after every round (users without a usable balances.csv row count in
+    ``users``, never in ``done``)."""
     cls = get_importer(importer)
     with prepared(settings, importer, network=network, store=store, mint=mint) as ready:
         setup, quarantined = ready.setup, ready.quarantined
@@ -122,10 +124,11 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         if recheck:
             _reopen_unpaid(setup.store, importer, payer,
                            [norm(t) for t in recheck if norm(t) in setup.users])
+        report = None if progress is None else _counting_too(progress, len(quarantined))
         try:
             result = Syncer(importer, setup.chain, setup.store, payer, plan, setup.users,
                             options, stop, prepaid=setup.chain.prepaid,
-                            archive=setup.archive).run()
+                            archive=setup.archive, progress=report).run()
         finally:
             log.info("sync %s: %s", importer, setup.outbox.counts.line())
         result.transactions = setup.outbox.counts.to_dict()
@@ -150,6 +153,11 @@ def _our_registrations(store: StateStore, chain: str) -> Callable[[Sequence[str]
         return found
 
     return plain
+
+
+def _counting_too(progress: Progress, left_out: int) -> Progress:
+    """``progress`` over ``left_out`` more users, never done (quarantined)."""
+    return lambda done, users: progress(done, users + left_out)
 
 
 def _reopen_unpaid(store: StateStore, importer: str, payer: Payer, targets: Sequence[str]

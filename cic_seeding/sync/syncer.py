@@ -41,6 +41,9 @@ SETTLE_PAGE = 1000
 #: ``(block, address)`` registrations -> ``{address: (block, tx_hash, amount)}`` of those whose
 #: registering transaction also paid the opening balance.
 Prepaid = Callable[[Sequence[tuple[int, str]]], Mapping[str, tuple[int, str, int]]]
+#: ``(users done, users)`` of this data directory: once when the run begins (those paid by
+#: earlier runs), then after every round.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,12 @@ class Syncer:
     def __init__(self, importer: str, chain: SyncChain, store: StateStore, payer: Payer,
                  plan: PaymentPlan, users: Mapping[str, str], options: SyncOptions,
                  stop: threading.Event | None = None, prepaid: Prepaid | None = None,
-                 archive: TxArchive | None = None) -> None:
+                 archive: TxArchive | None = None, progress: Progress | None = None) -> None:
         """``users``: target-chain address -> data directory address, for this directory.
         ``prepaid``: reads which registrations paid their opening balance themselves.
         ``archive``: the data directory's ``tx/``, where the registering transactions of the
         users are saved if they are not there yet (those another signer made: the custodial
-        engine's, the USSD gateway's)."""
+        engine's, the USSD gateway's). ``progress(done, users)``: see :data:`Progress`."""
         self.importer = importer
         self.chain = chain
         self.store = store
@@ -135,6 +138,7 @@ class Syncer:
         self.stop = stop or threading.Event()
         self.prepaid = prepaid
         self.archive = archive
+        self.progress = progress
         self.reader = LogReader(chain.registrations)
         self.result = SyncResult(importer, users=len(self.users))
         self._owed_nothing = sum(1 for t in self.users if not plan.for_user(t))
@@ -147,12 +151,17 @@ class Syncer:
         deadline = None if self.options.timeout is None else started + self.options.timeout
         with self.store.exclusive(f"sync-{self.importer}"):
             self._start()
+            if self.progress is not None:
+                self._summarise()
+                self.progress(self.result.done, self.result.users)
             while True:
                 registered_all = self.options.until is not None and self.options.until()
                 busy = RetryPolicy(self.options.retries, stop=self.stop).call(
                     self.round, what=f"sync {self.importer}")
                 self._registered_all = registered_all
                 self._summarise()
+                if self.progress is not None:
+                    self.progress(self.result.done, self.result.users)
                 self.result.seconds = time.monotonic() - started
                 if self.stop.is_set():
                     self.result.stopped = True

@@ -36,6 +36,12 @@ def test_demo_runs_the_whole_pipeline_and_cleans_up(tmp_path: Path) -> None:
         assert line in out, out
     report = tmp_path / "demo" / "report.html"
     HTMLParser().feed(report.read_text())
+    for stage in ("devnet", "generate", "import", "sync", "metadata", "verify"):  # timed
+        assert re.search(rf"^-- {stage} done in \d+\.\d s$", result.stderr, re.M), result.stderr
+    rows = re.findall(r'<tr class="stage" data-stage="([^"]+)" data-done="(\d+)"',
+                      report.read_text())
+    assert rows == [("import eth", "40"), ("sync eth", "40"), ("import cic_meta", "40"),
+                    ("verify", "40")]  # the report's timeline
     info = json.loads((tmp_path / "demo" / "devnet" / "devnet.json").read_text())
     assert info["anvil"]["pid"] is None and info["meta"]["pid"] is None
     # a second run wipes and redoes its own directory; a foreign one is refused
