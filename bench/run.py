@@ -2,7 +2,7 @@
 """The whole pipeline's throughput, each stage beside its baseline measured in the same run.
 
     python bench/run.py [--users 2000] [--naive-sample 200] [--dir-root /dev/shm]
-                        [--stages generate,seed,batch,verify,meta,custodial,celery]
+                        [--stages generate,seed,together,batch,verify,meta,custodial,celery]
                         [--service-users M] [--json FILE]
 
 Against a fresh devnet per N, each stage in its own process (so its peak RSS is its own):
@@ -13,6 +13,8 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
   receipt awaited before the next -- on a sample of users, and (b) the ceiling: the same number
   of pre-signed raw transactions (4 per user) pushed to the same anvil in batches as fast as it
   takes them, with nothing else to do;
+* ``together``: the same work in one run, ``cic-seed import eth --sync`` (the syncer pays
+  beside the import), against the same naive baseline and ceiling;
 * ``batch``: the same with the opt-in batch path (``--batch-funder``: registerAndFund,
   giveMany and giveValue through the devnet's BatchFunder, many users per transaction),
   against the same naive baseline and ceiling;
@@ -61,7 +63,8 @@ from bench._util import (  # noqa: E402
 )
 
 TX_PER_USER = 4  # add, opening balance, faucet payout, gas gift
-STAGE_NAMES = ("generate", "seed", "batch", "verify", "meta", "custodial", "celery")
+STAGE_NAMES = ("generate", "seed", "together", "batch", "verify", "meta", "custodial",
+               "celery")
 REDIS_URL = os.environ.get("CIC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 META_CONCURRENCY = 16
 
@@ -110,6 +113,24 @@ def stage_seed(devnet: str, data: str, batch_funder: str = "") -> None:
         if not (imported.ok and synced.ok):
             raise SystemExit(imported.render_text() + "\n" + synced.render_text())
         return {"users": synced.done, "import_seconds": import_seconds}
+
+    child_measure(work)
+
+
+def stage_together(devnet: str, data: str) -> None:
+    """Import and sync in one run (``cic-seed import eth --sync``): the syncer pays beside the
+    import."""
+    from cic_seeding.sync.run import import_and_sync
+    from cic_seeding.sync.syncer import SyncOptions
+
+    settings = _settings(devnet, data)
+
+    def work() -> dict[str, Any]:
+        imported, synced = import_and_sync(settings, "eth", SyncOptions(timeout=3600,
+                                                                        poll=0.05))
+        if not (imported.ok and synced.ok):
+            raise SystemExit(imported.render_text() + "\n" + synced.render_text())
+        return {"users": synced.done}
 
     child_measure(work)
 
@@ -279,6 +300,7 @@ def stage_import(devnet: str, data: str, queue: str = "") -> None:
 
 
 STAGES = {"generate": stage_generate, "floor": stage_floor, "seed": stage_seed,
+          "together": stage_together,
           "naive": stage_naive, "ceiling": stage_ceiling, "verify": stage_verify,
           "verify_naive": stage_verify_naive, "meta": stage_meta,
           "custodial": stage_custodial, "import": stage_import}
@@ -334,10 +356,10 @@ def run_n(n: int, sample: int, root: str, stages: list[str],
         if "generate" in stages:
             rows += _generate(n, work)
         sovereign: dict[str, tuple[str, dict[str, Any]]] = {}
-        if {"seed", "batch"} & set(stages):
+        if {"seed", "together", "batch"} & set(stages):
             rows += _sovereign(n, sample, work, dn, stages, sovereign)
         if "verify" in stages:
-            data = (sovereign.get("seed") or sovereign["batch"])[0]
+            data = (sovereign.get("seed") or sovereign.get("together") or sovereign["batch"])[0]
             rows += _verify(n, sample, dn, data)
         m = service_users or n
         if "meta" in stages:
@@ -377,13 +399,14 @@ def _sovereign(n: int, sample: int, work: Path, dn: str, stages: list[str],
     naive_r = _rate(naive, sample)
     ceiling_r = _rate(ceiling, n)  # users/s the ceiling's transactions stand for
     rows = []
-    for stage, label, funder, seed in (("seed", "import+sync (eth)", "", n),
-                                       ("batch", "import+sync (eth, --batch-funder)",
-                                        "devnet", n + 2)):
+    for stage, child, label, funder, seed in (
+            ("seed", "seed", "import+sync (eth)", "", n),
+            ("together", "together", "import --sync (eth, one run)", "", n + 5),
+            ("batch", "seed", "import+sync (eth, --batch-funder)", "devnet", n + 2)):
         if stage not in stages:
             continue
         data = _data(work, stage, n, seed)
-        measured = run_child(__file__, "seed", dn, data, *([funder] if funder else []))
+        measured = run_child(__file__, child, dn, data, *([funder] if funder else []))
         out[stage] = (data, measured)
         r = _rate(measured, n)
         rows.append(_row(n, label, r, "users/s", "naive", naive_r, measured, ceiling_r))
@@ -491,7 +514,7 @@ def parse_stages(text: str) -> list[str]:
     if unknown or not stages:
         raise SystemExit(f"error: unknown stage {', '.join(unknown) or '(none given)'}; "
                          f"valid stages: {', '.join(STAGE_NAMES)}")
-    if "verify" in stages and not {"seed", "batch"} & set(stages):
+    if "verify" in stages and not {"seed", "together", "batch"} & set(stages):
         raise SystemExit("error: stage verify checks the users of stage seed or batch: "
                          "add one of them to --stages")
     return stages
