@@ -5,6 +5,11 @@ Runs after a chain importer (it reads ``new/``). Per user it writes the person, 
 of ``meta_concurrency`` threads and overlap across batches; the metadata client retries
 transient failures, the base class keeps per-user state and resumes. A repeated write of the
 same document is a no-op on the server (ETag), so a resumed run never duplicates anything.
+
+When the server takes batch writes (the devnet's does, ``PUT /_batch``; ``meta_batch``
+documents a request), each request carries many users' documents and the server stores them in
+one transaction: the per-request cost of both sides (HTTP, framework, commit) is what bounds
+one PUT per document. A server without them gets one PUT per document, as before.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from cic_seeding.errors import (
     MetadataUnavailableError,
 )
 from cic_seeding.importers.base import Importer, Outcome, Submission
-from cic_seeding.meta.client import MetaClient, PutResult
+from cic_seeding.meta.client import Document, MetaClient, PutResult
 from cic_seeding.meta.documents import DocumentSource, UserDocuments
 from cic_seeding.remote import BreakerPolicy
 
@@ -49,6 +54,7 @@ def meta_client(settings: Settings, **kw: Any) -> MetaClient:
     kw.setdefault("retries", settings.meta_retries)
     kw.setdefault("pool_size", max(settings.meta_concurrency, 1))
     kw.setdefault("breaker", BreakerPolicy.from_settings(settings))
+    kw.setdefault("batch", max(settings.meta_batch, 0))
     return MetaClient(url, token, **kw)
 
 
@@ -94,11 +100,21 @@ class MetaImporter(Importer):
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cic_meta")
 
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        size = self.client.batch_size()
         subs = []
+        queued: list[tuple[str, Document, Future[PutResult]]] = []
         for user in users:
             docs = self._user_docs(user.address)
-            self._writes[user.address] = [self._write(p, d) for _, p, d in docs.items()]
-            subs.append(Submission(user.address, docs.items()[0][1], docs.target, META))
+            items = docs.items()
+            if size:
+                writes: list[Future[PutResult]] = [Future() for _ in items]
+                queued += [(p, d, f) for (_, p, d), f in zip(items, writes, strict=True)]
+            else:
+                writes = [self._write(p, d) for _, p, d in items]
+            self._writes[user.address] = writes
+            subs.append(Submission(user.address, items[0][1], docs.target, META))
+        for i in range(0, len(queued), size or 1):
+            self._write_batch(queued[i:i + size])
         return subs
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
@@ -137,6 +153,33 @@ class MetaImporter(Importer):
         if self._pool is None:
             raise ImporterError(f"{self.name}: submit() before begin()")
         return self._pool.submit(self._put, pointer, doc)
+
+    def _write_batch(self, part: list[tuple[str, Document, Future[PutResult]]]) -> None:
+        if self._pool is None:
+            raise ImporterError(f"{self.name}: submit() before begin()")
+        self._pool.submit(self._put_batch, part)
+
+    def _put_batch(self, part: list[tuple[str, Document, Future[PutResult]]]) -> None:
+        """One batch write; each document's future gets its result or its refusal, or all of
+        them the error that concerns the whole request."""
+        try:
+            down = self._down
+            if down is not None:
+                raise down
+            try:
+                outcomes = self.client.put_batch([(pointer, doc) for pointer, doc, _ in part])
+            except MetadataUnavailableError as exc:
+                self._down = exc
+                raise
+        except BaseException as exc:  # noqa: BLE001 -- handed to every waiting future
+            for _, _, future in part:
+                future.set_exception(exc)
+            return
+        for (_, _, future), outcome in zip(part, outcomes, strict=True):
+            if isinstance(outcome, PutResult):
+                future.set_result(outcome)
+            else:
+                future.set_exception(outcome)
 
     def _put(self, pointer: str, doc: Any) -> PutResult:
         down = self._down
