@@ -223,3 +223,20 @@ def test_batch_writes_store_what_one_put_per_document_stores(
     assert again["unchanged"] - after["unchanged"] == 4 * count
     assert again["write_requests"] - after["write_requests"] == 4 * count
     assert again["documents"] - after["documents"] == 4 * count
+
+
+def test_a_document_the_server_refuses_costs_its_user_alone(
+        data: DataDir, meta_server: MetaServerProcess) -> None:
+    """In a batch request too: the user whose person record is over the server's size limit
+    fails with the server's reason, the users written in the same requests are confirmed."""
+    users = list(data.users())
+    big = users[4]  # sovereign (index 4): its new/ record is under its own address
+    record = json.loads(data.new.get(big.address))
+    record["padding"] = "x" * (64 * 1024)
+    data.new.put(big.address, dumps(record))
+    result = run_import(settings_for(data, meta_server, meta_batch=40))
+    assert (result.confirmed, result.failed) == (COUNT - 1, 1)
+    assert result.failures[0][0] == big.address
+    assert "refused with 413" in result.failures[0][1], result.failures
+    report = audit_all(data, meta_server)
+    assert report["person"].failed == 1 and report["phone"].failed == 0
