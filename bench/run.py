@@ -21,7 +21,9 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
 * ``verify``: user-checks/s of the verifier (over the users of ``seed``, else ``batch``) vs one
   eth_call round trip per user per check;
 * ``meta``: the metadata import (``cic_meta``, four documents per user, embedded SQLite
-  server) in users/s vs one PUT at a time (bench/meta.py's pieces), on a sample;
+  server, batch writes when the server offers them) in users/s vs one PUT at a time
+  (bench/meta.py's pieces), on a sample; beside each, the server's own rate (documents it
+  stored per second it was handling writes, from its ``GET /_stats``);
 * ``custodial``: the custodial import (``cic_eth``, through the devnet's custodial engine: one
   worker, as ``devnet up --custodial`` starts it) in users/s vs one ``account.create`` at a
   time, each reply awaited, on a sample (both baselines run in their stage's process, before
@@ -236,8 +238,17 @@ def stage_verify_naive(devnet: str, data: str, sample: int) -> None:
 
 def stage_meta(data: str, naive_data: str, work: str) -> None:
     """The cic_meta importer over ``data`` (records under new/) into a fresh server; first,
-    off the clock, the baseline: ``naive_data``'s documents PUT one at a time."""
-    from bench.meta import documents, import_users, put_sequential, start_server
+    off the clock, the baseline: ``naive_data``'s documents PUT one at a time. Beside each,
+    the server's own rate: documents it stored per second it was handling writes."""
+    import cic_seeding.importers.meta  # noqa: F401 -- loading the code is not throughput
+    from bench.meta import (
+        documents,
+        import_users,
+        put_sequential,
+        server_rate,
+        server_stats,
+        start_server,
+    )
     from cic_seeding.meta import MetaClient
 
     docs = documents(Path(naive_data))
@@ -245,10 +256,18 @@ def stage_meta(data: str, naive_data: str, work: str) -> None:
     try:
         with MetaClient(server.url, server.token, pool_size=1) as client:
             client.put(*docs[0])  # warm the connection
+            before = server_stats(server.url)
             naive = put_sequential(client, docs)
-        child_measure(lambda: {"users": import_users(server, Path(data),
-                                                     META_CONCURRENCY).confirmed,
-                               "naive_users": len(docs) // 4, "naive_seconds": naive})
+            naive_server = server_rate(before, server_stats(server.url))
+        before = server_stats(server.url)
+
+        def measured() -> dict[str, Any]:
+            users = import_users(server, Path(data), META_CONCURRENCY).confirmed
+            return {"users": users, "naive_users": len(docs) // 4, "naive_seconds": naive,
+                    "server_docs_s": server_rate(before, server_stats(server.url)),
+                    "naive_server_docs_s": naive_server}
+
+        child_measure(measured)
     finally:
         server.stop()
 
@@ -332,9 +351,13 @@ def table_cells(row: dict[str, Any]) -> list[str]:
     """A row of the printed (and README) table."""
     ceiling = (f"{row['ceiling_ratio']:.0%} of ceiling {row['ceiling']:,.0f}"
                if row["ceiling"] else "")
-    return [f"{row['users']:,}", row["stage"], f"{row['rate']:,.0f} {row['unit']}",
-            f"{row['baseline']} {row['baseline_rate']:,.0f}", ratio_text(row["ratio"]), ceiling,
-            f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
+    rate = f"{row['rate']:,.0f} {row['unit']}"
+    baseline = f"{row['baseline']} {row['baseline_rate']:,.0f}"
+    if row.get("server_rate") is not None:  # the service's own rate beside the client's
+        rate += f" (server {row['server_rate']:,.0f} {row['server_unit']})"
+        baseline += f" (server {row['baseline_server_rate']:,.0f} {row['server_unit']})"
+    return [f"{row['users']:,}", row["stage"], rate, baseline, ratio_text(row["ratio"]),
+            ceiling, f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
 
 
 def _rate(measured: dict[str, Any], units: float) -> float:
@@ -429,10 +452,12 @@ def _meta(n: int, sample: int, work: Path) -> list[dict[str, Any]]:
     dataset(work / "meta-naive", sample, seed=n + 4)
     imported = run_child(__file__, "meta", str(work / "meta"), str(work / "meta-naive"),
                          str(work / "meta-server"))
-    naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
+    extra = imported["extra"]
+    naive_r = extra["naive_users"] / extra["naive_seconds"]
     r = _rate(imported, n)
     return [_row(n, "metadata import (cic_meta, 4 docs/user)", r, "users/s",
-                 "one PUT at a time", naive_r, imported)]
+                 "one PUT at a time", naive_r, imported, server_rate=extra["server_docs_s"],
+                 baseline_server_rate=extra["naive_server_docs_s"], server_unit="docs/s")]
 
 
 def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[dict[str, Any]]:

@@ -194,7 +194,13 @@ class Settings:
         "file holding the metadata server write token (default: the devnet's, when the URL is "
         "the devnet's)")
     meta_concurrency: int = _key(16, "CIC_META_CONCURRENCY",
-                                 "metadata documents written concurrently", kind=int)
+                                 "metadata write requests in flight (a document each, or a "
+                                 "batch of them)", kind=int)
+    meta_batch: int = _key(
+        100, "CIC_META_BATCH",
+        "most metadata documents in one write request when the server takes batches (the "
+        "devnet's server does; others get one PUT per document); 0: one PUT per document",
+        kind=int)
     meta_retries: int = _key(5, "CIC_META_RETRIES",
                              "retries of a transient metadata server failure", kind=int)
     custodial_broker_url: str | None = _key(
