@@ -68,7 +68,8 @@ def check_result(path: Path, bench_name: str, printed: str,
     assert _table_lines(rendered.stdout) == _table_lines(printed), rendered.stdout
     return doc
 
-STAGE_ROWS = ("generate", "import+sync (eth)", "import+sync (eth, --batch-funder)",
+STAGE_ROWS = ("generate", "import+sync (eth)", "import --sync (eth, one run)",
+              "import+sync (eth, --batch-funder)",
               "verify (4 chain checks)", "metadata import (cic_meta, 4 docs/user)",
               "custodial import (cic_eth, 1 engine worker)",
               "import (eth, --executor celery, 1 worker)",
@@ -82,24 +83,24 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
 def test_pipeline_benchmark_prints_every_stage(tmp_path: Path) -> None:
     # every stage; the metadata, custodial and celery imports on 200 users keep CI short
     out = tmp_path / "run.json"
-    result = bench("--users", "2000", "--naive-sample", "100", "--service-users", "200",
+    result = bench("--users", "1000", "--naive-sample", "100", "--service-users", "200",
                    "--json", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     table = result.stdout
     for stage in STAGE_ROWS:
         assert f"| {stage} " in table, table
-    rows = [line for line in table.splitlines() if line.startswith("| 2")]
+    rows = [line for line in table.splitlines() if line.startswith(("| 1,000 ", "| 200 "))]
     assert len(rows) == len(STAGE_ROWS)
     for row in rows:  # every figure has its ratio to a baseline of the same run
         ratio = row.split("|")[5].strip()
         assert ratio.endswith("x") and float(ratio[:-1]) > 0, row
-    doc = check_result(out, "run", result.stdout, {"stage", "unit", "baseline"})
+    doc = check_result(out, "run", result.stdout, {"stage", "unit", "baseline", "server_unit"})
     assert [r["stage"] for r in doc["rows"]] == list(STAGE_ROWS)
-    assert [r["users"] for r in doc["rows"]] == [2000] * 4 + [200] * 4
+    assert [r["users"] for r in doc["rows"]] == [1000] * 5 + [200] * 4
     assert doc["options"]["service_users"] == 200 and doc["options"]["naive_sample"] == 100
     for row in doc["rows"]:
         assert row["ratio"] == row["rate"] / row["baseline_rate"], row
-        has_ceiling = row["stage"].startswith("import+sync")
+        has_ceiling = row["stage"].startswith(("import+sync", "import --sync"))
         assert (row["ceiling"] is not None) == has_ceiling, row
         if has_ceiling:
             assert row["ceiling_ratio"] == row["rate"] / row["ceiling"], row
@@ -115,7 +116,7 @@ def test_unknown_or_unsatisfiable_stages_are_one_line() -> None:
     unknown = bench("--stages", "generate,sead")
     assert unknown.returncode != 0
     assert unknown.stderr.strip() == ("error: unknown stage sead; valid stages: generate, seed, "
-                                      "batch, verify, meta, custodial, celery")
+                                      "together, batch, verify, meta, custodial, celery")
     alone = bench("--stages", "verify")
     assert alone.returncode != 0
     assert "stage verify checks the users of stage seed or batch" in alone.stderr
@@ -223,10 +224,11 @@ def test_meta_benchmark_writes_its_result(tmp_path: Path) -> None:
     out = tmp_path / "meta.json"
     result = script("meta.py", "--users", "10", "--concurrency", "4", "--json", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
-    doc = check_result(out, "meta", result.stdout, {"store", "writer", "unit", "baseline"})
+    doc = check_result(out, "meta", result.stdout,
+                       {"store", "writer", "unit", "baseline", "in_flight"})
     assert [(r["store"], r["writer"]) for r in doc["rows"]] == [
         (store, writer) for store in ("sqlite", "postgresql")
-        for writer in ("sequential", "put_many", "cic_meta import")]
+        for writer in ("sequential", "put_many", "put_many, batches", "cic_meta import")]
     assert all(r["documents"] == 40 for r in doc["rows"])
 
 
