@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from eth_utils import is_address
@@ -89,6 +89,9 @@ class Engine:
     network: CicNetwork
     signer: Signer
     queue: TxQueue
+    #: Called after transactions were queued (committed): the dispatcher of this process,
+    #: if it runs one, looks at once instead of at its next idle look.
+    on_queued: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @property
     def chain_id(self) -> int:
@@ -152,6 +155,7 @@ class Engine:
                             f"({placeholders(len(ids))})", ids)
                 addresses.update(cur.fetchall())
             txs = self._account_txs(cur, [(r, addresses[r.request_id]) for r in requests])
+        self.on_queued()
         if len(requests) > 1:
             log.info("%d accounts created, %d known before, in one transaction", len(created),
                      len(requests) - len(created))
@@ -268,7 +272,9 @@ class Engine:
                     return self._tx_dict(self.queue.load(cur, int(row[0])))
             id_ = self.queue.enqueue(cur, signer, call, kind=TRANSFER, subject=recipient,
                                      request_id=rid)
-            return self._tx_dict(self.queue.load(cur, id_))
+            reply = self._tx_dict(self.queue.load(cur, id_))
+        self.on_queued()
+        return reply
 
     @staticmethod
     def _tx_dict(row: TxRow) -> dict[str, Any]:

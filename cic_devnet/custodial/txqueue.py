@@ -11,8 +11,9 @@ transaction holds the whole database's write lock instead of a row lock: see
 :mod:`._sqlite`.)
 
 **Dispatcher.** :meth:`TxQueue.dispatch` claims ``queued`` rows (``FOR UPDATE SKIP LOCKED``, so
-any number of dispatchers share the queue), broadcasts them as one JSON-RPC batch and marks
-them ``sent``. A refusal is handled by its error class, never blindly:
+any number of dispatchers share the queue) :data:`BLOCK_TXS` at a time, broadcasts them as
+one JSON-RPC batch and marks them ``sent``. A refusal is handled
+by its error class, never blindly:
 
 * ``nonce_too_low`` (the nonce is taken): if a version of ours was mined or is pending, ``sent``;
   otherwise the counter is moved up to the chain's pending count and the transaction re-signed
@@ -24,11 +25,12 @@ them ``sent``. A refusal is handled by its error class, never blindly:
   later transactions of the signer are not stuck behind a gap.
 
 **Tracker.** :meth:`TxQueue.track` claims ``sent`` rows and reads their receipts in one batch
-(on a dev node with automine off it mines first): success -> ``mined``; a revert that used all
-its gas -> ``out_of_gas``, re-queued with a fresh nonce and twice the gas; another revert ->
-``mined`` if the chain shows the effect anyway (the account is registered, the faucet paid)
-else ``failed``. A sent transaction the node no longer knows (dropped) is signed again with
-the same nonce at the current price.
+(on a dev node with automine off it mines first, so the dispatcher goes on sending
+meanwhile): success -> ``mined``; a revert that used all its gas -> ``out_of_gas``, re-queued
+with a fresh nonce and twice the gas; another revert -> ``mined`` if the chain shows the
+effect anyway (the account is registered, the faucet paid) else ``failed``. A sent
+transaction the node no longer knows (dropped) is signed again with the same nonce at the
+current price.
 Every version of a row signed with the same nonce is remembered (``replaced``): whichever of
 them is mined counts, so re-signing never executes a transaction twice. After
 :data:`MAX_ATTEMPTS` a transaction fails for good.
@@ -67,6 +69,10 @@ MAX_ATTEMPTS = 5
 FILLER_GAS = 21_000
 #: Rows one INSERT carries (16 parameters each: well inside both databases' limits).
 ROWS_PER_INSERT = 200
+#: Transactions the dispatcher claims and broadcasts at a time (so a dev node that mines when
+#: the tracker asks gets blocks of about this size): anvil builds a receipt by walking its
+#: block, so one of a 500-transaction block costs ten times one of a 50-transaction block.
+BLOCK_TXS = 100
 
 _CLASSES = (
     # a transaction of ours or someone else's holds the nonce (checked first: the node says
@@ -247,15 +253,17 @@ class TxQueue:
 
     # -- dispatcher -----------------------------------------------------------------------------
     def dispatch(self) -> int:
-        """Broadcast queued transactions (one batch); returns how many the node took."""
+        """Broadcast queued transactions (one batch of at most :data:`BLOCK_TXS`, committed
+        as sent before the next is claimed); returns how many the node took."""
         with self.storage.transaction() as cur:
             cur.execute(f"SELECT {_COLUMNS} FROM txs WHERE chain_id = %s AND status = %s "
                         "ORDER BY signer, nonce LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (self.chain_id, QUEUED, self.batch))
+                        (self.chain_id, QUEUED, min(self.batch, BLOCK_TXS)))
             rows = [_row(r) for r in cur.fetchall()]
             if not rows:
                 return 0
-            errors = self.client.broadcast([r.raw for r in rows])
+            # the tracker mines (a dev node mines when asked): the next batch goes out meanwhile
+            errors = self.client.broadcast([r.raw for r in rows], mine=False)
             taken = [r.id for r, e in zip(rows, errors, strict=True) if e is None]
             self._set_status(cur, taken, SENT)
             refused = [(r, e) for r, e in zip(rows, errors, strict=True) if e is not None]
@@ -325,11 +333,9 @@ class TxQueue:
             rows = [_row(r) for r in cur.fetchall()]
             if not rows:
                 return 0
+            if self.client.explicit_mining:
+                self.client.mine()  # a dev node mines only when asked (the dispatcher does not)
             receipts = self._receipts([h for r in rows for h in r.hashes])
-            if self._unmined(rows, receipts) and self.client.explicit_mining:
-                self.client.mine()  # a dev node mines only when asked
-                receipts.update(self._receipts([h for r in self._unmined(rows, receipts)
-                                                for h in r.hashes]))
             unmined = self._unmined(rows, receipts)
             self._settle(cur, [r for r in rows if r not in unmined], receipts)
             self._rebroadcast(cur, unmined)
@@ -438,19 +444,26 @@ class TxQueue:
 
 class QueueLoop:
     """Runs the dispatcher and the tracker until stopped, each in a thread of its own (so the
-    node takes one batch while the tracker reads the receipts of the one before): every few
-    ms while there is work, every ``idle`` seconds when there is none (the tracker at once
-    when the dispatcher has sent something). Errors are logged and retried."""
+    node takes one batch while the tracker reads the receipts of the one before).
+
+    The dispatcher goes on at once while a block's worth (:data:`BLOCK_TXS`) or more is
+    queued, waits ``gather`` seconds while less is (more comes: a trickle of single requests
+    is sent a few at a time, not one block each), and when nothing is, until :meth:`wake`
+    (the engine of this process queued something) or ``idle`` seconds (another process
+    may have). The tracker looks when the dispatcher has sent something, every ``gather``
+    seconds while transactions are out, every ``idle`` seconds otherwise. Errors are logged
+    and retried."""
 
     def __init__(self, queue: Callable[[], TxQueue], *, idle: float = 0.2,
-                 busy: float = 0.01) -> None:
+                 gather: float = 0.05) -> None:
         self._queue = queue
         self.idle = idle
-        self.busy = busy
+        self.gather = gather
         self.stopped = threading.Event()
+        self._queued = threading.Event()  # something was queued: the dispatcher looks
         self._sent = threading.Event()  # the dispatcher sent something: the tracker looks
         self._threads = [
-            threading.Thread(target=self._run, args=(self._dispatch, self.stopped),
+            threading.Thread(target=self._run, args=(self._dispatch, self._queued),
                              name="cic-custodial-dispatch", daemon=True),
             threading.Thread(target=self._run, args=(self._track, self._sent),
                              name="cic-custodial-track", daemon=True)]
@@ -462,27 +475,35 @@ class QueueLoop:
     def is_alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
+    def wake(self) -> None:
+        """Transactions were queued: an idle dispatcher looks at once."""
+        self._queued.set()
+
     def _dispatch(self, queue: TxQueue) -> float:
         """One round of the dispatcher; the delay before the next."""
         if queue.dispatch():
             self._sent.set()
-            return self.busy
-        return self.busy if queue.count(QUEUED) else self.idle
+        queued = queue.count(QUEUED)
+        if queued >= BLOCK_TXS:
+            return 0.0
+        if queued:  # wait for more, whatever wakes meanwhile
+            self.stopped.wait(self.gather)
+            return 0.0
+        return self.idle
 
     def _track(self, queue: TxQueue) -> float:
-        if queue.track():
-            return self.busy
-        return self.busy if queue.count(SENT) else self.idle
+        settled = queue.track()
+        out = queue.count(SENT)
+        return 0.0 if settled and out else self.gather if out else self.idle
 
     def _run(self, step: Callable[[TxQueue], float], wake: threading.Event) -> None:
         delay = 0.0
         while True:
-            if delay:
+            if delay > 0:
                 wake.wait(delay)
             if self.stopped.is_set():
                 return
-            if wake is not self.stopped:
-                wake.clear()  # (a set after this wakes the next wait at once)
+            wake.clear()  # (a set after this wakes the next wait at once)
             try:
                 delay = step(self._queue())
             except CicSeedError as exc:
@@ -494,6 +515,7 @@ class QueueLoop:
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopped.set()
+        self._queued.set()
         self._sent.set()
         for thread in self._threads:
             if thread.is_alive() and threading.current_thread() is not thread:
