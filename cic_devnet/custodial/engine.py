@@ -78,6 +78,13 @@ def _account_request(item: Any) -> AccountRequest:
     return AccountRequest(request_id, gas_gift, faucet)
 
 
+def address_call(selector: bytes, address: str) -> bytes:
+    """The call data of a function whose one argument is an address: its selector and the
+    address as one 32-byte word (what eth-abi gives, at a twentieth of the cost; an engine
+    encodes two such calls per account)."""
+    return selector + bytes(12) + bytes.fromhex(address[2:])
+
+
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -172,15 +179,15 @@ class Engine:
         in that order of kinds, every registration of the batch first (the faucet pays
         registered accounts only). A failed one is queued again. Request id -> {kind: tx id}."""
         wanted: dict[str, list[tuple[str, Call]]] = {}
+        add, give_to = ACCOUNTS_INDEX.fn("add").selector, FAUCET.fn("giveTo").selector
         for r, address in accounts:
-            calls = [(REGISTER, Call(self.network.accounts_index,
-                                     ACCOUNTS_INDEX.encode("add", address),
+            calls = [(REGISTER, Call(self.network.accounts_index, address_call(add, address),
                                      gas=REGISTER_GAS))]
             if r.gas_gift:
                 calls.append((GAS, Call(address, b"", value=r.gas_gift, gas=GAS_GIFT_GAS)))
             if r.faucet:
                 calls.append((FAUCET_KIND, Call(self.network.faucet,
-                                                FAUCET.encode("giveTo", address),
+                                                address_call(give_to, address),
                                                 gas=FAUCET_GAS)))
             wanted[r.request_id] = calls
         have: dict[tuple[str, str], tuple[int, str]] = {}
