@@ -481,8 +481,11 @@ class QueueLoop:
 
     def _dispatch(self, queue: TxQueue) -> float:
         """One round of the dispatcher; the delay before the next."""
-        if queue.dispatch():
+        sent = queue.dispatch()
+        if sent:
             self._sent.set()
+        if sent >= BLOCK_TXS:
+            return 0.0  # a full batch: more is likely queued (no need to count)
         queued = queue.count(QUEUED)
         if queued >= BLOCK_TXS:
             return 0.0
