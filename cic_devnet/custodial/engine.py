@@ -96,9 +96,9 @@ class Engine:
     network: CicNetwork
     signer: Signer
     queue: TxQueue
-    #: Called after transactions were queued (committed): the dispatcher of this process,
-    #: if it runs one, looks at once instead of at its next idle look.
-    on_queued: Callable[[], None] = field(default=lambda: None, repr=False)
+    #: Called with how many transactions were queued, once committed: the dispatcher of this
+    #: process, if it runs one, looks at once when that makes a batch.
+    on_queued: Callable[[int], None] = field(default=lambda count: None, repr=False)
 
     @property
     def chain_id(self) -> int:
@@ -161,8 +161,10 @@ class Engine:
                 cur.execute("SELECT request_id, address FROM accounts WHERE request_id IN "
                             f"({placeholders(len(ids))})", ids)
                 addresses.update(cur.fetchall())
-            txs = self._account_txs(cur, [(r, addresses[r.request_id]) for r in requests])
-        self.on_queued()
+            txs, queued = self._account_txs(cur, [(r, addresses[r.request_id])
+                                                  for r in requests])
+        if queued:
+            self.on_queued(queued)
         if len(requests) > 1:
             log.info("%d accounts created, %d known before, in one transaction", len(created),
                      len(requests) - len(created))
@@ -174,10 +176,11 @@ class Engine:
                 for r in requests]
 
     def _account_txs(self, cur: Any, accounts: Sequence[tuple[AccountRequest, str]]
-                     ) -> dict[str, dict[str, int]]:
+                     ) -> tuple[dict[str, dict[str, int]], int]:
         """Queue what each account still lacks: registration, gas gift, faucet payout. Nonces
         in that order of kinds, every registration of the batch first (the faucet pays
-        registered accounts only). A failed one is queued again. Request id -> {kind: tx id}."""
+        registered accounts only). A failed one is queued again. Returns request id ->
+        {kind: tx id}, and how many transactions were queued."""
         wanted: dict[str, list[tuple[str, Call]]] = {}
         add, give_to = ACCOUNTS_INDEX.fn("add").selector, FAUCET.fn("giveTo").selector
         for r, address in accounts:
@@ -200,6 +203,7 @@ class Engine:
                          for rid, kind, id_, status in cur.fetchall()})
         out: dict[str, dict[str, int]] = {rid: {} for rid in wanted}
         new: list[tuple[str, str, Call, str]] = []
+        requeued = 0
         for kind in (REGISTER, GAS, FAUCET_KIND):
             for r, address in accounts:
                 call = next((c for k, c in wanted[r.request_id] if k == kind), None)
@@ -211,6 +215,7 @@ class Engine:
                     continue
                 id_, status = found
                 if status == FAILED:
+                    requeued += 1
                     cur.execute("UPDATE txs SET attempts = 0 WHERE id = %s", (id_,))
                     self.queue.requeue(cur, self.queue.load(cur, id_), error_class="retry",
                                        error="asked again", fresh_nonce=True, gas=call.gas)
@@ -222,7 +227,8 @@ class Engine:
             for (rid, kind, _, _), tx_id in zip(new, queued, strict=True):
                 out[rid][kind] = tx_id
         # in the order of kinds a reader expects (register, gas, faucet)
-        return {rid: {k: txs[k] for k, _ in wanted[rid] if k in txs} for rid, txs in out.items()}
+        return ({rid: {k: txs[k] for k, _ in wanted[rid] if k in txs}
+                 for rid, txs in out.items()}, len(new) + requeued)
 
     def have(self, addresses: Sequence[str]) -> dict[str, bool]:
         """Per address: does the engine hold its key?"""
@@ -280,7 +286,7 @@ class Engine:
             id_ = self.queue.enqueue(cur, signer, call, kind=TRANSFER, subject=recipient,
                                      request_id=rid)
             reply = self._tx_dict(self.queue.load(cur, id_))
-        self.on_queued()
+        self.on_queued(1)
         return reply
 
     @staticmethod

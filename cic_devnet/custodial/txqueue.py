@@ -449,10 +449,10 @@ class QueueLoop:
     The dispatcher goes on at once while a block's worth (:data:`BLOCK_TXS`) or more is
     queued, waits ``gather`` seconds while less is (more comes: a trickle of single requests
     is sent a few at a time, not one block each), and when nothing is, until :meth:`wake`
-    (the engine of this process queued something) or ``idle`` seconds (another process
-    may have). The tracker looks when the dispatcher has sent something, every ``gather``
-    seconds while transactions are out, every ``idle`` seconds otherwise. Errors are logged
-    and retried."""
+    (the engine of this process queued a batch) or ``idle`` seconds (another process may
+    have, or single requests came). The tracker looks when the dispatcher has sent
+    something, every ``gather`` seconds while transactions are out, every ``idle`` seconds
+    otherwise. Errors are logged and retried."""
 
     def __init__(self, queue: Callable[[], TxQueue], *, idle: float = 0.2,
                  gather: float = 0.05) -> None:
@@ -460,7 +460,8 @@ class QueueLoop:
         self.idle = idle
         self.gather = gather
         self.stopped = threading.Event()
-        self._queued = threading.Event()  # something was queued: the dispatcher looks
+        self._queued = threading.Event()  # a batch was queued: the dispatcher looks
+        self._unseen = 0  # transactions queued in this process since the dispatcher looked
         self._sent = threading.Event()  # the dispatcher sent something: the tracker looks
         self._threads = [
             threading.Thread(target=self._run, args=(self._dispatch, self._queued),
@@ -475,12 +476,17 @@ class QueueLoop:
     def is_alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
-    def wake(self) -> None:
-        """Transactions were queued: an idle dispatcher looks at once."""
-        self._queued.set()
+    def wake(self, count: int) -> None:
+        """``count`` transactions were queued: once a batch's worth (:data:`BLOCK_TXS`) has
+        been since the dispatcher last looked, it looks at once (single requests wait for its
+        next look: woken for each, it would send every one alone)."""
+        self._unseen += count
+        if self._unseen >= BLOCK_TXS:
+            self._queued.set()
 
     def _dispatch(self, queue: TxQueue) -> float:
         """One round of the dispatcher; the delay before the next."""
+        self._unseen = 0  # (a race with wake() costs one early or late look, nothing more)
         sent = queue.dispatch()
         if sent:
             self._sent.set()
