@@ -3,6 +3,7 @@
 targets (100,000 users in under 5 minutes, peak RSS under 500 MB).
 
     python bench/e2e.py [--users 100000] [--per-transaction] [--dir-root /dev/shm]
+                        [--json FILE]
 
 A fresh devnet; each stage runs as its own process (so its peak RSS is its own), one after the
 other, as a user would run them: ``generate``, ``import eth`` (light keyfiles; the opt-in
@@ -26,7 +27,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, import_all, machine, run_child, table  # noqa: E402
+from bench._util import (  # noqa: E402
+    Record,
+    add_json_option,
+    child_measure,
+    import_all,
+    machine,
+    run_child,
+    table,
+)
 
 TARGET_SECONDS, TARGET_RSS_MB = 300, 500
 
@@ -85,6 +94,27 @@ def stage_verify(devnet: str, data: str, batch: str) -> None:
 
 STAGES = {"generate": stage_generate, "import": stage_import, "sync": stage_sync,
           "verify": stage_verify}
+TABLE_HEADERS = ["stage", "seconds", "users/s", "peak RSS MB"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    return [row["stage"], f"{row['seconds']:.1f}", f"{row['rate']:,.0f}",
+            f"{row['peak_rss_mb']:.0f}"]
+
+
+def table_notes(document: dict[str, Any]) -> list[str]:
+    """The lines under the table: the run against issue 9's targets."""
+    total = document["rows"][-1]
+    targets = document["targets"]
+    return [f"targets: under {targets['seconds']}s ({total['seconds'] / targets['seconds']:.2f}x "
+            f"of it), peak RSS under {targets['peak_rss_mb']} MB "
+            f"({total['peak_rss_mb'] / targets['peak_rss_mb']:.2f}x of it)"]
+
+
+def _row(stage: str, n: int, seconds: float, peak_rss_mb: float) -> dict[str, Any]:
+    return {"stage": stage, "users": n, "seconds": seconds, "rate": n / seconds,
+            "unit": "users/s", "peak_rss_mb": peak_rss_mb}
 
 
 def main() -> None:
@@ -98,14 +128,17 @@ def main() -> None:
                         help="the per-transaction path instead of the BatchFunder")
     default_root = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     parser.add_argument("--dir-root", default=default_root)
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Record("e2e")
     from cic_devnet.devnet import devnet_up
 
     n, path = args.users, "per-transaction" if args.per_transaction else "batch"
     work = Path(tempfile.mkdtemp(prefix="cic-bench-e2e-", dir=args.dir_root))
     devnet = devnet_up(work / "devnet")
     dn, data = str(work / "devnet"), str(work / "data")
-    rows, total, peak = [], 0.0, 0.0
+    rows: list[dict[str, Any]] = []
+    total, peak = 0.0, 0.0
     started = time.monotonic()
     try:
         for name, stage_args in (("generate", [str(n), data]), ("import", [dn, data, path]),
@@ -113,17 +146,21 @@ def main() -> None:
             m = run_child(__file__, name, *stage_args)
             total += m["seconds"]
             peak = max(peak, m["peak_rss_mb"])
-            rows.append([name, f"{m['seconds']:.1f}", f"{n / m['seconds']:,.0f}",
-                         f"{m['peak_rss_mb']:.0f}"])
+            rows.append(_row(name, n, m["seconds"], m["peak_rss_mb"]))
     finally:
         devnet.stop()
         shutil.rmtree(work, ignore_errors=True)
-    rows.append(["end to end", f"{total:.1f}", f"{n / total:,.0f}", f"{peak:.0f}"])
+    rows.append(_row("end to end", n, total, peak))
+    document = record.document(rows, path=path, users=n,
+                               targets={"seconds": TARGET_SECONDS, "peak_rss_mb": TARGET_RSS_MB},
+                               options={"users": n, "per_transaction": args.per_transaction,
+                                        "dir_root": args.dir_root})
     print(f"{n:,} users end to end ({path} path) on {machine()}, data under {args.dir_root}, "
           f"{time.monotonic() - started:.0f}s with the devnet")
-    print(table(["stage", "seconds", "users/s", "peak RSS MB"], rows))
-    print(f"targets: under {TARGET_SECONDS}s ({total / TARGET_SECONDS:.2f}x of it), "
-          f"peak RSS under {TARGET_RSS_MB} MB ({peak / TARGET_RSS_MB:.2f}x of it)")
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    print("\n".join(table_notes(document)))
+    if args.json:
+        Record.write(args.json, document)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generator throughput vs its floor, measured in the same run.
 
-    python bench/generate.py [--users 10000 100000] [--dir-root /dev/shm]
+    python bench/generate.py [--users 10000 100000] [--dir-root /dev/shm] [--json FILE]
 
 For each N: the generator writing a full data directory (users/s, peak RSS of the process tree),
 and the floor: the same N Faker person records and key derivations built by the same worker
@@ -18,10 +18,27 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, machine, run_child, table  # noqa: E402
+from bench._util import (  # noqa: E402
+    Record,
+    add_json_option,
+    child_measure,
+    machine,
+    run_child,
+    table,
+)
+
+TABLE_HEADERS = ["users", "generate users/s", "floor users/s", "generate/floor", "peak RSS MB",
+                 "seconds"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    return [f"{row['users']:,}", f"{row['rate']:,.0f}", f"{row['baseline_rate']:,.0f}",
+            f"{row['ratio']:.2f}x", f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
 
 
 def _child(args: list[str]) -> None:
@@ -47,8 +64,10 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=[10_000, 100_000])
     default_root = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
     parser.add_argument("--dir-root", default=default_root)
+    add_json_option(parser)
     args = parser.parse_args()
-    rows = []
+    record = Record("generate")
+    rows: list[dict[str, Any]] = []
     for n in args.users:
         work = Path(tempfile.mkdtemp(prefix="cic-bench-gen-", dir=args.dir_root))
         try:
@@ -57,12 +76,15 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         gen_rate, floor_rate = n / gen["seconds"], n / floor["seconds"]
-        rows.append([f"{n:,}", f"{gen_rate:,.0f}", f"{floor_rate:,.0f}",
-                     f"{gen_rate / floor_rate:.2f}x", f"{gen['peak_rss_mb']:.0f}",
-                     f"{gen['seconds']:.1f}"])
+        rows.append({"users": n, "stage": "generate", "rate": gen_rate, "unit": "users/s",
+                     "baseline": "floor", "baseline_rate": floor_rate,
+                     "ratio": gen_rate / floor_rate, "peak_rss_mb": gen["peak_rss_mb"],
+                     "seconds": gen["seconds"], "baseline_seconds": floor["seconds"]})
     print(f"generate benchmark on {machine()}, data under {args.dir_root}")
-    print(table(["users", "generate users/s", "floor users/s", "generate/floor",
-                 "peak RSS MB", "seconds"], rows))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    if args.json:
+        Record.write(args.json, record.document(
+            rows, options={"users": args.users, "dir_root": args.dir_root}))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python bench/node_client.py [--reads 1000] [--sends 500] [--logs 5000] [--batch 500]
                                 [--queries 1] [--rounds 5] [--default-middleware]
+                                [--json FILE]
 
 Issue 20 asks whether the library should talk to nodes through web3.py (the field's library)
 instead of its own client (``cic_seeding.chain.rpc`` and ``chain.client``): switch if web3.py
@@ -56,7 +57,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import machine, table  # noqa: E402
+from bench._util import Record, add_json_option, machine, table  # noqa: E402
 
 OURS = "ours"
 DEFAULTS, BARE = "web3 API, default middleware", "web3 API, no middleware"
@@ -374,15 +375,36 @@ def run_rounds(workloads: list[Workload], rounds: int, say: Callable[[str], None
         say("warm-up round done" if r < 0 else f"round {r + 1}/{rounds} done")
 
 
-def _ratio(values: list[float]) -> str:
-    med = statistics.median(values)
-    return f"{med:.2f}x ({min(values):.2f}-{max(values):.2f})"
+TABLE_HEADERS = ["workload", "work", "client", "median ms", "best ms", "rate (median)",
+                 "web3 / ours (time: median, range)", "client CPU ms",
+                 "web3 / ours (CPU: median, range)"]
 
 
-def report(workloads: list[Workload]) -> tuple[list[list[str]], dict[str, dict[str, float]]]:
-    """Table rows, and per tier (web3's API; its HTTPProvider alone) each workload's best
-    median ratio to ours (a workload the tier cannot do is missing)."""
-    rows: list[list[str]] = []
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    ours = row["client"] == OURS
+    return [row["workload"], row["work"] if ours else "", row["client"],
+            f"{row['median_ms']:,.1f}", f"{row['best_ms']:,.1f}",
+            f"{row['rate']:,.0f} {row['unit']}",
+            "1.00x (baseline)" if ours else
+            f"{row['ratio']:.2f}x ({row['ratio_min']:.2f}-{row['ratio_max']:.2f})",
+            f"{row['cpu_ms']:,.1f}",
+            "1.00x" if ours else
+            f"{row['cpu_ratio']:.2f}x ({row['cpu_ratio_min']:.2f}-{row['cpu_ratio_max']:.2f})"]
+
+
+def table_notes(document: dict[str, Any]) -> list[str]:
+    """The lines under the table: each tier's ratios and the verdict."""
+    return ["web3 / ours, each workload's best web3 client (time; under 1 is web3 faster):",
+            *document["verdict"]]
+
+
+def report(workloads: list[Workload]) -> tuple[list[dict[str, Any]],
+                                                dict[str, dict[str, float]]]:
+    """Rows (numbers: times in ms, ratios to ours per round as median, min and max), and per
+    tier (web3's API; its HTTPProvider alone) each workload's best median ratio to ours (a
+    workload the tier cannot do is missing)."""
+    rows: list[dict[str, Any]] = []
     best: dict[str, dict[str, float]] = {API_TIER: {}, PROVIDER_TIER: {}}
     for w in workloads:
         ours, ours_cpu = w.times[OURS], w.cpu[OURS]
@@ -391,11 +413,15 @@ def report(workloads: list[Workload]) -> tuple[list[list[str]], dict[str, dict[s
             ratios = [t / o for t, o in zip(times, ours, strict=True)]
             cpu = w.cpu[label]
             cpu_ratios = [c / max(o, 1e-6) for c, o in zip(cpu, ours_cpu, strict=True)]
-            rows.append([w.key, w.name if label == OURS else "", label, f"{med * 1000:,.1f}",
-                         f"{min(times) * 1000:,.1f}", f"{w.units / med:,.0f} {w.unit}/s",
-                         "1.00x (baseline)" if label == OURS else _ratio(ratios),
-                         f"{statistics.median(cpu) * 1000:,.1f}",
-                         "1.00x" if label == OURS else _ratio(cpu_ratios)])
+            rows.append({"workload": w.key, "work": w.name, "client": label,
+                         "units": w.units, "median_ms": med * 1000,
+                         "best_ms": min(times) * 1000, "rate": w.units / med,
+                         "unit": f"{w.unit}/s", "ratio": statistics.median(ratios),
+                         "ratio_min": min(ratios), "ratio_max": max(ratios),
+                         "cpu_ms": statistics.median(cpu) * 1000,
+                         "cpu_ratio": statistics.median(cpu_ratios),
+                         "cpu_ratio_min": min(cpu_ratios), "cpu_ratio_max": max(cpu_ratios),
+                         "times_s": times, "cpu_s": cpu})
             if label != OURS:
                 tier = best[PROVIDER_TIER if label == PROVIDER else API_TIER]
                 tier[w.key] = min(tier.get(w.key, float("inf")), statistics.median(ratios))
@@ -435,7 +461,9 @@ def main() -> None:
                         help="also time web3's API with its default middleware (slower than "
                              "without: not its best configuration)")
     parser.add_argument("--dir-root", default=None)
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Record("node_client")
 
     def say(text: str) -> None:
         print(f"-- {text}", file=sys.stderr, flush=True)
@@ -455,11 +483,14 @@ def main() -> None:
     version = importlib.metadata.version
     print(f"node client benchmark on {machine()}; web3 {version('web3')}, requests "
           f"{version('requests')}; {args.rounds} rounds")
-    print(table(["workload", "work", "client", "median ms", "best ms", "rate (median)",
-                 "web3 / ours (time: median, range)", "client CPU ms",
-                 "web3 / ours (CPU: median, range)"], rows))
-    print("web3 / ours, each workload's best web3 client (time; under 1 is web3 faster):")
-    print("\n".join(verdict(workloads, best)))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    document = record.document(
+        rows, rounds=args.rounds, verdict=verdict(workloads, best), best=best,
+        options={k: getattr(args, k) for k in ("reads", "sends", "logs", "batch", "queries",
+                                               "rounds", "default_middleware", "dir_root")})
+    print("\n".join(table_notes(document)))
+    if args.json:
+        Record.write(args.json, document)
 
 if __name__ == "__main__":
     main()

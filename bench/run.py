@@ -2,7 +2,8 @@
 """The whole pipeline's throughput, each stage beside its baseline measured in the same run.
 
     python bench/run.py [--users 2000] [--naive-sample 200] [--dir-root /dev/shm]
-                        [--stages generate,seed,batch,verify,meta,custodial,celery]
+                        [--stages generate,seed,together,batch,verify,meta,custodial,celery]
+                        [--service-users M] [--json FILE]
 
 Against a fresh devnet per N, each stage in its own process (so its peak RSS is its own):
 
@@ -12,13 +13,17 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
   receipt awaited before the next -- on a sample of users, and (b) the ceiling: the same number
   of pre-signed raw transactions (4 per user) pushed to the same anvil in batches as fast as it
   takes them, with nothing else to do;
+* ``together``: the same work in one run, ``cic-seed import eth --sync`` (the syncer pays
+  beside the import), against the same naive baseline and ceiling;
 * ``batch``: the same with the opt-in batch path (``--batch-funder``: registerAndFund,
   giveMany and giveValue through the devnet's BatchFunder, many users per transaction),
   against the same naive baseline and ceiling;
 * ``verify``: user-checks/s of the verifier (over the users of ``seed``, else ``batch``) vs one
   eth_call round trip per user per check;
 * ``meta``: the metadata import (``cic_meta``, four documents per user, embedded SQLite
-  server) in users/s vs one PUT at a time (bench/meta.py's pieces), on a sample;
+  server, batch writes when the server offers them) in users/s vs one PUT at a time
+  (bench/meta.py's pieces), on a sample; beside each, the server's own rate (documents it
+  stored per second it was handling writes, from its ``GET /_stats``);
 * ``custodial``: the custodial import (``cic_eth``, through the devnet's custodial engine: one
   worker, as ``devnet up --custodial`` starts it) in users/s vs one ``account.create`` at a
   time, each reply awaited, on a sample (both baselines run in their stage's process, before
@@ -29,6 +34,8 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
   local executor's import alone (from ``seed``'s run, or measured here), then 2 vs 1.
 
 Ratios are what matter (these machines are noisy); absolute figures are context.
+``--json FILE`` also writes the rows as numbers, with the machine, the versions and the git
+commit (bench/_util.py's ``Record``; bench/table.py renders it).
 ``--stages`` picks a subset (the default is every stage), e.g. ``--stages
 generate,batch,verify`` for a 100,000-user end-to-end run.
 """
@@ -47,10 +54,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import child_measure, import_all, machine, run_child, table  # noqa: E402
+from bench._util import (  # noqa: E402
+    Record,
+    add_json_option,
+    child_measure,
+    import_all,
+    machine,
+    ratio_text,
+    run_child,
+    table,
+)
 
 TX_PER_USER = 4  # add, opening balance, faucet payout, gas gift
-STAGE_NAMES = ("generate", "seed", "batch", "verify", "meta", "custodial", "celery")
+STAGE_NAMES = ("generate", "seed", "together", "batch", "verify", "meta", "custodial",
+               "celery")
 REDIS_URL = os.environ.get("CIC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 META_CONCURRENCY = 16
 
@@ -99,6 +116,24 @@ def stage_seed(devnet: str, data: str, batch_funder: str = "") -> None:
         if not (imported.ok and synced.ok):
             raise SystemExit(imported.render_text() + "\n" + synced.render_text())
         return {"users": synced.done, "import_seconds": import_seconds}
+
+    child_measure(work)
+
+
+def stage_together(devnet: str, data: str) -> None:
+    """Import and sync in one run (``cic-seed import eth --sync``): the syncer pays beside the
+    import."""
+    from cic_seeding.sync.run import import_and_sync
+    from cic_seeding.sync.syncer import SyncOptions
+
+    settings = _settings(devnet, data)
+
+    def work() -> dict[str, Any]:
+        imported, synced = import_and_sync(settings, "eth", SyncOptions(timeout=3600,
+                                                                        poll=0.05))
+        if not (imported.ok and synced.ok):
+            raise SystemExit(imported.render_text() + "\n" + synced.render_text())
+        return {"users": synced.done}
 
     child_measure(work)
 
@@ -204,8 +239,17 @@ def stage_verify_naive(devnet: str, data: str, sample: int) -> None:
 
 def stage_meta(data: str, naive_data: str, work: str) -> None:
     """The cic_meta importer over ``data`` (records under new/) into a fresh server; first,
-    off the clock, the baseline: ``naive_data``'s documents PUT one at a time."""
-    from bench.meta import documents, import_users, put_sequential, start_server
+    off the clock, the baseline: ``naive_data``'s documents PUT one at a time. Beside each,
+    the server's own rate: documents it stored per second it was handling writes."""
+    import cic_seeding.importers.meta  # noqa: F401 -- loading the code is not throughput
+    from bench.meta import (
+        documents,
+        import_users,
+        put_sequential,
+        server_rate,
+        server_stats,
+        start_server,
+    )
     from cic_seeding.meta import MetaClient
 
     docs = documents(Path(naive_data))
@@ -213,10 +257,18 @@ def stage_meta(data: str, naive_data: str, work: str) -> None:
     try:
         with MetaClient(server.url, server.token, pool_size=1) as client:
             client.put(*docs[0])  # warm the connection
+            before = server_stats(server.url)
             naive = put_sequential(client, docs)
-        child_measure(lambda: {"users": import_users(server, Path(data),
-                                                     META_CONCURRENCY).confirmed,
-                               "naive_users": len(docs) // 4, "naive_seconds": naive})
+            naive_server = server_rate(before, server_stats(server.url))
+        before = server_stats(server.url)
+
+        def measured() -> dict[str, Any]:
+            users = import_users(server, Path(data), META_CONCURRENCY).confirmed
+            return {"users": users, "naive_users": len(docs) // 4, "naive_seconds": naive,
+                    "server_docs_s": server_rate(before, server_stats(server.url)),
+                    "naive_server_docs_s": naive_server}
+
+        child_measure(measured)
     finally:
         server.stop()
 
@@ -268,6 +320,7 @@ def stage_import(devnet: str, data: str, queue: str = "") -> None:
 
 
 STAGES = {"generate": stage_generate, "floor": stage_floor, "seed": stage_seed,
+          "together": stage_together,
           "naive": stage_naive, "ceiling": stage_ceiling, "verify": stage_verify,
           "verify_naive": stage_verify_naive, "meta": stage_meta,
           "custodial": stage_custodial, "import": stage_import}
@@ -278,10 +331,35 @@ def _child(args: list[str]) -> None:
     fn(*[int(a) if a.isdigit() else a for a in args[1:]])  # type: ignore[operator]
 
 
-def _row(n: int, stage: str, rate: str, baseline: str, ratio: float, ceiling: str,
-         measured: dict[str, Any]) -> list[str]:
-    return [f"{n:,}", stage, rate, baseline, f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2f}x",
-            ceiling, f"{measured['peak_rss_mb']:.0f}", f"{measured['seconds']:.1f}"]
+def _row(n: int, stage: str, rate: float, unit: str, baseline: str, baseline_rate: float,
+         measured: dict[str, Any], ceiling: float | None = None, **extra: Any) -> dict[str, Any]:
+    """A stage's figures as numbers (the JSON's row; :func:`table_cells` prints it): ``rate``
+    in ``unit``, its ``baseline`` (what it is) and that baseline's rate in the same unit,
+    the ceiling's rate when the stage has one; ``extra`` adds figures of the stage's own."""
+    detail = measured.get("extra")
+    return {"users": n, "stage": stage, "rate": rate, "unit": unit, "baseline": baseline,
+            "baseline_rate": baseline_rate, "ratio": rate / baseline_rate, "ceiling": ceiling,
+            "ceiling_ratio": rate / ceiling if ceiling else None,
+            "peak_rss_mb": measured["peak_rss_mb"], "seconds": measured["seconds"], **extra,
+            "detail": detail if isinstance(detail, dict) else {}}
+
+
+TABLE_HEADERS = ["users", "stage", "rate", "baseline", "vs baseline", "vs ceiling",
+                 "peak RSS MB", "seconds"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    ceiling = (f"{row['ceiling_ratio']:.0%} of ceiling {row['ceiling']:,.0f}"
+               if row["ceiling"] else "")
+    rate = f"{row['rate']:,.0f} {row['unit']}"
+    baseline = f"{row['baseline']} {row['baseline_rate']:,.0f}"
+    if row.get("server_rate") is not None:  # the service's own rate beside the client's
+        name = row.get("server_name", "server")
+        rate += f" ({name} {row['server_rate']:,.0f} {row['server_unit']})"
+        baseline += f" ({name} {row['baseline_server_rate']:,.0f} {row['server_unit']})"
+    return [f"{row['users']:,}", row["stage"], rate, baseline, ratio_text(row["ratio"]),
+            ceiling, f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
 
 
 def _rate(measured: dict[str, Any], units: float) -> float:
@@ -289,7 +367,7 @@ def _rate(measured: dict[str, Any], units: float) -> float:
 
 
 def run_n(n: int, sample: int, root: str, stages: list[str],
-          service_users: int | None = None) -> list[list[str]]:
+          service_users: int | None = None) -> list[dict[str, Any]]:
     """The rows of every stage in ``stages`` for ``n`` users (``service_users`` for the meta,
     custodial and celery stages; default ``n``)."""
     from cic_devnet.devnet import devnet_up
@@ -298,15 +376,15 @@ def run_n(n: int, sample: int, root: str, stages: list[str],
     chain = set(stages) - {"generate", "meta"}
     devnet = devnet_up(work / "devnet") if chain else None
     dn = str(work / "devnet")
-    rows: list[list[str]] = []
+    rows: list[dict[str, Any]] = []
     try:
         if "generate" in stages:
             rows += _generate(n, work)
         sovereign: dict[str, tuple[str, dict[str, Any]]] = {}
-        if {"seed", "batch"} & set(stages):
+        if {"seed", "together", "batch"} & set(stages):
             rows += _sovereign(n, sample, work, dn, stages, sovereign)
         if "verify" in stages:
-            data = (sovereign.get("seed") or sovereign["batch"])[0]
+            data = (sovereign.get("seed") or sovereign.get("together") or sovereign["batch"])[0]
             rows += _verify(n, sample, dn, data)
         m = service_users or n
         if "meta" in stages:
@@ -331,59 +409,60 @@ def _data(work: Path, name: str, count: int, seed: int) -> str:
     return str(work / name)
 
 
-def _generate(n: int, work: Path) -> list[list[str]]:
+def _generate(n: int, work: Path) -> list[dict[str, Any]]:
     floor = run_child(__file__, "floor", str(n), str(work / "floor"))
     gen = run_child(__file__, "generate", str(n), str(work / "generated"))
     gen_r, floor_r = _rate(gen, n), _rate(floor, n)
-    return [_row(n, "generate", f"{gen_r:,.0f} users/s", f"floor {floor_r:,.0f}",
-                 gen_r / floor_r, "", gen)]
+    return [_row(n, "generate", gen_r, "users/s", "floor", floor_r, gen)]
 
 
 def _sovereign(n: int, sample: int, work: Path, dn: str, stages: list[str],
-               out: dict[str, tuple[str, dict[str, Any]]]) -> list[list[str]]:
+               out: dict[str, tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
     naive_data = _data(work, "naive", sample, n + 1)
     naive = run_child(__file__, "naive", dn, naive_data, str(sample))
     ceiling = run_child(__file__, "ceiling", dn, str(n))
     naive_r = _rate(naive, sample)
     ceiling_r = _rate(ceiling, n)  # users/s the ceiling's transactions stand for
     rows = []
-    for stage, label, funder, seed in (("seed", "import+sync (eth)", "", n),
-                                       ("batch", "import+sync (eth, --batch-funder)",
-                                        "devnet", n + 2)):
+    for stage, child, label, funder, seed in (
+            ("seed", "seed", "import+sync (eth)", "", n),
+            ("together", "together", "import --sync (eth, one run)", "", n + 5),
+            ("batch", "seed", "import+sync (eth, --batch-funder)", "devnet", n + 2)):
         if stage not in stages:
             continue
         data = _data(work, stage, n, seed)
-        measured = run_child(__file__, "seed", dn, data, *([funder] if funder else []))
+        measured = run_child(__file__, child, dn, data, *([funder] if funder else []))
         out[stage] = (data, measured)
         r = _rate(measured, n)
-        rows.append(_row(n, label, f"{r:,.0f} users/s", f"naive {naive_r:,.0f}", r / naive_r,
-                         f"{r / ceiling_r:.0%} of ceiling {ceiling_r:,.0f}", measured))
+        rows.append(_row(n, label, r, "users/s", "naive", naive_r, measured, ceiling_r))
     return rows
 
 
-def _verify(n: int, sample: int, dn: str, data: str) -> list[list[str]]:
+def _verify(n: int, sample: int, dn: str, data: str) -> list[dict[str, Any]]:
     verify = run_child(__file__, "verify", dn, data, str(sample))
     naive = run_child(__file__, "verify_naive", dn, data, str(sample))
     r = _rate(verify, verify["extra"]["user_checks"])
     naive_r = _rate(naive, naive["extra"]["user_checks"])
-    return [_row(n, "verify (4 chain checks)", f"{r:,.0f} user-checks/s",
-                 f"one call per check {naive_r:,.0f}", r / naive_r, "", verify)]
+    return [_row(n, "verify (4 chain checks)", r, "user-checks/s", "one call per check",
+                 naive_r, verify)]
 
 
-def _meta(n: int, sample: int, work: Path) -> list[list[str]]:
+def _meta(n: int, sample: int, work: Path) -> list[dict[str, Any]]:
     from bench.meta import dataset
 
     dataset(work / "meta", n, seed=n + 3)
     dataset(work / "meta-naive", sample, seed=n + 4)
     imported = run_child(__file__, "meta", str(work / "meta"), str(work / "meta-naive"),
                          str(work / "meta-server"))
-    naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
+    extra = imported["extra"]
+    naive_r = extra["naive_users"] / extra["naive_seconds"]
     r = _rate(imported, n)
-    return [_row(n, "metadata import (cic_meta, 4 docs/user)", f"{r:,.0f} users/s",
-                 f"one PUT at a time {naive_r:,.0f}", r / naive_r, "", imported)]
+    return [_row(n, "metadata import (cic_meta, 4 docs/user)", r, "users/s",
+                 "one PUT at a time", naive_r, imported, server_rate=extra["server_docs_s"],
+                 baseline_server_rate=extra["naive_server_docs_s"], server_unit="docs/s")]
 
 
-def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
+def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[dict[str, Any]]:
     from bench.meta import drop_schema
     from cic_devnet.anvil import dev_key
     from cic_devnet.custodial.devnet import DEFAULT_DB, EngineOptions, start_engine, stop_engine
@@ -412,10 +491,10 @@ def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[list[str]]:
         drop_schema(schema, DEFAULT_DB)
     naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
     r = _rate(imported, n)
-    return [_row(n, "custodial import (cic_eth, 1 engine worker)",
-                 f"{r:,.0f} users/s (engine {engine:,.0f} accounts/s)",
-                 f"one create at a time {naive_r:,.0f} (engine {naive_engine:,.0f} accounts/s)",
-                 r / naive_r, "", imported)]
+    return [_row(n, "custodial import (cic_eth, 1 engine worker)", r, "users/s",
+                 "one create at a time", naive_r, imported, server_rate=engine,
+                 baseline_server_rate=naive_engine, server_unit="accounts/s",
+                 server_name="engine")]
 
 
 def _engine_rate(db_url: str, schema: str, request_ids: list[str],
@@ -447,7 +526,7 @@ def _engine_rate(db_url: str, schema: str, request_ids: list[str],
     return float(count) / max(float(last) - float(first), 1e-9)
 
 
-def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[list[str]]:
+def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[dict[str, Any]]:
     """1 worker on one queue, then 2 on another; all three booted together beforehand."""
     from cic_seeding.config import load_settings
     from cic_seeding.importers.celery_worker import spawn_worker, wait_workers
@@ -484,10 +563,10 @@ def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[l
             proc.wait(30)
     local_r, one_r, two_r = n / local_s, _rate(runs[0], n), _rate(runs[1], n)
     return [
-        _row(n, "import (eth, --executor celery, 1 worker)", f"{one_r:,.0f} users/s",
-             f"local executor {local_r:,.0f}", one_r / local_r, "", runs[0]),
-        _row(n, "import (eth, --executor celery, 2 workers)", f"{two_r:,.0f} users/s",
-             f"1 worker {one_r:,.0f}", two_r / one_r, "", runs[1]),
+        _row(n, "import (eth, --executor celery, 1 worker)", one_r, "users/s",
+             "local executor", local_r, runs[0]),
+        _row(n, "import (eth, --executor celery, 2 workers)", two_r, "users/s", "1 worker",
+             one_r, runs[1]),
     ]
 
 
@@ -497,7 +576,7 @@ def parse_stages(text: str) -> list[str]:
     if unknown or not stages:
         raise SystemExit(f"error: unknown stage {', '.join(unknown) or '(none given)'}; "
                          f"valid stages: {', '.join(STAGE_NAMES)}")
-    if "verify" in stages and not {"seed", "batch"} & set(stages):
+    if "verify" in stages and not {"seed", "together", "batch"} & set(stages):
         raise SystemExit("error: stage verify checks the users of stage seed or batch: "
                          "add one of them to --stages")
     return stages
@@ -518,14 +597,20 @@ def main() -> None:
     parser.add_argument("--service-users", type=int, default=None,
                         help="users of the meta, custodial and celery stages (default: N; "
                              "their rates barely depend on N, and CI keeps them small)")
+    add_json_option(parser)
     args = parser.parse_args()
-    rows: list[list[str]] = []
+    record = Record("run")
+    rows: list[dict[str, Any]] = []
     for n in args.users:
         rows += run_n(n, min(args.naive_sample, n), args.dir_root, args.stages,
                       args.service_users)
     print(f"pipeline benchmark on {machine()}, data under {args.dir_root}")
-    print(table(["users", "stage", "rate", "baseline", "vs baseline", "vs ceiling",
-                 "peak RSS MB", "seconds"], rows))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in rows]))
+    if args.json:
+        Record.write(args.json, record.document(
+            rows, options={"users": args.users, "naive_sample": args.naive_sample,
+                           "service_users": args.service_users, "stages": args.stages,
+                           "dir_root": args.dir_root}))
 
 
 if __name__ == "__main__":

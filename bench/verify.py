@@ -2,6 +2,7 @@
 """Verifier throughput on a real devnet vs one request per user per check, in the same run.
 
     python bench/verify.py [--users 10000] [--batch-size 500] [--baseline-users N]
+                           [--json FILE]
 
 Generates USERS users, stands up a devnet (anvil + CIC contracts), seeds them with the eth
 importer and the syncer (registration, opening balance, faucet payout, gas), then times the four
@@ -31,9 +32,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import machine, table  # noqa: E402
+from bench._util import Record, add_json_option, machine, table  # noqa: E402
 
 CHAIN_CHECKS = ("accounts_index", "balance", "faucet", "gas")
+TABLE_HEADERS = ["method", "user-checks", "seconds", "user-checks/s", "vs baseline",
+                 "failures"]
+
+
+def table_cells(row: dict[str, Any]) -> list[str]:
+    """A row of the printed (and README) table."""
+    return [row["method"], f"{row['user_checks']:,}", f"{row['seconds']:.2f}",
+            f"{row['rate']:,.0f}", f"{row['ratio']:.1f}x", str(row["failures"])]
 
 
 def _seed(work: Path, users: int, seed: int, say: Any) -> tuple[Any, Any]:
@@ -131,7 +140,9 @@ def main() -> None:
     parser.add_argument("--baseline-users", type=int, default=None,
                         help="users the baseline checks (default: all; rate is per user-check)")
     parser.add_argument("--seed", type=int, default=4242)
+    add_json_option(parser)
     args = parser.parse_args()
+    record = Record("verify")
 
     def say(text: str) -> None:
         print(f"-- {text}", file=sys.stderr, flush=True)
@@ -161,11 +172,15 @@ def main() -> None:
             devnet.stop()
         shutil.rmtree(work, ignore_errors=True)
     base_rate = rows[0][1] / rows[0][2]
-    body = [[name, f"{n:,}", f"{s:.2f}", f"{n / s:,.0f}", f"{n / s / base_rate:.1f}x",
-             str(failed)] for name, n, s, failed in rows]
+    body = [{"method": name, "users": args.users, "user_checks": n, "seconds": s,
+             "rate": n / s, "unit": "user-checks/s", "baseline_rate": base_rate,
+             "ratio": n / s / base_rate, "failures": failed} for name, n, s, failed in rows]
     print(f"verify benchmark: {args.users:,} users, 4 chain checks, on {machine()}")
-    print(table(["method", "user-checks", "seconds", "user-checks/s", "vs baseline",
-                 "failures"], body))
+    print(table(TABLE_HEADERS, [table_cells(r) for r in body]))
+    if args.json:
+        Record.write(args.json, record.document(
+            body, options={"users": args.users, "batch_size": args.batch_size,
+                           "baseline_users": args.baseline_users, "seed": args.seed}))
     if any(failed for *_, failed in rows):
         raise SystemExit("some user-checks failed: the seeding or a reader is wrong")
 

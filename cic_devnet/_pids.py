@@ -63,6 +63,18 @@ def runs(pid: int, marker: str) -> bool:
     return proc is not None and holds(proc, marker)
 
 
+def running(proc: psutil.Process) -> bool:
+    """True until ``proc`` -- this very process, not a later one given its pid -- has ended
+    (a zombie counts as ended, as in :func:`live`). Unlike :func:`runs` it does not read the
+    command line, which a process that is exiting no longer has."""
+    try:
+        if not proc.is_running():
+            return False
+    except psutil.Error:
+        return False
+    return live(proc.pid) is not None
+
+
 def wait_gone(pid: int, still: Callable[[int], bool], timeout: float) -> bool:
     """Wait up to ``timeout`` s while ``still(pid)`` holds; returns whether it stopped holding."""
     deadline = time.monotonic() + timeout
@@ -98,9 +110,10 @@ def terminate(proc: psutil.Process, still: Callable[[int], bool], timeout: float
 
 def stop_pid_of(pid: int, marker: str, timeout: float = 10.0) -> bool:
     """SIGTERM ``pid`` if it still runs a program whose command line holds ``marker`` (a
-    reused pid is left alone), wait up to ``timeout`` s, then SIGKILL. Returns whether it ran."""
+    reused pid is left alone), wait up to ``timeout`` s, then SIGKILL, and return once it has
+    ended. Returns whether it ran."""
     proc = live(pid)
     if proc is None or not holds(proc, marker):
         return False
-    terminate(proc, lambda p: runs(p, marker), timeout, marker)
+    terminate(proc, lambda _: running(proc), timeout, marker)
     return True

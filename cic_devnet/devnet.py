@@ -82,6 +82,40 @@ class Devnet:
         devnet_down(self.directory)
 
 
+@dataclass(frozen=True)
+class Service:
+    """One process of a running devnet: what it is, its pid and where it answers."""
+
+    name: str
+    pid: int
+    address: str
+
+
+def devnet_services(info: dict[str, Any]) -> list[Service]:
+    """The processes devnet.json ``info`` names that run (anvil, the metadata server, each
+    custodial worker, the USSD gateway); an engine embedded in a process has none of its own.
+    ``devnet down`` stops them all; ``kill PID`` (SIGTERM) one."""
+    from cic_devnet.custodial.process import MARKER as ENGINE
+    from cic_devnet.meta.process import MARKER as META
+    from cic_devnet.ussd.process import MARKER as USSD
+
+    out = []
+    anvil, meta = info.get("anvil") or {}, info.get("meta") or {}
+    engine, ussd = info.get("custodial") or {}, info.get("ussd") or {}
+    if anvil.get("pid") and runs(int(anvil["pid"]), "anvil"):
+        out.append(Service("anvil", int(anvil["pid"]), str(info.get("rpc_url"))))
+    if meta.get("pid") and runs(int(meta["pid"]), META):
+        out.append(Service("metadata server", int(meta["pid"]), str(meta.get("url"))))
+    for worker in engine.get("workers") or []:
+        if worker.get("pid") and runs(int(worker["pid"]), ENGINE):
+            out.append(Service("custodial engine", int(worker["pid"]),
+                               f"queue {engine.get('queue')} on {engine.get('broker_url')}"))
+    if ussd.get("pid") and runs(int(ussd["pid"]), USSD):
+        out.append(Service("USSD gateway", int(ussd["pid"]),
+                           f"{ussd.get('url')} (service code {ussd.get('service_code')})"))
+    return out
+
+
 def _write_deployer(directory: Path, key: str) -> None:
     password = secrets.token_hex(16)
     doc = eth_keyfile.create_keyfile_json(bytes.fromhex(key.removeprefix("0x")),
@@ -110,9 +144,11 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     postgresql:// URL) or embedded (SQLite ``DIR/meta.db``); its URL and the file holding its
     write token go into devnet.json. ``custodial`` also starts the custodial engine's workers
     (:func:`cic_devnet.custodial.devnet.start_engine`); where it is goes into devnet.json. With
-    ``custodial_options.embedded`` the engine runs in this process instead (SQLite, in-memory
-    broker; ``detach`` does not apply to it): :meth:`Devnet.close` or :meth:`Devnet.stop` ends
-    it.
+    ``custodial_options.embedded`` (no PostgreSQL, no Redis: SQLite) the engine runs in this
+    process instead (in-memory broker), which :meth:`Devnet.close` or :meth:`Devnet.stop`
+    ends; with ``detach`` too, it runs as one worker process of its own on the same SQLite
+    file, its broker and replies files in ``DIR/custodial-spool``
+    (:func:`cic_devnet.custodial.devnet.spooled`), and outlives this process like the rest.
     ``ussd`` also starts the USSD gateway (and with it the metadata server and the engine),
     its accounts in PostgreSQL ``ussd_db`` (default: the engine's) schema ``ussd_schema``
     (default: a fresh one per chain)."""
@@ -122,12 +158,13 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
     for extra, wanted in (("ussd", ussd), ("meta", meta), ("custodial", custodial)):
         if wanted:  # before anything starts
             require_extra(extra, f"devnet up --{extra}")
-    embedded = bool(custodial and custodial_options and custodial_options.embedded)
-    if ussd and embedded:
-        raise UsageError("the USSD gateway cannot use an embedded custodial engine: it is a "
-                           "process of its own, and an embedded engine answers only in the "
-                           "process that runs it", hint="configure PostgreSQL and Redis for "
-                           "the engine (custodial_db_url, custodial_broker_url)")
+    serverless = bool(custodial and custodial_options and custodial_options.embedded)
+    if ussd and serverless:
+        raise UsageError("the USSD gateway cannot use a custodial engine without Redis: its "
+                           "sessions and its engine's tasks go through Redis",
+                           hint="configure PostgreSQL and Redis for the engine "
+                           "(custodial_db_url, custodial_broker_url)")
+    embedded = serverless and not detach
     directory = Path(directory).resolve()
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / DEVNET_FILE
@@ -136,6 +173,11 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
         raise ServiceError(f"a devnet already runs from {directory} "
                            f"(anvil pid {previous['anvil']['pid']}, {previous['rpc_url']})",
                            hint=f"stop it with `cic-seed devnet down --dir {directory}`")
+    if serverless and detach and custodial_options is not None:
+        # it must outlive this process: a process of its own, its wires files
+        from cic_devnet.custodial.devnet import spooled
+
+        custodial_options = spooled(custodial_options, directory)
     spec = ChainSpec.parse(chain_spec)
     state_path = Path(state).resolve() if state else None
     reload = bool(state_path and state_path.is_file() and previous.get("registry"))

@@ -194,14 +194,22 @@ class Settings:
         "file holding the metadata server write token (default: the devnet's, when the URL is "
         "the devnet's)")
     meta_concurrency: int = _key(16, "CIC_META_CONCURRENCY",
-                                 "metadata documents written concurrently", kind=int)
+                                 "metadata write requests in flight (a document each, or a "
+                                 "batch of them)", kind=int)
+    meta_batch: int = _key(
+        100, "CIC_META_BATCH",
+        "most metadata documents in one write request when the server takes batches (the "
+        "devnet's server does; others get one PUT per document); 0: one PUT per document",
+        kind=int)
     meta_retries: int = _key(5, "CIC_META_RETRIES",
                              "retries of a transient metadata server failure", kind=int)
     custodial_broker_url: str | None = _key(
         None, "CIC_CUSTODIAL_BROKER_URL",
         "Redis URL of the custodial engine: Celery broker, results and callbacks (default: "
         "the devnet's, else redis://127.0.0.1:6379/0; memory://: an engine embedded in this "
-        "process, as `cic-seed demo --custodial` runs it)")
+        "process, as `cic-seed demo --custodial` runs it; filesystem://localhost/DIR: an "
+        "engine on SQLite in a process of its own, its broker and replies files in DIR, as "
+        "`cic-seed demo --custodial --keep` runs it)")
     custodial_queue: str | None = _key(
         None, "CIC_CUSTODIAL_QUEUE",
         "Celery queue the custodial engine's workers consume (default: the devnet's, else "
@@ -212,8 +220,8 @@ class Settings:
     custodial_db_url: str | None = _key(
         None, "CIC_CUSTODIAL_DB_URL",
         "engine side: PostgreSQL URL of the custodial engine's keys and transaction queue "
-        "(sqlite:///PATH: one file, for an engine embedded in one process; default: the "
-        "devnet's, whose password is masked)")
+        "(sqlite:///PATH: one file, for an engine embedded in one process or running as one "
+        "process of its own; default: the devnet's, whose password is masked)")
     custodial_db_schema: str | None = _key(
         None, "CIC_CUSTODIAL_DB_SCHEMA",
         "engine side: PostgreSQL schema of the custodial engine (default: the devnet's)")

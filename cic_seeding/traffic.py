@@ -21,7 +21,7 @@ import csv
 import logging
 import threading
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -301,6 +301,13 @@ class _Replay:
         """Rows of the file as it reads now whose transfer the ledger has confirmed."""
         return sum(1 for p in self.store.payments(LEDGER, [Status.CONFIRMED]) if self.current(p))
 
+    def settled(self, total: int) -> int:
+        """Rows confirmed or failed, unreadable ones included, at most ``total`` (counted by
+        the store: a row the file changed since may count twice)."""
+        ledger_rows = sum(n for (_, status), n in self.store.payment_counts(LEDGER).items()
+                          if status in (Status.CONFIRMED, Status.FAILED))
+        return min(total, ledger_rows + len(self.bad))
+
     def failures(self) -> list[tuple[int, str]]:
         """(line, reason) of every row not replayed: unreadable, or its ledger entry failed."""
         out = {row + 1: f"field {p.field}: {p.problem}" for row, p in self.bad.items()}
@@ -311,10 +318,13 @@ class _Replay:
 
 
 def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
-                   stop: threading.Event | None = None, timeout: float = 600.0
-                   ) -> TrafficResult:
+                   stop: threading.Event | None = None, timeout: float = 600.0,
+                   progress: Callable[[int, int], None] | None = None) -> TrafficResult:
     """Send every row of transactions.csv not yet confirmed, in the file's order; returns the
-    tally. A row that cannot be read or sent fails alone (see the module)."""
+    tally. A row that cannot be read or sent fails alone (see the module).
+
+    ``progress(rows settled, rows)``: confirmed or failed (unreadable rows count as settled),
+    when the replay begins and after every batch."""
     started = time.monotonic()
     stop = stop or threading.Event()
     settings = dataset_settings(settings)
@@ -332,6 +342,8 @@ def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
         queue = sorted(store.payments(LEDGER, [Status.PENDING]), key=lambda p: _row(p.kind))
         deadline = started + timeout
         while not stop.is_set() and time.monotonic() < deadline:
+            if progress is not None:
+                progress(run.settled(result.total), result.total)
             run.settle()
             if queue:
                 pending, queue = queue[:run.batch], queue[run.batch:]
@@ -341,6 +353,8 @@ def replay_traffic(settings: Settings, *, network: CicNetwork | None = None,
                 run.send(pending)
             elif not store.payments(LEDGER, [Status.SUBMITTED]):
                 break
+        if progress is not None:
+            progress(run.settled(result.total), result.total)
         failures = run.failures()
         result.failed = len(failures)
         result.failures = failures[:KEEP_FAILURES]

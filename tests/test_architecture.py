@@ -150,6 +150,19 @@ def test_the_library_does_not_import_the_devnet_services() -> None:
     assert wrong == [], "\n".join(wrong)
 
 
+def test_only_the_cli_draws_progress() -> None:
+    """rich (bars on a terminal) is the command line's: the library reports progress through
+    callbacks (``progress(done, total)``) and never draws."""
+    wrong = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+             for module, path in modules().items()
+             if _library(module) and room(module) != "cic_seeding.cli"
+             for name, line in _imported(module, path) if name.split(".")[0] == "rich"]
+    assert wrong == [], "\n".join(wrong)
+    drawing = {name.split(".")[0] for name, _ in _imported(
+        "cic_seeding.cli.progress", modules()["cic_seeding.cli.progress"])}
+    assert "rich" in drawing  # the rule reads real imports (lazy ones included)
+
+
 def test_only_the_settings_loader_reads_the_devnet_directory() -> None:
     readers = []
     for module, path in modules().items():

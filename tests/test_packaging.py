@@ -29,9 +29,9 @@ from tests.code_graph import PACKAGES, modules, owner
 from tests.helpers import ROOT
 
 #: Libraries ``cic-seed --help`` and ``cic-seed CMD --help`` must not load (signing, ABI,
-#: services, data generation): they are what made the help take seconds.
+#: services, data generation, progress bars): they are what made the help take seconds.
 HEAVY = ("eth_account", "eth_abi", "eth_keyfile", "coincurve", "web3", "celery", "kombu",
-         "redis", "psycopg2", "starlette", "uvicorn", "bcrypt", "faker", "requests")
+         "redis", "psycopg2", "starlette", "uvicorn", "bcrypt", "faker", "requests", "rich")
 
 
 def _norm(name: str) -> str:

@@ -33,6 +33,7 @@ from kombu.transport import redis as kombu_redis
 
 from cic_seeding.config import Settings, load_settings
 from cic_seeding.custodial import endpoint
+from cic_seeding.custodial.spool import SpoolPublisher, celery_settings, is_spool
 
 from .config import engine_config
 from .engine import Engine, open_engine
@@ -64,11 +65,14 @@ class EngineRef:
     def publisher(self) -> Any:
         with self._lock:
             if self._publisher is None:
-                import redis
+                broker = endpoint(self.settings)[0]
+                if is_spool(broker):  # no Redis: replies are files in the spool directory
+                    self._publisher = SpoolPublisher(broker)
+                else:
+                    import redis
 
-                self._publisher = redis.Redis.from_url(endpoint(self.settings)[0],
-                                                       socket_connect_timeout=3,
-                                                       socket_timeout=5)
+                    self._publisher = redis.Redis.from_url(broker, socket_connect_timeout=3,
+                                                           socket_timeout=5)
             return self._publisher
 
     def start_loop(self) -> None:
@@ -111,7 +115,9 @@ def create_app(settings: Settings, *, queue_loop: bool = True) -> Celery:
     With ``queue_loop`` a worker of this app runs the dispatcher and tracker too.
     """
     broker, queue = endpoint(settings)
-    app = Celery("cic_custodial", broker=broker, backend=broker, set_as_current=False)
+    spool = is_spool(broker)
+    app = Celery("cic_custodial", broker=broker, backend=None if spool else broker,
+                 set_as_current=False)
     if urlsplit(broker).scheme == "redis":  # (rediss:// keeps kombu's, which sets up TLS)
         app.conf.broker_transport = f"{__name__}:{RedisTransport.__name__}"
     app.conf.update(
@@ -127,6 +133,8 @@ def create_app(settings: Settings, *, queue_loop: bool = True) -> Celery:
         # the visibility timeout (tasks are idempotent); True is celery's future default
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_send_task_events=False, task_send_sent_event=False)
+    if spool:  # files instead of Redis (cic_seeding.custodial.spool); no result backend
+        app.conf.update(celery_settings(broker))
     app.cic_engine = EngineRef(settings)
     app.cic_queue_loop = queue_loop
     register(app)

@@ -6,7 +6,9 @@ and schema, writes the passphrase file, starts the workers and waits until one a
 ``custodial`` section of devnet.json it returns tells clients where the engine is.
 :func:`start_embedded` prepares the same and runs the engine in this process instead
 (:mod:`.embedded`: SQLite ``DIR/custodial.db``, an in-memory broker), for a machine without
-PostgreSQL and Redis.
+PostgreSQL and Redis; :func:`spooled` turns those options into ones of a single worker
+process on the same SQLite file whose broker and replies are files (a spool directory), for
+such an engine that must outlive the process starting it.
 
 Its own key, not the deployer's: the syncer signs with the deployer from this machine (a
 file-lock nonce allocator) while the engine allocates nonces in PostgreSQL; two allocators on
@@ -34,6 +36,7 @@ from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.custodial import DEFAULT_BROKER, redact
 from cic_seeding.custodial.local import EMBEDDED_BROKER, is_embedded
+from cic_seeding.custodial.spool import make_spool
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import UsageError
 
@@ -51,6 +54,9 @@ SIGNER_KEYFILE, SIGNER_PASSWORD, PASSPHRASE_FILE = (
 DEFAULT_DB = "postgresql://postgres@127.0.0.1:5432/cic_custodial"
 #: The database of an embedded engine, in the devnet directory.
 SQLITE_FILE = "custodial.db"
+#: The spool directory (broker and replies as files) of an engine on SQLite that runs as a
+#: process of its own (:func:`spooled`), in the devnet directory.
+SPOOL_DIR = "custodial-spool"
 #: Gas money the deployer gives the engine's signer (anvil's dev accounts hold 10,000 ETH).
 SIGNER_FUNDS = 1000 * 10**18
 
@@ -230,6 +236,17 @@ def start_embedded(directory: Path, deployer: ChainClient, registry: str,
                            chain_spec=chain_spec)
     return EmbeddedEngine.start(setup.env, setup.info, concurrency=options.concurrency,
                                 timeout=timeout)
+
+
+def spooled(options: EngineOptions, directory: Path) -> EngineOptions:
+    """``options`` of an engine without PostgreSQL and Redis (``embedded``) turned into those
+    of one worker process that outlives this one: the same SQLite file, its broker and
+    replies files in ``DIR/custodial-spool`` (:mod:`cic_seeding.custodial.spool`). One
+    worker: SQLite serialises the writers of one machine anyway."""
+    return dataclasses.replace(
+        options, embedded=False, workers=1,
+        db_url=options.db_url or f"{SQLITE_PREFIX}{directory / SQLITE_FILE}",
+        broker_url=make_spool(directory / SPOOL_DIR))
 
 
 def _worker_info(worker: WorkerProcess) -> dict[str, Any]:

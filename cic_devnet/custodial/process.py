@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from cic_devnet._pids import runs, stop_pid_of
-from cic_seeding.custodial import TASK_STATUS, CustodialClient
+from cic_seeding.custodial import TASK_STATUS
+from cic_seeding.custodial.connect import client_for
 from cic_seeding.errors import ServiceError
 
 MARKER = "cic_devnet.custodial"
@@ -102,7 +103,7 @@ def wait_ready(workers: Sequence[WorkerProcess], broker_url: str, queue: str,
 
     ServiceError with the worker's log if one exits first or none answers in time.
     """
-    client = CustodialClient(broker_url, queue, timeout=timeout)
+    client = client_for(broker_url, queue, timeout=timeout)
     deadline = time.monotonic() + timeout
     try:
         client.open()

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from cic_devnet._pids import stop_pid_of
 from cic_devnet._server import ServerProcess, await_ready, require_extra, spawn
 
+#: What the command line of a metadata server holds (how a pid is known to be one).
+MARKER = "cic_devnet.meta"
+
 
 @dataclass
 class MetaServerProcess(ServerProcess):
@@ -59,4 +62,4 @@ def start_meta_server(*, port: int = 0, db: str, token: str | None = None,
 def stop_meta_pid(pid: int, timeout: float = 10.0) -> bool:
     """Stop a metadata server known only by pid (SIGTERM, then SIGKILL); only if that pid is
     still ``python -m cic_devnet.meta``. Returns whether it was running."""
-    return stop_pid_of(pid, "cic_devnet.meta", timeout)
+    return stop_pid_of(pid, MARKER, timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -42,6 +42,11 @@ class Storage(Protocol):
         """
         ...
 
+    def put_many(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[str, int]]:
+        """Store every ``(pointer, body, etag)`` in one transaction, in order, as :meth:`put`
+        with ``create_only`` false would one by one; returns each one's (outcome, version)."""
+        ...
+
     def close(self) -> None: ...
 
     def describe(self) -> str: ...
@@ -68,7 +73,8 @@ def open_storage(db: str, *, schema: str | None = None) -> Storage:
 
 
 class SqliteStorage:
-    """One SQLite file; a lock serialises writers (the embedded case is small)."""
+    """One SQLite file; a lock serialises writers (the embedded case is small). A batch is one
+    transaction: one commit for all its documents."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -93,30 +99,39 @@ class SqliteStorage:
 
     def put(self, pointer: str, body: str, etag: str, *, create_only: bool) -> tuple[str, int]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT etag, version FROM meta_documents WHERE pointer = ?",
-                    (pointer,)).fetchone()
-                if row is None:
-                    self._conn.execute(
-                        "INSERT INTO meta_documents (pointer, body, etag) VALUES (?, ?, ?)",
-                        (pointer, body, etag))
-                    outcome = (CREATED, 1)
-                elif row[0] == etag:
-                    outcome = (UNCHANGED, row[1])
-                elif create_only:
-                    outcome = (CONFLICT, row[1])
-                else:
-                    self._conn.execute(
-                        "UPDATE meta_documents SET body = ?, etag = ?, version = version + 1"
-                        " WHERE pointer = ?", (body, etag, pointer))
-                    outcome = (UPDATED, row[1] + 1)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-        return outcome
+            return self._transaction([(pointer, body, etag)], create_only)[0]
+
+    def put_many(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[str, int]]:
+        with self._lock:
+            return self._transaction(items, False)
+
+    def _transaction(self, items: Sequence[tuple[str, str, str]],
+                     create_only: bool) -> list[tuple[str, int]]:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            outcomes = [self._put_one(*item, create_only) for item in items]
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
+    def _put_one(self, pointer: str, body: str, etag: str, create_only: bool) -> tuple[str, int]:
+        row = self._conn.execute(
+            "SELECT etag, version FROM meta_documents WHERE pointer = ?", (pointer,)).fetchone()
+        if row is None:
+            self._conn.execute(
+                "INSERT INTO meta_documents (pointer, body, etag) VALUES (?, ?, ?)",
+                (pointer, body, etag))
+            return CREATED, 1
+        if row[0] == etag:
+            return UNCHANGED, row[1]
+        if create_only:
+            return CONFLICT, row[1]
+        self._conn.execute(
+            "UPDATE meta_documents SET body = ?, etag = ?, version = version + 1"
+            " WHERE pointer = ?", (body, etag, pointer))
+        return UPDATED, row[1] + 1
 
     def close(self) -> None:
         with self._lock:
@@ -124,7 +139,8 @@ class SqliteStorage:
 
 
 class PostgresStorage:
-    """PostgreSQL through a thread-safe connection pool; one statement per write."""
+    """PostgreSQL through a thread-safe connection pool; one statement per write (a batch: one
+    statement and one commit for all its documents)."""
 
     def __init__(self, url: str, *, schema: str | None = None, max_connections: int = 16) -> None:
         import psycopg2
@@ -188,24 +204,65 @@ class PostgresStorage:
 
     def put(self, pointer: str, body: str, etag: str, *, create_only: bool) -> tuple[str, int]:
         with self._cursor() as cur:
-            # Insert, or update only when the document differs (and updates are allowed);
-            # xmax = 0 tells a fresh insert from an update.
-            cur.execute(
-                "INSERT INTO meta_documents AS d (pointer, body, etag) VALUES (%s, %s, %s)"
-                " ON CONFLICT (pointer) DO UPDATE"
-                " SET body = EXCLUDED.body, etag = EXCLUDED.etag, version = d.version + 1"
-                " WHERE d.etag <> EXCLUDED.etag AND NOT %s"
-                " RETURNING version, (xmax = 0)",
-                (pointer, body, etag, create_only))
-            row = cur.fetchone()
-            if row is not None:
-                return (CREATED if row[1] else UPDATED), row[0]
-            cur.execute("SELECT etag, version FROM meta_documents WHERE pointer = %s",
-                        (pointer,))
-            current = cur.fetchone()
+            return self._upsert(cur, pointer, body, etag, create_only)
+
+    def put_many(self, items: Sequence[tuple[str, str, str]]) -> list[tuple[str, int]]:
+        if not items:
+            return []
+        with self._cursor() as cur:
+            # One transaction, one commit: a failure rolls it back (the connection is
+            # dropped), so a batch is stored whole or not at all.
+            cur.execute("BEGIN")
+            if len({pointer for pointer, _, _ in items}) == len(items):
+                outcomes = self._upsert_all(cur, items)
+            else:  # a pointer twice: one by one, in order, as separate PUTs would
+                outcomes = [self._upsert(cur, *item, False) for item in items]
+            cur.execute("COMMIT")
+        return outcomes
+
+    @staticmethod
+    def _upsert(cur: Any, pointer: str, body: str, etag: str,
+                create_only: bool) -> tuple[str, int]:
+        # Insert, or update only when the document differs (and updates are allowed);
+        # xmax = 0 tells a fresh insert from an update.
+        cur.execute(
+            "INSERT INTO meta_documents AS d (pointer, body, etag) VALUES (%s, %s, %s)"
+            " ON CONFLICT (pointer) DO UPDATE"
+            " SET body = EXCLUDED.body, etag = EXCLUDED.etag, version = d.version + 1"
+            " WHERE d.etag <> EXCLUDED.etag AND NOT %s"
+            " RETURNING version, (xmax = 0)",
+            (pointer, body, etag, create_only))
+        row = cur.fetchone()
+        if row is not None:
+            return (CREATED if row[1] else UPDATED), row[0]
+        cur.execute("SELECT etag, version FROM meta_documents WHERE pointer = %s", (pointer,))
+        current = cur.fetchone()
         if current is not None and current[0] == etag:
             return UNCHANGED, current[1]
         return CONFLICT, current[1] if current else 0
+
+    @staticmethod
+    def _upsert_all(cur: Any, items: Sequence[tuple[str, str, str]]) -> list[tuple[str, int]]:
+        """Distinct pointers: one statement for all. A row left alone (same ETag) is still
+        locked by ON CONFLICT DO UPDATE, so the version read after it is the one it kept."""
+        from psycopg2.extras import execute_values
+
+        rows = execute_values(
+            cur,
+            "INSERT INTO meta_documents AS d (pointer, body, etag) VALUES %s"
+            " ON CONFLICT (pointer) DO UPDATE"
+            " SET body = EXCLUDED.body, etag = EXCLUDED.etag, version = d.version + 1"
+            " WHERE d.etag <> EXCLUDED.etag"
+            " RETURNING pointer, version, (xmax = 0)",
+            list(items), page_size=len(items), fetch=True)
+        done = {pointer: (CREATED if fresh else UPDATED, version)
+                for pointer, version, fresh in rows}
+        rest = [pointer for pointer, _, _ in items if pointer not in done]
+        if rest:
+            cur.execute("SELECT pointer, version FROM meta_documents WHERE pointer = ANY(%s)",
+                        (rest,))
+            done.update((pointer, (UNCHANGED, version)) for pointer, version in cur.fetchall())
+        return [done[pointer] for pointer, _, _ in items]
 
     def close(self) -> None:
         self._drain()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import sys
 import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -150,6 +149,3 @@ def one_line(message: str) -> str:
     """``message`` on one line: a library's multi-line text (psycopg2, ...) joined by spaces."""
     return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
-
-def stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()

@@ -12,10 +12,10 @@ from cic_seeding.cli.app import (
     cli,
     handles_errors,
     settings_from,
-    stderr_is_terminal,
     verbosity_options,
 )
 from cic_seeding.cli.legacy import dir_option, directory_of
+from cic_seeding.cli.progress import stage
 from cic_seeding.errors import UsageError
 
 
@@ -95,12 +95,9 @@ def generate_command(ctx: click.Context, /, count: int, directory: str | None, s
         gift_threshold=gift_threshold, decimals=decimals, chain_spec=given_chain,
         locale=locale, transactions=transactions, epoch=epoch,
         mode="reset" if reset else "append" if append else "new", workers=settings.workers)
-    if stderr_is_terminal() and not quiet:
-        with click.progressbar(length=count, label="generating", file=click.get_text_stream(
-                "stderr")) as bar:
-            result = generate(opts, progress=bar.update)
-    else:
-        result = generate(opts)
+    with stage("generate", quiet) as shown:  # the timeline starts with the first import
+        shown.update(0, count)
+        result = generate(opts, progress=shown.advance)
     if not quiet:
         rate = result.generated / result.seconds if result.seconds else 0.0
         click.echo(f"wrote {result.generated} users to {result.directory} "

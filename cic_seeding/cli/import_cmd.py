@@ -11,13 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cic_seeding.cli.app import (
-    cli,
-    handles_errors,
-    settings_from,
-    stderr_is_terminal,
-    verbosity_options,
-)
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import chain_flags, chain_options, tx_flags, tx_options
 from cic_seeding.cli.legacy import (
     custodial_legacy_options,
@@ -25,6 +19,7 @@ from cic_seeding.cli.legacy import (
     directory_of,
     setting_option,
 )
+from cic_seeding.cli.progress import stage
 from cic_seeding.errors import UsageError
 
 if TYPE_CHECKING:
@@ -74,6 +69,10 @@ def batch_funder_option(fn: Any) -> Any:
 @click.option("--dry-run", is_flag=True,
               help="Print what the run would import and send (users, transactions, tokens); "
                    "send nothing.")
+@click.option("--sync", "and_sync", is_flag=True,
+              help="Also pay each user (= cic-seed sync NAME) in the same run: the syncer "
+                   "follows the chain beside the import, paying each batch while the next "
+                   "registers; exits when every imported user is paid.")
 @click.option("--state-url", help="State store: sqlite path or postgresql:// URL.")
 @click.option("--kdf", "keystore_kdf", type=click.Choice(["light", "production"]),
               help="KDF of the keyfiles written (eth): light scrypt n=2^8 [default] or "
@@ -88,7 +87,7 @@ def batch_funder_option(fn: Any) -> Any:
 @handles_errors
 def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
                    data_dir: str | None, pins_dir: str | None, batch_size: int | None,
-                   limit: int | None, dry_run: bool, state_url: str | None,
+                   limit: int | None, dry_run: bool, and_sync: bool, state_url: str | None,
                    keystore_kdf: str | None, batch_funder: str | None,
                    import_executor: str | None, verbose: int, quiet: bool, **kw: Any) -> int:
     """Import the users of DIR (or --dir) with importer NAME (eth, cic_meta, ...)."""
@@ -109,22 +108,36 @@ def import_command(ctx: click.Context, /, name: str, paths: tuple[str, ...],
         finally:
             importer.close()
         return 0
+    if and_sync:
+        return _import_and_sync(settings, name, limit, quiet)
     with stop_on_signals() as stop:
         importer = cls(settings, stop=stop)
         try:
-            total = sum(1 for _ in importer.data.users())
-            if stderr_is_terminal() and not quiet:
-                with click.progressbar(length=min(total, limit or total), label=f"import {name}",
-                                       file=click.get_text_stream("stderr")) as bar:
-                    importer.progress = bar.update
-                    result = importer.run(limit=limit)
-            else:
+            with stage(f"import {name}", quiet, data_dir=importer.data.root) as shown:
+                importer.progress_start = shown.update  # a resumed run starts where it was
+                importer.progress = shown.advance
                 result = importer.run(limit=limit)
+                shown.ok = result.ok
         finally:
             importer.close()
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1
+
+
+def _import_and_sync(settings: Settings, name: str, limit: int | None, quiet: bool) -> int:
+    from cic_seeding.sync.run import import_and_sync
+    from cic_seeding.sync.syncer import SyncOptions
+
+    options = SyncOptions(poll=0.05, confirmations=settings.confirmations,
+                          batch_size=settings.batch_size, retries=settings.rpc_retries)
+    with stop_on_signals() as stop:
+        imported, synced = import_and_sync(settings, name, options, limit=limit, stop=stop)
+    ok = imported.ok and synced.ok
+    if not quiet or not ok:
+        click.echo(imported.render_text())
+        click.echo(synced.render_text())
+    return 0 if ok else 1
 
 
 def _pins_directory(directory: str) -> tuple[str, str | None]:
@@ -224,8 +237,10 @@ def sync_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str | 
                           confirmations=settings.confirmations,
                           batch_size=settings.batch_size, from_block=from_block,
                           retries=settings.rpc_retries)
-    with stop_on_signals() as stop:
-        result = run_sync(settings, name, options, mint=mint, stop=stop)
+    with (stop_on_signals() as stop,
+          stage(f"sync {name}", quiet, data_dir=settings.data_dir) as shown):
+        result = run_sync(settings, name, options, mint=mint, stop=stop, progress=shown.update)
+        shown.ok = result.ok
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok or (follow and result.stopped) else 1
@@ -287,8 +302,10 @@ def traffic_command(ctx: click.Context, /, paths: tuple[str, ...], data_dir: str
     settings = settings_from(ctx, verbose, quiet, data_dir=directory_of(paths, data_dir),
                              batch_size=batch_size,
                              state_url=state_url, **chain_flags(kw), **tx_flags(kw))
-    with stop_on_signals() as stop:
-        result = replay_traffic(settings, stop=stop, timeout=timeout)
+    with (stop_on_signals() as stop,
+          stage("traffic", quiet, unit="transfers", data_dir=settings.data_dir) as shown):
+        result = replay_traffic(settings, stop=stop, timeout=timeout, progress=shown.update)
+        shown.ok = result.ok
     if not quiet or not result.ok:
         click.echo(result.render_text())
     return 0 if result.ok else 1

@@ -8,15 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from cic_seeding.cli.app import (
-    cli,
-    handles_errors,
-    settings_from,
-    stderr_is_terminal,
-    verbosity_options,
-)
+from cic_seeding.cli.app import cli, handles_errors, settings_from, verbosity_options
 from cic_seeding.cli.chain_options import chain_flags, chain_options
 from cic_seeding.cli.legacy import dir_option, directory_of, noted_option, setting_option
+from cic_seeding.cli.progress import stage
 from cic_seeding.errors import UsageError, VerifyError
 
 if TYPE_CHECKING:  # the verifier is imported when the command runs: -h stays quick
@@ -128,14 +123,15 @@ def _options(importer: str | None, include: tuple[str, ...], exclude: tuple[str,
 
 
 def _run(settings: Settings, options: VerifyOptions, quiet: bool) -> VerifyResult:
+    """Verify with progress shown; the stage lands in the data directory's timeline before
+    the HTML report reads it."""
     from cic_seeding.verify import connect_chain, run_verify
 
-    progress = _show_progress if stderr_is_terminal() and not quiet else None
-    return run_verify(settings, options, connect=CONNECT or connect_chain, progress=progress)
-
-
-def _show_progress(done: int, total: int) -> None:
-    click.echo(f"\rverified {done}/{total} users", err=True, nl=done >= total)
+    with stage("verify", quiet, data_dir=settings.data_dir) as shown:
+        result = run_verify(settings, options, connect=CONNECT or connect_chain,
+                            progress=shown.update)
+        shown.ok = result.ok
+    return result
 
 
 def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool,

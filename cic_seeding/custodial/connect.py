@@ -6,14 +6,22 @@ from cic_seeding.config import Settings
 from cic_seeding.custodial.api import endpoint
 from cic_seeding.custodial.client import CustodialClient
 from cic_seeding.custodial.local import LocalClient, is_embedded, unreachable
+from cic_seeding.custodial.spool import SpoolClient, is_spool
 
 
 def engine_client(settings: Settings) -> CustodialClient:
-    """A client of the engine the settings name (one embedded in this process for memory://)."""
-    broker, queue = endpoint(settings)
-    if is_embedded(broker):
-        return LocalClient(broker, queue, timeout=settings.custodial_timeout)
-    return CustodialClient(broker, queue, timeout=settings.custodial_timeout)
+    """A client of the engine the settings name (one embedded in this process for memory://,
+    one on a spool directory for filesystem://)."""
+    return client_for(*endpoint(settings), timeout=settings.custodial_timeout)
+
+
+def client_for(broker_url: str, queue: str, *, timeout: float = 120.0) -> CustodialClient:
+    """A client of the engine on ``broker_url`` and ``queue``, whatever carries its tasks."""
+    if is_embedded(broker_url):
+        return LocalClient(broker_url, queue, timeout=timeout)
+    if is_spool(broker_url):
+        return SpoolClient(broker_url, queue, timeout=timeout)
+    return CustodialClient(broker_url, queue, timeout=timeout)
 
 
 def unconfigured(settings: Settings) -> str | None:

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 
 from cic_seeding.datadir.manifest import MANIFEST_NAME, Manifest
 from cic_seeding.datadir.store import KeyedStore
+from cic_seeding.datadir.timeline import TIMELINE_NAME
 from cic_seeding.errors import RecordError
 
 
@@ -79,6 +80,7 @@ class DataDir:
         self.tags_csv = self.root / "tags.csv"
         self.balances_csv = self.root / "balances.csv"
         self.transactions_csv = self.root / "transactions.csv"
+        self.timeline = self.root / TIMELINE_NAME  # stage timings (datadir.timeline)
 
     def manifest(self) -> Manifest:
         return Manifest.read(self.root)

@@ -21,6 +21,7 @@ from cic_seeding import __version__
 from cic_seeding.datadir import DataDir, Manifest
 from cic_seeding.datadir.manifest import MANIFEST_NAME
 from cic_seeding.datadir.store import atomic_write
+from cic_seeding.datadir.timeline import TIMELINE_NAME
 from cic_seeding.errors import DataDirError, DataDirExistsError, UsageError
 from cic_seeding.generate._transactions import any_funded, transfers
 from cic_seeding.generate._worker import UserFactory, WorkerConfig, init_worker, make_range
@@ -38,9 +39,10 @@ EPOCH_RANGE = (10 * 31_556_952, 4_102_444_800)  # 1980 .. 2100: birth years stay
 CHUNK = 250  # users per task sent to a worker process
 IN_FLIGHT = 4  # tasks queued per worker: bounds memory when the writer falls behind
 Mode = Literal["new", "append", "reset"]
-# What a generator run may leave in a directory; --reset wipes only directories made of these.
+# What a generator run (and the runs after it) may leave in a directory; --reset wipes only
+# directories made of these.
 GENERATED_NAMES = frozenset({"src", "new", "phone", "keystore", "tx", MANIFEST_NAME, "users.csv",
-                             "tags.csv", "balances.csv", "transactions.csv"})
+                             "tags.csv", "balances.csv", "transactions.csv", TIMELINE_NAME})
 
 
 @dataclass(frozen=True)

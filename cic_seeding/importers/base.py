@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Progress = Callable[[int], None]
+#: ``(users done before this run, users done when it ends)``: where :attr:`Importer.progress`
+#: counts from and up to, said once before its first report.
+ProgressStart = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -194,6 +197,8 @@ class Importer(abc.ABC):
         self._owns_store = store is None
         self.store = store or open_state_store(settings)
         self.progress = progress or (lambda n: None)
+        #: Called once a run knows its users: a resumed run counts from those done before it.
+        self.progress_start: ProgressStart = lambda done, total: None
         self.stop = stop or threading.Event()
         self.batch_size = max(1, settings.batch_size)
         if settings.import_executor not in self.executors:
@@ -300,6 +305,7 @@ class Importer(abc.ABC):
         result.done_before = len(rows) - len(todo)
         if limit is not None and limit < len(todo):
             result.left, todo = len(todo) - limit, todo[:limit]
+        self.progress_start(result.done_before, result.done_before + len(todo))
         refused = {norm(a): why for a, why in user_problems(rows).items()}
         if refused:  # before anything is prepared or sent for them
             self._fail([(r.address, refused[norm(r.address)]) for r in todo

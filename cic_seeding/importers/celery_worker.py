@@ -115,7 +115,7 @@ class _Registrar(EthImporter):
         self._replaced: dict[str, int] = {}
         self.txs: dict[str, str] = {}
 
-    def _record(self, signed: Sequence[OutTx]) -> None:
+    def _record(self, start: int, signed: Sequence[OutTx]) -> None:
         self.txs.update((tx.tx_hash, tx.raw) for tx in signed)
 
     def _resubmitted(self, subs: Sequence[Submission]) -> None:

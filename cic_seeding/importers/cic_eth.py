@@ -24,6 +24,12 @@ once the registration is seen on chain, as a transfer the engine signs, exactly 
 A request without a reply after half of ``custodial_timeout`` is sent once more (same request
 id: the same account); one still without a reply at the timeout fails the user with an error
 naming it and the task ids; a rerun asks again and gets the same account.
+
+The engine's reply lists the transactions it queued for the account (registration, gas gift,
+faucet payout); once they are mined (``cic_custodial.tx.status``) they are fetched from the
+node by hash and saved under ``tx/``, as the outbox saves the transactions this toolkit signs
+-- before the user is confirmed, so a rerun of a user not confirmed saves them then. One the
+engine has not mined by the user's deadline, or the node does not have, costs a log line.
 """
 
 from __future__ import annotations
@@ -43,15 +49,17 @@ from cic_seeding.config import Settings
 from cic_seeding.custodial import (
     TASK_CREATE,
     TASK_CREATE_MANY,
+    TASK_TX_STATUS,
     CustodialClient,
     Reply,
     engine_client,
     engine_status,
 )
 from cic_seeding.datadir import UserRow
-from cic_seeding.errors import ChainError
+from cic_seeding.errors import ChainError, CustodialError
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
+from cic_seeding.outbox import TxArchive
 from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
@@ -72,6 +80,8 @@ def checksummed(address: str) -> str:
     digest = keccak.new(data=hex_part.encode(), digest_bits=256).digest().hex()
     return "0x" + "".join(c.upper() if d >= "8" else c for c, d in zip(hex_part, digest,
                                                                           strict=False))
+#: What the engine's transaction kinds (in a create reply's ``txs``) are, for log lines.
+TX_KINDS = {"register": "registration", "gas": "gas gift", "faucet": "faucet payout"}
 
 
 class CicEthImporter(Importer):
@@ -100,6 +110,7 @@ class CicEthImporter(Importer):
         #: Addresses the index's AddressAdded logs named since the run began, newest last:
         #: hints of what to ask the index about, bounded (see _hint).
         self._hints: dict[str, None] = {}
+        self.archive = TxArchive(self.data.tx, self.network.client.rpc)
 
     # -- primitives ----------------------------------------------------------------------
     def begin(self) -> None:
@@ -155,25 +166,28 @@ class CicEthImporter(Importer):
         items = {t: self._items(r.result) for t, r in replies.items() if r.ok} \
             if self.create_many else {}
         targets: dict[str, str] = {}
+        results: dict[str, Mapping[str, Any]] = {}  # target -> the engine's answer for it
         failed: dict[str, str] = {}
         known: set[str] = set()  # accounts made before this run: registered before it, maybe
         for s in submissions:
-            target, reason = self._target(s.address, asked[s.address], replies, items)
-            if target is not None:
-                targets[s.address] = target
-                if not self._created(s.address, asked[s.address], replies, items):
+            result, reason = self._result(s.address, asked[s.address], replies, items)
+            if result is not None:
+                target = str(result["address"]).lower()
+                targets[s.address], results[target] = target, result
+                if result.get("created") is not True:
                     known.add(target)
             else:
                 failed[s.address] = reason or "failed"
         registered = self._wait_registered(list(targets.values()), known, deadline)
+        self._archive({t: results[t] for t in targets.values() if t in registered}, deadline)
         out = []
         for s in submissions:
-            target = targets.get(s.address)
-            if target is not None and target in registered:
-                out.append(Outcome(s.address, True, checksummed(target)))
-            elif target is not None:
+            made = targets.get(s.address)
+            if made is not None and made in registered:
+                out.append(Outcome(s.address, True, checksummed(made)))
+            elif made is not None:
                 out.append(Outcome(s.address, False, reason=(
-                    f"the custodial engine made account {target} for user {s.address} (task "
+                    f"the custodial engine made account {made} for user {s.address} (task "
                     f"{s.ref}) but the AccountsIndex does not have it after {self.timeout:.0f}s;"
                     " the engine's queue keeps trying; rerun to confirm")))
             else:
@@ -200,10 +214,12 @@ class CicEthImporter(Importer):
                 {u: ids for users, ids in zip(tasks.values(), asked, strict=True)
                  for u in users}, replies)
 
-    def _target(self, user: str, task_ids: Sequence[str], replies: Mapping[str, Reply],
-                items: Mapping[str, Mapping[str, Any]]) -> tuple[str | None, str | None]:
-        """The new address from a reply to one of ``task_ids`` (asked for ``user``), or why
-        there is none; ``items``: the replies of create_many tasks by request id."""
+    def _result(self, user: str, task_ids: Sequence[str], replies: Mapping[str, Reply],
+                items: Mapping[str, Mapping[str, Any]]
+                ) -> tuple[Mapping[str, Any] | None, str | None]:
+        """The engine's answer for ``user``'s account (its new ``address`` checked) from a
+        reply to one of ``task_ids``, or why there is none; ``items``: the replies of
+        create_many tasks by request id."""
         task_name = TASK_CREATE_MANY if self.create_many else TASK_CREATE
         reply = self.client.best(task_ids, replies)
         if reply is None:
@@ -229,7 +245,7 @@ class CicEthImporter(Importer):
         if not isinstance(address, str) or not is_address(address):
             return None, (f"the custodial engine answered task {task} (user {user}) with no "
                           f"valid address: {json.dumps(result)[:200]}")
-        return address.lower(), None
+        return result, None
 
     @staticmethod
     def _items(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,15 +254,45 @@ class CicEthImporter(Importer):
         return {str(a.get("request_id")): a for a in accounts if isinstance(a, dict)} \
             if isinstance(accounts, list) else {}
 
-    def _created(self, user: str, task_ids: Sequence[str], replies: Mapping[str, Reply],
-                 items: Mapping[str, Mapping[str, Any]]) -> bool:
-        """Whether the engine said it made ``user``'s account for this request (not before)."""
-        reply = self.client.best(task_ids, replies)
-        if reply is None:
-            return False
-        result = items.get(reply.task_id, {}).get(norm(user)) if self.create_many \
-            else reply.result
-        return isinstance(result, dict) and result.get("created") is True
+    def _archive(self, results: Mapping[str, Mapping[str, Any]], deadline: float) -> None:
+        """Save under ``tx/`` the transactions the engine lists in its ``results`` (its
+        answer for each account) once it reports them mined, by ``deadline`` at most; what
+        it has not mined by then is named in one line."""
+        waiting: dict[int, str] = {}  # the engine's queue row -> what it is
+        for account, result in results.items():
+            txs = result.get("txs")
+            for kind, tx_id in (txs.items() if isinstance(txs, dict) else ()):
+                if isinstance(tx_id, int):
+                    waiting[tx_id] = f"{TX_KINDS.get(kind, kind)} of {account}"
+        mined: dict[str, str] = {}  # tx hash -> what it is
+
+        def all_mined() -> bool:
+            answer = self.client.call(TASK_TX_STATUS, {"tx_ids": sorted(waiting)},
+                                      timeout=min(self.timeout, STATUS_TIMEOUT),
+                                      what="the transactions of new accounts")
+            for row in answer.get("txs") or []:
+                tx_id = row.get("id") if isinstance(row, dict) else None
+                if tx_id not in waiting:
+                    continue
+                if row.get("status") == "mined" and isinstance(row.get("tx_hash"), str):
+                    mined[row["tx_hash"]] = waiting.pop(tx_id)
+                elif row.get("status") == "failed":  # the engine's to retry; nothing to save
+                    waiting.pop(tx_id)
+            return not waiting
+
+        if not waiting:
+            return
+        try:
+            poll(all_mined, until=deadline, first=0.05, cap=0.5, factor=1.5, stop=self.stop)
+        except CustodialError as exc:
+            log.warning("tx/: the custodial engine did not say whether %d of its transactions "
+                        "are mined, so they are not archived: %s", len(waiting), exc)
+        else:
+            if waiting and not self.stop.is_set():
+                log.warning("tx/: %d transactions of the custodial engine were not mined "
+                            "within %.0fs, so they are not archived: %s", len(waiting),
+                            self.timeout, ", ".join(list(waiting.values())[:3]))
+        self.archive.fetch(mined)
 
     def _wait_registered(self, targets: Sequence[str], known: set[str], deadline: float
                          ) -> set[str]:

@@ -221,7 +221,7 @@ class EthImporter(Importer):
                 subs.append(Submission(address, tx.family, address))
         return subs
 
-    def _record(self, signed: Sequence[OutTx]) -> None:
+    def _record(self, start: int, signed: Sequence[OutTx]) -> None:
         """The signed registrations, recorded and about to be broadcast (the outbox has saved
         them under tx/ already); an import worker collects them here for its reply."""
 

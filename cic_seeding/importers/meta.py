@@ -5,6 +5,11 @@ Runs after a chain importer (it reads ``new/``). Per user it writes the person, 
 of ``meta_concurrency`` threads and overlap across batches; the metadata client retries
 transient failures, the base class keeps per-user state and resumes. A repeated write of the
 same document is a no-op on the server (ETag), so a resumed run never duplicates anything.
+
+When the server takes batch writes (the devnet's does, ``PUT /_batch``; ``meta_batch``
+documents a request), each request carries many users' documents and the server stores them in
+one transaction: the per-request cost of both sides (HTTP, framework, commit) is what bounds
+one PUT per document. A server without them gets one PUT per document, as before.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +30,28 @@ from cic_seeding.errors import (
     MetadataUnavailableError,
 )
 from cic_seeding.importers.base import Importer, Outcome, Submission
-from cic_seeding.meta.client import MetaClient, PutResult
+from cic_seeding.meta.client import BatchOutcome, Document, MetaClient, PutResult
 from cic_seeding.meta.documents import DocumentSource, UserDocuments
 from cic_seeding.remote import BreakerPolicy
 
 META = "meta"  # transaction kind recorded in the state store
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One document's write: the future of its own PUT (``index`` None), or of the batch
+    request it went in, at ``index`` of that request's outcomes."""
+
+    future: Future[Any]
+    index: int | None = None
+
+    def exception(self) -> BaseException | None:
+        """Why this document was not written (None: it was); after the future is done."""
+        error = self.future.exception()
+        if error is not None or self.index is None:
+            return error
+        outcome = self.future.result()[self.index]
+        return outcome if isinstance(outcome, BaseException) else None
 
 
 def meta_client(settings: Settings, **kw: Any) -> MetaClient:
@@ -49,6 +72,7 @@ def meta_client(settings: Settings, **kw: Any) -> MetaClient:
     kw.setdefault("retries", settings.meta_retries)
     kw.setdefault("pool_size", max(settings.meta_concurrency, 1))
     kw.setdefault("breaker", BreakerPolicy.from_settings(settings))
+    kw.setdefault("batch", max(settings.meta_batch, 0))
     return MetaClient(url, token, **kw)
 
 
@@ -65,7 +89,7 @@ class MetaImporter(Importer):
         self.client = client or meta_client(settings)
         self.source = DocumentSource(self.data)
         self._docs: dict[str, UserDocuments] = {}
-        self._writes: dict[str, list[Future[PutResult]]] = {}
+        self._writes: dict[str, list[_Write]] = {}
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         # Set by the first write that finds the server unavailable (after its own retries):
@@ -94,20 +118,33 @@ class MetaImporter(Importer):
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="cic_meta")
 
     def submit(self, users: Sequence[UserRow]) -> list[Submission]:
+        size = self.client.batch_size()
         subs = []
+        queued: list[tuple[str, Document]] = []
+        slots: list[list[_Write]] = []  # each queued document's place, filled per batch
         for user in users:
             docs = self._user_docs(user.address)
-            self._writes[user.address] = [self._write(p, d) for _, p, d in docs.items()]
-            subs.append(Submission(user.address, docs.items()[0][1], docs.target, META))
+            items = docs.items()
+            writes: list[_Write] = []
+            if size:
+                queued += [(p, d) for _, p, d in items]
+                slots += [writes] * len(items)
+            else:
+                writes += [_Write(self._write(p, d)) for _, p, d in items]
+            self._writes[user.address] = writes
+            subs.append(Submission(user.address, items[0][1], docs.target, META))
+        for start in range(0, len(queued), size or 1):
+            future = self._pool_submit(self._put_batch, queued[start:start + size])
+            for index, user_writes in enumerate(slots[start:start + size]):
+                user_writes.append(_Write(future, index))
         return subs
 
     def outcomes(self, submissions: Sequence[Submission]) -> list[Outcome]:
-        futures = [f for s in submissions for f in self._writes[s.address]]
-        wait(futures)
+        wait({w.future for s in submissions for w in self._writes[s.address]})
         self._stop_the_run(submissions)
         out = []
         for sub in submissions:
-            errors = [f.exception() for f in self._writes[sub.address]]
+            errors = [w.exception() for w in self._writes[sub.address]]
             failed = [e for e in errors if e is not None]
             if failed:
                 out.append(Outcome(sub.address, False, sub.target, reason=str(failed[0])))
@@ -134,9 +171,24 @@ class MetaImporter(Importer):
         return docs
 
     def _write(self, pointer: str, doc: Any) -> Future[PutResult]:
+        return self._pool_submit(self._put, pointer, doc)
+
+    def _pool_submit(self, fn: Any, *args: Any) -> Future[Any]:
         if self._pool is None:
             raise ImporterError(f"{self.name}: submit() before begin()")
-        return self._pool.submit(self._put, pointer, doc)
+        return self._pool.submit(fn, *args)
+
+    def _put_batch(self, part: list[tuple[str, Document]]) -> list[BatchOutcome]:
+        """One batch write: each document's result or refusal; raises what concerns the
+        whole request (the server away: later writes then fail at once, as for single PUTs)."""
+        down = self._down
+        if down is not None:
+            raise down
+        try:
+            return self.client.put_batch(part)
+        except MetadataUnavailableError as exc:
+            self._down = exc
+            raise
 
     def _put(self, pointer: str, doc: Any) -> PutResult:
         down = self._down

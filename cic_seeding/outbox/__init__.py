@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
+from cic_seeding.outbox.archive import Fetched, TxArchive, save
 from cic_seeding.outbox.node import ClientNode, Fees, Node, Seen
 from cic_seeding.outbox.outbox import Intent, Outbox, Outcome, Policy, TxCounts, counts_line
 from cic_seeding.state import OutTx, StateStore
 
-__all__ = ["ClientNode", "Fees", "Intent", "Node", "Outbox", "Outcome", "Policy", "Seen",
-           "TxCounts", "counts_line", "outbox_for", "policy_of"]
+__all__ = ["ClientNode", "Fees", "Fetched", "Intent", "Node", "Outbox", "Outcome", "Policy",
+           "Seen", "TxArchive", "TxCounts", "counts_line", "outbox_for", "policy_of"]
 
 
 def policy_of(settings: Settings) -> Policy:
@@ -33,14 +34,13 @@ def outbox_for(settings: Settings, client: ChainClient, store: StateStore, *,
     """The outbox of ``client``'s chain in ``store``, patient as the settings say. With
     ``archive`` every transaction it signs is also saved raw under the data directory's
     ``tx/``, named by its hash, before it is broadcast (as the older data-seeding tool
-    promised); an import worker, which has no data directory, hands its raw transactions to
-    the dispatcher instead."""
+    promised, :mod:`cic_seeding.outbox.archive`); an import worker, which has no data
+    directory, hands its raw transactions to the dispatcher instead."""
     if not archive:
         return Outbox(store, ClientNode(client), policy_of(settings))
     tx = DataDir(settings.data_dir).tx
 
-    def save(rows: Sequence[OutTx]) -> None:
-        for row in rows:
-            tx.put(row.tx_hash, row.raw.encode())
+    def archive_rows(rows: Sequence[OutTx]) -> None:
+        save(tx, ((row.tx_hash, row.raw) for row in rows))
 
-    return Outbox(store, ClientNode(client), policy_of(settings), archive=save)
+    return Outbox(store, ClientNode(client), policy_of(settings), archive=archive_rows)

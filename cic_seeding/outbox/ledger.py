@@ -33,10 +33,11 @@ def send_rows(outbox: Outbox, store: StateStore, ledger: str,
     if not items:
         return 0
 
-    def record(rows: Sequence[OutTx]) -> None:
+    def record(start: int, rows: Sequence[OutTx]) -> None:
         store.mark_payments_submitted(ledger, [
             (p.address, p.kind, t.tx_hash, t.raw, t.nonce)
-            for (_, _, paid), t in zip(items, rows, strict=True) for p in paid])
+            for (_, _, paid), t in zip(items[start:start + len(rows)], rows, strict=True)
+            for p in paid])
 
     sent = outbox.send_many([(signer, Intent(call, purpose(paid), paid[0].address))
                              for signer, call, paid in items], on_record=record, lock=lock)

@@ -51,6 +51,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,11 @@ log = logging.getLogger(__name__)
 PAGE = 1000
 #: Longest pause (seconds) between looks at a sender's pool while it is full.
 ROOM_WAIT = 0.2
+#: ``(position of the first, rows)``: a chunk of a send's transactions, as they are recorded.
+OnRecord = Callable[[int, Sequence[OutTx]], None]
+#: Transactions signed (and recorded) per chunk of a send; one chunk is broadcast while the
+#: next is signed.
+PIPELINE_CHUNK = 100
 
 
 @dataclass(frozen=True)
@@ -190,18 +196,17 @@ class Outbox:
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, signer: Signer, intents: Sequence[Intent], *,
-             on_record: Callable[[Sequence[OutTx]], None] | None = None,
-             lock: bool = True) -> list[OutTx]:
-        """Sign ``intents`` with consecutive free nonces, record them (``on_record`` gets them
-        inside the same store transaction), broadcast them; returns them as they stand
-        (sent, or failed/replaced with the node's words in ``reason``).
+             on_record: OnRecord | None = None, lock: bool = True) -> list[OutTx]:
+        """Sign ``intents`` with consecutive free nonces, record them (``on_record`` gets each
+        chunk of them, with the position of its first, inside the same store transaction),
+        broadcast them; returns them as they stand (sent, or failed/replaced with the node's
+        words in ``reason``).
 
         ``lock`` False skips the machine-wide nonce lock (a sender only this process uses)."""
         return self.send_many([(signer, i) for i in intents], on_record=on_record, lock=lock)
 
     def send_many(self, items: Sequence[tuple[Signer, Intent]], *,
-                  on_record: Callable[[Sequence[OutTx]], None] | None = None,
-                  lock: bool = True) -> list[OutTx]:
+                  on_record: OnRecord | None = None, lock: bool = True) -> list[OutTx]:
         """:meth:`send` for intents of several signers at once (one batch for the node's
         counts, one store transaction, one broadcast batch), in order."""
         if not items:
@@ -224,21 +229,47 @@ class Outbox:
                     for sender, n in wanted.items()}
             price = self.node.gas_price()
             chain_id, chain = self.node.chain_id, self.chain
-            rows = []
-            for signer, intent in items:
-                sender = norm(signer.address)
-                nonce = next(free[sender])
-                signed = signer.sign(intent.call, nonce=nonce, gas_price=price,
-                                     chain_id=chain_id)
-                rows.append(OutTx(signed.tx_hash, chain, sender, nonce, signed.raw,
-                                  intent.purpose, intent.owner.lower(), signed.tx_hash))
-            with self.store.transaction():
-                self.store.record_txs(rows)
-                if self.archive is not None:
-                    self.archive(rows)
-                if on_record is not None:
-                    on_record(rows)
-            return self._broadcast(rows, counted="sent")
+
+            def sign(start: int, chunk: Sequence[tuple[Signer, Intent]]) -> list[OutTx]:
+                rows = []
+                for signer, intent in chunk:
+                    sender = norm(signer.address)
+                    nonce = next(free[sender])
+                    signed = signer.sign(intent.call, nonce=nonce, gas_price=price,
+                                         chain_id=chain_id)
+                    rows.append(OutTx(signed.tx_hash, chain, sender, nonce, signed.raw,
+                                      intent.purpose, intent.owner.lower(), signed.tx_hash))
+                with self.store.transaction():
+                    self.store.record_txs(rows)
+                    if self.archive is not None:
+                        self.archive(rows)
+                    if on_record is not None:
+                        on_record(start, rows)
+                return rows
+
+            return self._pipelined(items, sign)
+
+    def _pipelined(self, items: Sequence[tuple[Signer, Intent]],
+                   sign: Callable[[int, Sequence[tuple[Signer, Intent]]], list[OutTx]]
+                   ) -> list[OutTx]:
+        """Sign and record ``items`` a chunk at a time, each chunk broadcast while the next is
+        signed: the node takes one chunk (I/O, on a helper thread) while this thread signs the
+        next one. Chunks go to the node in order, one at a time (nonces stay in order), and a
+        chunk is recorded before it is broadcast."""
+        if len(items) <= PIPELINE_CHUNK:
+            return self._broadcast(sign(0, items), counted="sent")
+        out: list[OutTx] = []
+        with ThreadPoolExecutor(1, thread_name_prefix="outbox-broadcast") as pool:
+            flight: tuple[list[OutTx], Future[list[str | None]]] | None = None
+            for start in range(0, len(items), PIPELINE_CHUNK):
+                rows = sign(start, items[start:start + PIPELINE_CHUNK])
+                if flight is not None:
+                    out += self._broadcast(flight[0], counted="sent",
+                                           errors=flight[1].result())
+                flight = (rows, pool.submit(self.node.broadcast, [t.raw for t in rows]))
+            assert flight is not None
+            out += self._broadcast(flight[0], counted="sent", errors=flight[1].result())
+        return out
 
     def _make_room(self, wanted: dict[str, int], lock: bool) -> None:
         """Wait until the node holds few enough of each sender's transactions unmined: a
@@ -280,11 +311,15 @@ class Outbox:
         sent = self._broadcast(rows, counted="rebroadcast")
         return {t.nonce for t in sent if t.status.open}
 
-    def _broadcast(self, rows: Sequence[OutTx], *, counted: str) -> list[OutTx]:
+    def _broadcast(self, rows: Sequence[OutTx], *, counted: str,
+                   errors: list[str | None] | None = None) -> list[OutTx]:
         """Broadcast ``rows`` (in their order) and record what the node said; ``counted``
-        names the counter a broadcast the node took adds to (sent, rebroadcast; "": none)."""
+        names the counter a broadcast the node took adds to (sent, rebroadcast; "": none).
+        ``errors``: the node's answers to a broadcast of ``rows`` made already."""
         first = counted != "rebroadcast"
-        errors = self._in_order(rows, self.node.broadcast([t.raw for t in rows]))
+        if errors is None:
+            errors = self.node.broadcast([t.raw for t in rows])
+        errors = self._in_order(rows, errors)
         now = self._clock()
         sent, marks, out = [], [], []
         bump: list[OutTx] = []

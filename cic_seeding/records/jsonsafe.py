@@ -10,12 +10,15 @@ instead of raising RecursionError. :func:`loads` refuses such a document with a 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 #: Deepest nesting accepted; CIC documents nest a handful of levels.
 MAX_DEPTH = 100
-_QUOTE, _BACKSLASH = ord('"'), ord("\\")
-_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+_OPEN = frozenset(b"[{")
+#: A JSON string literal: backslash escapes the next byte; an unterminated one runs to the end.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = bytes(range(256)).translate(None, b"[]{}")
 
 
 def loads(raw: bytes | str, max_depth: int = MAX_DEPTH, **kw: Any) -> Any:
@@ -28,22 +31,18 @@ def loads(raw: bytes | str, max_depth: int = MAX_DEPTH, **kw: Any) -> Any:
 
 
 def nesting(data: bytes) -> int:
-    """The deepest ``[``/``{`` nesting of ``data`` outside strings (a scan, no parsing)."""
+    """The deepest ``[``/``{`` nesting of ``data`` outside strings (a scan, no parsing).
+
+    String literals (an unterminated one runs to the end) are cut out by a regular expression
+    and only the brackets left are walked: a large request body costs a few milliseconds,
+    not a Python loop over every byte.
+    """
     depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == _BACKSLASH:
-                escaped = True
-            elif byte == _QUOTE:
-                in_string = False
-        elif byte == _QUOTE:
-            in_string = True
-        elif byte in _OPEN:
+    for byte in _STRING.sub(b"", data).translate(None, _NOT_BRACKET):
+        if byte in _OPEN:
             depth += 1
-            deepest = max(deepest, depth)
-        elif byte in _CLOSE:
+            if depth > deepest:
+                deepest = depth
+        else:
             depth -= 1
     return deepest

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
-
-from eth_utils import to_bytes
 
 PERSON_SALT = b":cic.person"
 CUSTOM_SALT = b":cic.custom"
@@ -13,7 +12,10 @@ PHONE_SALT = b":cic.phone"
 
 
 def _address_bytes(address: str) -> bytes:
-    raw = to_bytes(hexstr=address)
+    # eth_utils' to_bytes(hexstr=...) without its per-call decorator checks: an optional 0x,
+    # an odd length padded with a leading 0, binascii's strict hex (ValueError otherwise).
+    digits = address[2:] if address[:2] in ("0x", "0X") else address
+    raw = binascii.unhexlify(("0" + digits if len(digits) % 2 else digits).encode("ascii"))
     if len(raw) != 20:
         raise ValueError(f"not a 20-byte address: {address!r}")
     return raw

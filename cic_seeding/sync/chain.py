@@ -9,7 +9,7 @@ reads whether a payment whose transaction was replaced reached the user anyway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cic_seeding.chain.funder import funded_in
@@ -26,9 +26,14 @@ def _int(value: str | int) -> int:
 
 class RegistryChain:
     def __init__(self, network: CicNetwork, chain_key: str, *, token: str | None = None,
-                 mint: bool = False) -> None:
-        """``token``: the token opening balances are paid in (transferred, or ``mint``ed)."""
+                 mint: bool = False, plain: Callable[[Sequence[str]], set[str]] | None = None
+                 ) -> None:
+        """``token``: the token opening balances are paid in (transferred, or ``mint``ed).
+        ``plain``: which of some transaction hashes are known to be plain ``add`` calls (our
+        own registrations, from the outbox): they paid nothing, so :meth:`prepaid` does not
+        fetch them."""
         self.network = network
+        self.plain = plain
         self.token = token
         self.mint = mint
         self.client = network.client
@@ -56,12 +61,19 @@ class RegistryChain:
                 self._tx_of[item] = str(entry["transactionHash"])
         return out
 
+    def registering_txs(self, registrations: Sequence[tuple[int, str]]) -> dict[str, str]:
+        return {address: self._tx_of[(block, address)] for block, address in registrations
+                if (block, address) in self._tx_of}
+
     def prepaid(self, registrations: Sequence[tuple[int, str]]
                 ) -> dict[str, tuple[int, str, int]]:
         """``{address: (block, tx_hash, amount)}`` of those ``registrations`` (as returned by
         :meth:`registrations`) whose own transaction also paid the opening balance."""
         txs = {item: self._tx_of.pop(item) for item in registrations if item in self._tx_of}
         hashes = list(dict.fromkeys(txs.values()))
+        if self.plain is not None and hashes:
+            known = self.plain(hashes)
+            hashes = [h for h in hashes if h not in known]
         answers = self.client.rpc.batch([("eth_getTransactionByHash", [h]) for h in hashes])
         funded: dict[str, dict[str, int] | None] = {}
         for h, tx in zip(hashes, answers, strict=True):

@@ -32,6 +32,11 @@ such a user needs an operator, not a rerun.)
 Faucet payouts and gas gifts are not the syncer's: the importer asks the engine for them when
 it creates the account. (A ledger from before that keeps its ``faucet``/``gas`` payments,
 paid from the main signer as for ``eth``.)
+
+The engine's transfers go into the data directory's ``tx/`` beside ours (the outbox saves the
+floats; the syncer, the registrations): each once the engine reports it mined, fetched from the
+node by hash (:class:`~cic_seeding.outbox.archive.TxArchive`) *before* the payment is
+confirmed, so a killed syncer saves it on its rerun.
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ from cic_seeding.custodial import (
     engine_status,
 )
 from cic_seeding.errors import CustodialTimeoutError
-from cic_seeding.outbox import Outbox
+from cic_seeding.outbox import Outbox, TxArchive
 from cic_seeding.remote import exhausted
 from cic_seeding.state import FUND, Payment, StateStore, norm
 from cic_seeding.sync.funding import Funding, SyncSetup, opening_balances
@@ -81,10 +86,13 @@ class CustodialPayer(Payer):
 
     def __init__(self, store: StateStore, importer: str, chain: SyncChain, outbox: Outbox,
                  signer: Signer, fund: Funding, client: CustodialClient,
-                 engine_signer: str, *, token_symbol: str | None, timeout: float) -> None:
+                 engine_signer: str, *, token_symbol: str | None, timeout: float,
+                 archive: TxArchive | None = None) -> None:
+        """``archive``: where the engine's transactions for our users are saved (``tx/``)."""
         super().__init__(store, importer, chain, outbox, signer, fund.build, self._groups)
         self.fund = fund
         self.client = client
+        self.archive = archive
         self.engine_signer = norm(engine_signer)
         self.token_symbol = token_symbol
         self.timeout = timeout
@@ -166,14 +174,15 @@ class CustodialPayer(Payer):
         return [p for p, _ in recorded]
 
     def _track(self, payments: Sequence[Payment]) -> int:
-        """Confirm the ``payments`` whose transfer the engine reports mined; fail those it
-        gave up on; returns how many were confirmed."""
+        """Confirm the ``payments`` whose transfer the engine reports mined (saved under
+        ``tx/`` first); fail those it gave up on; returns how many were confirmed."""
         confirmed = 0
         for i in range(0, len(payments), STATUS_PAGE):
             page = payments[i:i + STATUS_PAGE]
             rows = self._status([self._tx_ids[p.address] for p in page],
                                 [p.address for p in page])
             done, failed, moved = [], [], []
+            mined: dict[str, str] = {}  # tx hash -> what it paid
             for p in page:
                 row = rows.get(self._tx_ids[p.address])
                 if row is None:
@@ -181,10 +190,14 @@ class CustodialPayer(Payer):
                 status, tx_hash = row.get("status"), row.get("tx_hash")
                 if status == MINED:
                     done.append((p.address, FUND, int(row.get("block_number") or 0)))
+                    if isinstance(tx_hash, str):
+                        mined[tx_hash] = f"opening balance of {p.address}"
                 elif status == FAILED:
                     failed.append((p.address, FUND, _failure(p, row, self.engine_signer)))
                 if isinstance(tx_hash, str) and tx_hash != p.tx_hash:  # signed again
                     moved.append((p.address, FUND, tx_hash, "", int(row.get("nonce", -1))))
+            if mined and self.archive is not None:
+                self.archive.fetch(mined)
             with self.store.transaction():
                 self.store.mark_payments_submitted(self.importer, moved)
                 self.store.mark_payments_confirmed(self.importer, done)
@@ -260,5 +273,6 @@ def custodial_payments(setup: SyncSetup, options: SyncOptions
     payer = CustodialPayer(setup.store, setup.importer, setup.chain, setup.outbox,
                            setup.signer, setup.fund, client,
                            str(status["signer"]), token_symbol=settings.token_symbol,
-                           timeout=settings.custodial_timeout)
+                           timeout=settings.custodial_timeout,
+                           archive=setup.archive)
     return payer, plan, options

@@ -10,7 +10,7 @@ transfer each (those the BatchFunder paid at registration are read from the chai
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 
@@ -21,7 +21,7 @@ from cic_seeding.chain.tx import Call
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir
 from cic_seeding.errors import SignerError
-from cic_seeding.outbox import Outbox
+from cic_seeding.outbox import Outbox, TxArchive
 from cic_seeding.state import FAUCET as FAUCET_KIND
 from cic_seeding.state import FUND, GAS, Payment, StateStore
 from cic_seeding.sync.chain import RegistryChain
@@ -90,11 +90,30 @@ def funding(network: CicNetwork, symbol: str | None, mint: bool = False) -> Fund
     return Funding(token, network.faucet, network.faucet_payout(token), mint)
 
 
-def opening_balances(setup: SyncSetup) -> dict[str, int]:
+class OpeningBalances(Mapping[str, int]):
+    """Target address -> opening balance in the token's smallest unit, scaled on reading
+    (a view of the users and their dataset balances: no second copy of 100,000 entries)."""
+
+    def __init__(self, users: Mapping[str, str], balances: Mapping[str, int],
+                 decimals: int, token_decimals: int) -> None:
+        self.users, self.balances = users, balances
+        self.decimals, self.token_decimals = decimals, token_decimals
+
+    def __getitem__(self, target: str) -> int:
+        return dataset_to_token(self.balances[self.users[target]], self.decimals,
+                                self.token_decimals)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.users)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def opening_balances(setup: SyncSetup) -> Mapping[str, int]:
     """Target address -> opening balance in the token's smallest unit."""
-    decimals, token = setup.data.manifest().decimals, setup.fund.token
-    return {t: dataset_to_token(setup.balances[a], decimals, token.decimals)
-            for t, a in setup.users.items()}
+    return OpeningBalances(setup.users, setup.balances, setup.data.manifest().decimals,
+                           setup.fund.token.decimals)
 
 
 def sovereign_plan(setup: SyncSetup) -> PaymentPlan:
@@ -119,6 +138,7 @@ class SyncSetup:
     fund: Funding
     resources: ExitStack  # closed when the run ends (e.g. a client the payer holds)
     outbox: Outbox  # every transaction of the run's signer goes through it
+    archive: TxArchive  # the data directory's tx/, for transactions another signer made
 
     @property
     def signer(self) -> Signer:

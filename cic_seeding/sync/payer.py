@@ -64,7 +64,12 @@ class Payer:
                                 what="payment", purpose=_purpose)
 
     def _skip_done_on_chain(self, payments: Sequence[Payment]) -> list[Payment]:
-        faucet = [p.address for p in payments if p.kind == FAUCET]
+        """Leave out faucet payouts the chain shows given already, asking only about those
+        tried before (a transaction or a reason on record): a first payout the faucet refuses
+        reverts, and :meth:`_reverted` then finds it given -- one read per retried payout
+        instead of one per user."""
+        faucet = [p.address for p in payments
+                  if p.kind == FAUCET and (p.tx_hash is not None or p.reason is not None)]
         paid = self.chain.faucet_paid(faucet) if faucet else set()
         done = [p for p in payments if p.kind == FAUCET and p.address in paid]
         if done:

@@ -32,6 +32,11 @@ class SyncChain(Protocol):
         inclusive block range ``[first, last]``, in chain order."""
         ...
 
+    def registering_txs(self, registrations: Sequence[tuple[int, str]]) -> dict[str, str]:
+        """``{address: tx hash}`` of the transactions that emitted ``registrations`` (as
+        :meth:`registrations` returned them; those whose log named none are left out)."""
+        ...
+
     def registered(self, addresses: Sequence[str]) -> set[str]:
         """Those ``addresses`` the AccountsIndex has (lower-case)."""
         ...

@@ -22,12 +22,14 @@ from cic_seeding.chain.registry import CicNetwork
 from cic_seeding.config import Settings
 from cic_seeding.datadir import CheckedRows, DataDir, dataset_settings
 from cic_seeding.errors import ImporterError
+from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.registry import get_importer
-from cic_seeding.outbox import outbox_for
+from cic_seeding.outbox import TxArchive, outbox_for
 from cic_seeding.state import (
     FAUCET,
     FUND,
     GAS,
+    REGISTER,
     Payment,
     StateStore,
     Status,
@@ -44,7 +46,7 @@ from cic_seeding.sync.funding import (
     sovereign_plan,
 )
 from cic_seeding.sync.payer import Payer
-from cic_seeding.sync.syncer import PaymentPlan, Syncer, SyncOptions, SyncResult
+from cic_seeding.sync.syncer import PaymentPlan, Progress, Syncer, SyncOptions, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -93,21 +95,25 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
         balances = {norm(k): v for k, v in read.values.items()}
         quarantined = _quarantine(users, read, data)
         fund = funding(network, settings.token_symbol, mint)
-        chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint)
         outbox = outbox_for(settings, network.client, store)
+        chain = RegistryChain(network, str(spec), token=fund.token.address, mint=fund.mint,
+                              plain=_our_registrations(store, outbox.chain))
         yield Prepared(SyncSetup(settings, importer, network, store, chain, data, users,
-                                 balances, fund, resources, outbox), quarantined)
+                                 balances, fund, resources, outbox,
+                                 TxArchive(data.tx, network.client.rpc)), quarantined)
 
 
 def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | None = None,
              *, network: CicNetwork | None = None, store: StateStore | None = None,
              mint: bool = False, stop: threading.Event | None = None,
-             recheck: Collection[str] = ()) -> SyncResult:
+             recheck: Collection[str] = (), progress: Progress | None = None) -> SyncResult:
     """Pay every registered user of ``importer`` in the data directory exactly once.
 
     ``recheck``: target addresses whose confirmed payments are checked against the chain's
     logs first; a payment the chain does not show (a chain rolled back, a repair) is paid
-    again, one the chain shows never."""
+    again, one the chain shows never. ``progress(done, users)``: users paid completely, when
+    the run begins and after every round (users without a usable balances.csv row count in
+    ``users``, never in ``done``)."""
     cls = get_importer(importer)
     with prepared(settings, importer, network=network, store=store, mint=mint) as ready:
         setup, quarantined = ready.setup, ready.quarantined
@@ -118,9 +124,11 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         if recheck:
             _reopen_unpaid(setup.store, importer, payer,
                            [norm(t) for t in recheck if norm(t) in setup.users])
+        report = None if progress is None else _counting_too(progress, len(quarantined))
         try:
             result = Syncer(importer, setup.chain, setup.store, payer, plan, setup.users,
-                            options, stop, prepaid=setup.chain.prepaid).run()
+                            options, stop, prepaid=setup.chain.prepaid,
+                            archive=setup.archive, progress=report).run()
         finally:
             log.info("sync %s: %s", importer, setup.outbox.counts.line())
         result.transactions = setup.outbox.counts.to_dict()
@@ -132,6 +140,24 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
             result.failures = [(t, FUND, why) for t, why in quarantined.items()] \
                 + result.failures
         return result
+
+
+def _our_registrations(store: StateStore, chain: str) -> Callable[[Sequence[str]], set[str]]:
+    """Which of some transaction hashes the outbox signed as single ``AccountsIndex.add``
+    registrations (the eth importer's per-transaction path): they paid no opening balance."""
+    def plain(hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(hashes), 500):
+            found.update(t.tx_hash for t in store.txs(chain, hashes=hashes[i:i + 500])
+                         if t.purpose == REGISTER)
+        return found
+
+    return plain
+
+
+def _counting_too(progress: Progress, left_out: int) -> Progress:
+    """``progress`` over ``left_out`` more users, never done (quarantined)."""
+    return lambda done, users: progress(done, users + left_out)
 
 
 def _reopen_unpaid(store: StateStore, importer: str, payer: Payer, targets: Sequence[str]
@@ -249,3 +275,42 @@ def _quarantine(users: dict[str, str], read: CheckedRows[int], data: DataDir
     for target in out:
         del users[target]
     return out
+
+
+def import_and_sync(settings: Settings, importer: str = "eth",
+                    options: SyncOptions | None = None, *, limit: int | None = None,
+                    stop: threading.Event | None = None,
+                    progress: Callable[[int], None] | None = None
+                    ) -> tuple[ImportResult, SyncResult]:
+    """Import ``importer``'s users and pay them in one run: the syncer follows the chain on a
+    thread of this process while the importer registers, so a batch's payments go out while
+    the next batch is registered, instead of after the whole import. It ends when the import
+    has ended and every user it registered is paid (a user the import could not register is
+    left waiting, as a separate sync would leave it). Each side keeps its own exactly-once
+    discipline: the two share only the signer's nonce lock and the state store."""
+    cls = get_importer(importer)
+    registered = threading.Event()
+    stop = stop or threading.Event()
+    options = replace(options or SyncOptions(poll=0.05), until=registered.is_set)
+    synced: list[SyncResult] = []
+    failed: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            synced.append(run_sync(settings, importer, options, stop=stop))
+        except BaseException as exc:  # handed to the caller's thread below
+            failed.append(exc)
+            stop.set()
+
+    worker = cls(settings, stop=stop, progress=progress)
+    thread = threading.Thread(target=follow, name=f"sync-{importer}", daemon=True)
+    thread.start()
+    try:
+        imported = worker.run(limit=limit)
+    finally:
+        registered.set()
+        worker.close()
+        thread.join()
+    if failed:
+        raise failed[0]
+    return imported, synced[0]

@@ -9,6 +9,11 @@ timeout runs out); with ``follow`` it keeps going until stopped.
 An opening balance paid by the registering transaction itself (the opt-in BatchFunder path) is
 read from the chain (``prepaid``) and planned *as confirmed*, in that same transaction with the
 cursor: it is never paid again, whatever the importer managed to record before a crash.
+
+The registering transaction of each user (its log names it) is saved under the data
+directory's ``tx/`` if it is not there yet -- a registration another signer made, the custodial
+engine or the USSD gateway; ours are there since before they were sent -- before the cursor
+moves past its log, so a killed syncer saves it on its rerun.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from cic_seeding.outbox import counts_line
+from cic_seeding.outbox import TxArchive, counts_line
 from cic_seeding.remote import RetryPolicy
 from cic_seeding.state import FAUCET, FUND, GAS, StateStore, Status, norm
 from cic_seeding.sync._ranges import LogReader
@@ -36,6 +41,9 @@ SETTLE_PAGE = 1000
 #: ``(block, address)`` registrations -> ``{address: (block, tx_hash, amount)}`` of those whose
 #: registering transaction also paid the opening balance.
 Prepaid = Callable[[Sequence[tuple[int, str]]], Mapping[str, tuple[int, str, int]]]
+#: ``(users done, users)`` of this data directory: once when the run begins (those paid by
+#: earlier runs), then after every round.
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -102,27 +110,40 @@ class SyncOptions:
     batch_size: int | None = None  # payments per signed batch (None: settings.batch_size)
     from_block: int | None = None
     retries: int = 5  # transient errors (the node went away) in a row before giving up
+    #: True once whatever registers the users has finished (an import running beside the
+    #: syncer): after the next round, users still not registered are left waiting and the
+    #: run ends instead of waiting for them.
+    until: Callable[[], bool] | None = None
 
 
 class Syncer:
     def __init__(self, importer: str, chain: SyncChain, store: StateStore, payer: Payer,
                  plan: PaymentPlan, users: Mapping[str, str], options: SyncOptions,
-                 stop: threading.Event | None = None, prepaid: Prepaid | None = None) -> None:
+                 stop: threading.Event | None = None, prepaid: Prepaid | None = None,
+                 archive: TxArchive | None = None, progress: Progress | None = None) -> None:
         """``users``: target-chain address -> data directory address, for this directory.
-        ``prepaid``: reads which registrations paid their opening balance themselves."""
+        ``prepaid``: reads which registrations paid their opening balance themselves.
+        ``archive``: the data directory's ``tx/``, where the registering transactions of the
+        users are saved if they are not there yet (those another signer made: the custodial
+        engine's, the USSD gateway's). ``progress(done, users)``: see :data:`Progress`."""
         self.importer = importer
         self.chain = chain
         self.store = store
         self.payer = payer
         self.plan = plan
-        self.users = {norm(t): norm(a) for t, a in users.items()}
+        # 0x lower-case both (run_sync's importers give them so): kept, not copied
+        lower = all(t == norm(t) and a == norm(a) for t, a in users.items())
+        self.users = users if lower else {norm(t): norm(a) for t, a in users.items()}
         self.options = options
         self.stop = stop or threading.Event()
         self.prepaid = prepaid
+        self.archive = archive
+        self.progress = progress
         self.reader = LogReader(chain.registrations)
         self.result = SyncResult(importer, users=len(self.users))
         self._owed_nothing = sum(1 for t in self.users if not plan.for_user(t))
         self._before: dict[str, int] | None = None  # see _registered_before
+        self._registered_all = False  # a round began after the registering finished
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> SyncResult:
@@ -130,10 +151,17 @@ class Syncer:
         deadline = None if self.options.timeout is None else started + self.options.timeout
         with self.store.exclusive(f"sync-{self.importer}"):
             self._start()
+            if self.progress is not None:
+                self._summarise()
+                self.progress(self.result.done, self.result.users)
             while True:
+                registered_all = self.options.until is not None and self.options.until()
                 busy = RetryPolicy(self.options.retries, stop=self.stop).call(
                     self.round, what=f"sync {self.importer}")
+                self._registered_all = registered_all
                 self._summarise()
+                if self.progress is not None:
+                    self.progress(self.result.done, self.result.users)
                 self.result.seconds = time.monotonic() - started
                 if self.stop.is_set():
                     self.result.stopped = True
@@ -227,6 +255,9 @@ class Syncer:
               ) -> tuple[list[tuple[str, str, int]], dict[str, tuple[int, str, int]]]:
         """The payments of ``registrations``, and the opening balances their own
         transactions paid (planned with the amount paid, to be recorded as confirmed)."""
+        if registrations and self.archive is not None:
+            self.archive.fetch({h: f"registration of {a}" for a, h in
+                                self.chain.registering_txs(registrations).items()})
         paid = dict(self.prepaid(registrations)) if self.prepaid and registrations else {}
         items = []
         for _, address in registrations:
@@ -333,4 +364,4 @@ class Syncer:
             return True
         busy = {s for kinds in r.payments.values() for s, n in kinds.items()
                 if n and s in (Status.PENDING.value, Status.SUBMITTED.value)}
-        return not busy and r.waiting == 0 and r.failed > 0
+        return not busy and ((r.waiting == 0 and r.failed > 0) or self._registered_all)

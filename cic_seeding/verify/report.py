@@ -1,8 +1,10 @@
 """The HTML report: one self-contained file (inline CSS and SVG, no scripts, no network).
 
 It shows the run's summary, a table of every check with its counts (not-applicable and skipped
-checks said so, with why), a histogram of the data directory's opening balances, and the
-failures of each check grouped by reason, with counts and the failing users::
+checks said so, with why), the run's timeline (each stage recorded in the data directory's
+``timeline.jsonl``: when, how long, users per second), a histogram of the data directory's
+opening balances, and the failures of each check grouped by reason, with counts and the failing
+users::
 
     from cic_seeding.verify.report import write_html_report
     write_html_report(result, "report.html")  # opening balances read from result.directory
@@ -11,12 +13,13 @@ failures of each check grouped by reason, with counts and the failing users::
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from cic_seeding.datadir import DataDir
+from cic_seeding.datadir import DataDir, StageTiming, read_timeline
 from cic_seeding.errors import CicSeedError, VerifyError
 from cic_seeding.verify.result import (
     FAILED,
@@ -31,6 +34,8 @@ from cic_seeding.verify.result import (
 MAX_LISTED = 200
 #: Bars the histogram aims for.
 BINS = 20
+#: Stages of the timeline shown (the latest; the file keeps them all).
+MAX_STAGES = 40
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;
@@ -48,7 +53,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:0}
 dt{color:#57606a}dd{margin:0}.note{color:#57606a}.more{color:#57606a;font-style:italic}
 table.failures{table-layout:fixed}table.failures td.mono{word-break:break-all}
 p.group{margin:.6rem 0 .2rem}.error{color:#57606a;font-size:.85em}
-.bar{fill:#0969da}.axis{stroke:#57606a;stroke-width:1}.grid{stroke:#e3e6ea;stroke-width:1}
+.bar{fill:#0969da}.bar.failed{fill:#cf222e}.axis{stroke:#57606a;stroke-width:1}.grid{stroke:#e3e6ea;stroke-width:1}
 svg text{font:11px system-ui,sans-serif;fill:#1d232a}
 """
 
@@ -85,11 +90,13 @@ def _nice_step(raw: int) -> int:
 
 
 def render_html(result: VerifyResult, opening: Sequence[int] = (), *, decimals: int = 0,
-                symbol: str | None = None, max_listed: int = MAX_LISTED) -> str:
+                symbol: str | None = None, max_listed: int = MAX_LISTED,
+                timeline: Sequence[StageTiming] = ()) -> str:
     """The report of ``result`` as one HTML document.
 
     ``opening`` are the data directory's opening balances in the smallest unit of a dataset
-    with ``decimals`` decimals; ``symbol`` labels amounts (default: the result's token).
+    with ``decimals`` decimals; ``symbol`` labels amounts (default: the result's token);
+    ``timeline`` the stages run on the data directory, in the order they finished.
     """
     symbol = symbol or result.token_symbol or "tokens"
     verdict = "OK" if result.ok else "FAILED"
@@ -104,6 +111,7 @@ def render_html(result: VerifyResult, opening: Sequence[int] = (), *, decimals: 
         *[f'<p class="status">{_e(line)}</p>' for line in result.status_lines()],
         *[f'<p class="note">note: {_e(n)}</p>' for n in result.notes],
         "<h2>Checks</h2>", _checks_table(result),
+        "<h2>Timeline</h2>", _timeline(timeline),
         "<h2>Opening balances</h2>", _balances(opening, decimals, symbol),
         "<h2>Failures</h2>", _failures(result, max_listed),
         "</body></html>",
@@ -113,9 +121,11 @@ def render_html(result: VerifyResult, opening: Sequence[int] = (), *, decimals: 
 
 def write_html_report(result: VerifyResult, path: str | Path, *,
                       data: DataDir | None = None) -> Path:
-    """Write :func:`render_html` of ``result`` to ``path``, with the opening balances of
-    ``data`` (default: the result's data directory); VerifyError if it cannot be written."""
+    """Write :func:`render_html` of ``result`` to ``path``, with the opening balances and the
+    timeline of ``data`` (default: the result's data directory); VerifyError if it cannot be
+    written."""
     data = data or DataDir(result.directory)
+    timeline = read_timeline(data.root)
     try:
         opening = list(data.read_balances().values.values())  # bad rows are left out
         decimals = data.manifest().decimals
@@ -124,7 +134,8 @@ def write_html_report(result: VerifyResult, path: str | Path, *,
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_html(result, opening, decimals=decimals), encoding="utf-8")
+        target.write_text(render_html(result, opening, decimals=decimals, timeline=timeline),
+                          encoding="utf-8")
     except OSError as exc:
         raise VerifyError(f"cannot write the HTML report to {target}: {exc}",
                           hint="give a writable --report FILE") from None
@@ -255,6 +266,71 @@ def histogram_svg(hist: Histogram, decimals: int, symbol: str) -> str:
                f"opening balance ({_e(symbol)})</text><text x=\"14\" "
                f'y="{top + plot_h / 2:.1f}" text-anchor="middle" '
                f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">users</text></svg>')
+    return "".join(out)
+
+
+def _timeline(stages: Sequence[StageTiming]) -> str:
+    """The stages as bars of their rate (units per second) and a table: when each began, how
+    long it took, how many it did of how many."""
+    if not stages:
+        return ('<p class="note">no stage recorded: import, sync, traffic and verify each append '
+                "theirs to timeline.jsonl in the data directory</p>")
+    shown = list(stages[-MAX_STAGES:])
+    first = len(stages) - len(shown)
+    rows = []
+    for n, t in enumerate(shown, first + 1):
+        rate = t.rate
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t.started))
+        rows.append(
+            f'<tr class="stage" data-stage="{_e(t.stage)}" data-done="{t.done}" '
+            f'data-total="{_e("" if t.total is None else t.total)}" '
+            f'data-seconds="{t.seconds:.3f}" data-rate="{"" if rate is None else f"{rate:.3f}"}" '
+            f'data-result="{"ok" if t.ok else "failed"}"><td class=n>{n}</td>'
+            f"<td><code>{_e(t.stage)}</code></td>"
+            f"<td>{when} UTC</td><td class=n>{t.seconds:.2f}</td><td class=n>{t.done:,}</td>"
+            f"<td class=n>{'' if t.total is None else f'{t.total:,}'}</td>"
+            f"<td class=n>{_per_second(t)}</td>"
+            f"<td>{_badge('pass', 'ok') if t.ok else _badge('fail', 'failed')}</td></tr>")
+    head = ("<tr><th class=n>#</th><th>stage</th><th>started</th><th class=n>seconds</th>"
+            "<th class=n>done this run</th><th class=n>of</th><th class=n>per second</th>"
+            "<th>result</th></tr>")
+    more = (f'<p class="more">the {first} earlier stages are in timeline.jsonl</p>'
+            if first else "")
+    return timeline_svg(shown) + f"<table>{head}{''.join(rows)}</table>" + more
+
+
+def _per_second(t: StageTiming) -> str:
+    rate = t.rate
+    if rate is None:
+        return "-"
+    return f"{rate:,.1f} {_e(t.unit)}/s" if rate < 100 else f"{rate:,.0f} {_e(t.unit)}/s"
+
+
+def timeline_svg(stages: Sequence[StageTiming]) -> str:
+    """An inline SVG of horizontal bars: each stage's rate (units per second), labelled."""
+    row, top, left, label_w, right = 22, 8, 10, 150, 250
+    width = 760
+    plot_w = width - left - label_w - right
+    height = top * 2 + row * len(stages)
+    peak = max((t.rate or 0.0 for t in stages), default=0.0) or 1.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+           f'height="{height}" viewBox="0 0 {width} {height}" id="timeline" '
+           'aria-label="units per second of each stage"><title>Timeline: units per second of '
+           "each stage</title>"]
+    x0 = left + label_w
+    for i, t in enumerate(stages):
+        y = top + i * row
+        rate = t.rate
+        w = plot_w * (rate or 0.0) / peak
+        text = (f"{_per_second(t)}: {t.done:,} in {t.seconds:.1f} s" if rate is not None
+                else f"{t.done:,} {_e(t.unit)} in {t.seconds:.1f} s")
+        out.append(f'<text x="{x0 - 6}" y="{y + 15}" text-anchor="end">{_e(t.stage)}</text>')
+        if w > 0:
+            out.append(f'<rect class="bar{"" if t.ok else " failed"}" x="{x0}" y="{y + 3}" '
+                       f'width="{max(w, 1):.1f}" height="{row - 6}" data-stage="{_e(t.stage)}">'
+                       f"<title>{_e(t.stage)}: {text}</title></rect>")
+        out.append(f'<text x="{x0 + w + 6:.1f}" y="{y + 15}">{text}</text>')
+    out.append(f'<line class="axis" x1="{x0}" x2="{x0}" y1="{top}" y2="{height - top}"/></svg>')
     return "".join(out)
 
 

@@ -171,8 +171,8 @@ def run_verify(settings: Settings, options: VerifyOptions | None = None, *,
 
     A chain is used only if a selected check needs one: ``chain`` if given, else
     ``connect(settings)`` (default :func:`connect_chain`). ``progress(done, total)`` is called
-    after each batch. Failing checks are in the result; errors that stop the run
-    (bad options, unreadable data, chain down) are raised as CicSeedError.
+    before the first batch and after each. Failing checks are in the result; errors that stop
+    the run (bad options, unreadable data, chain down) are raised as CicSeedError.
 
     Without ``options.importer`` the users of each importer that registered them are
     verified with that importer's checks (:func:`importers_to_verify`); with more than one,
@@ -318,6 +318,8 @@ def _run_batches(checks: list[Check], users: list[VerifyUser], options: VerifyOp
     user not checked as skipped. A service that stops answering (after its client's retries)
     skips the checks that need it for the users left, saying so."""
     down: dict[str, str] = {}  # backend -> why its checks stopped
+    if progress is not None:
+        progress(0, len(users))  # where the count starts
     try:
         for start in range(0, len(users), options.batch_size):
             batch = users[start:start + options.batch_size]

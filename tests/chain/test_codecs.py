@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import eth_keyfile
-import rlp
 import pytest
+import rlp
 from coincurve import PrivateKey
 from eth_account import Account
 from eth_utils import to_checksum_address

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +37,21 @@ def module_harness(module_devnet: Devnet, tmp_path_factory: pytest.TempPathFacto
     finally:
         h.stop()
 
+
+@pytest.fixture
+def no_postgresql_no_redis(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Any connection to PostgreSQL or Redis from this process fails (and is recorded)."""
+    import psycopg2
+    import redis.connection
+
+    touched: list[str] = []
+
+    def refuse(what: str) -> Any:
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            touched.append(what)
+            raise AssertionError(f"a pipeline that needs neither connected to {what}")
+        return connect
+
+    monkeypatch.setattr(psycopg2, "connect", refuse("PostgreSQL"))
+    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", refuse("Redis"))
+    return touched

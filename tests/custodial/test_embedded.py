@@ -38,25 +38,6 @@ from tests.helpers import run_cli
 from tests.pg import PG_URL
 
 
-@pytest.fixture
-def no_postgresql_no_redis(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Any connection to PostgreSQL or Redis from this process fails (and is recorded)."""
-    import psycopg2
-    import redis.connection
-
-    touched: list[str] = []
-
-    def refuse(what: str) -> Any:
-        def connect(*args: Any, **kwargs: Any) -> Any:
-            touched.append(what)
-            raise AssertionError(f"the embedded engine's pipeline connected to {what}")
-        return connect
-
-    monkeypatch.setattr(psycopg2, "connect", refuse("PostgreSQL"))
-    monkeypatch.setattr(redis.connection.AbstractConnection, "connect", refuse("Redis"))
-    return touched
-
-
 def test_30_custodial_users_without_postgresql_or_redis(
         tmp_path: Path, no_postgresql_no_redis: list[str]) -> None:
     for devnet in start_devnet(tmp_path / "devnet", custodial=True,

@@ -27,6 +27,8 @@ from tests.custodial.world import (
     REDIS_URL,
     assert_each_paid_once,
     assert_engine_signed_the_balances,
+    assert_engine_txs_archived,
+    assert_users_txs_archived,
     make_data,
     purge_queue,
     read_custodial_ledger,
@@ -57,6 +59,9 @@ def _pipeline(devnet: Devnet, tmp_path: Path, pg_schema: str) -> None:
 
     result = run_import(settings)  # the engine is found through devnet.json
     assert result.ok and result.confirmed == 100, result.render_text()
+    # the engine's registrations, gas gifts and faucet payouts, saved by the importer
+    assert assert_engine_txs_archived(settings, pg_schema) == \
+        {"register": 100, "gas": 100, "faucet": 100}
     sync = run_sync(settings, "cic_eth", SyncOptions(timeout=120, poll=0.1))
     assert sync.ok and sync.done == 100, sync.render_text()
     assert_each_paid_once(settings, 100, before)
@@ -77,9 +82,13 @@ def _pipeline(devnet: Devnet, tmp_path: Path, pg_schema: str) -> None:
     assert _sql(pg_schema, "SELECT count(*), count(DISTINCT request_id) FROM accounts") \
         == [(100, 100)]
     assert_engine_signed_the_balances(settings, pg_schema)
+    owed = sum(1 for b in DataDir(settings.data_dir).balances().values() if b > 0)
+    # tx/: every transaction of the engine (the balances now too) and of the ledger
+    assert assert_engine_txs_archived(settings, pg_schema) == \
+        {"register": 100, "gas": 100, "faucet": 100, "transfer": owed}
+    assert assert_users_txs_archived(settings, "cic_eth") == {"register": 100, "fund": owed}
     txs = _sql(pg_schema, "SELECT kind, status, error_class, attempts, nonce FROM txs "
                           "ORDER BY nonce")
-    owed = sum(1 for b in DataDir(settings.data_dir).balances().values() if b > 0)
     assert Counter(t[0] for t in txs) == {"register": 100, "gas": 100, "faucet": 100,
                                           "transfer": owed}
     assert {t[1:4] for t in txs} == {("mined", None, 1)}

@@ -13,6 +13,7 @@ import pytest
 
 from cic_seeding.config import Settings
 from cic_seeding.custodial import TASK_TRANSFER, CustodialClient, endpoint
+from cic_seeding.datadir import DataDir
 from cic_seeding.errors import CustodialTimeoutError
 from cic_seeding.state import FUND, Status, open_state_store
 from cic_seeding.sync import custodial
@@ -22,6 +23,7 @@ from tests.custodial.world import (
     Harness,
     assert_each_paid_once,
     assert_engine_signed_the_balances,
+    assert_engine_txs_archived,
     make_data,
     purge_queue,
     read_custodial_ledger,
@@ -64,6 +66,11 @@ def test_syncer_killed_mid_payments_then_rerun_pays_each_user_once(
     assert sync.ok and sync.done == USERS, sync.render_text()
     assert_each_paid_once(settings, USERS, before)  # exact balances; every float passed on
     assert_engine_signed_the_balances(settings, harness.schema)
+    # whatever the kills: every registration, gas gift, faucet payout and opening balance
+    # the engine signed is in tx/ (and every float, signed here)
+    archived = assert_engine_txs_archived(settings, harness.schema)
+    assert archived["register"] == archived["gas"] == archived["faucet"] == USERS
+    assert archived["transfer"] == sum(1 for b in DataDir(data).balances().values() if b)
 
 
 class _Silent(CustodialClient):

@@ -7,10 +7,13 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eth_utils import keccak
 
 from cic_devnet.anvil import dev_key
 from cic_devnet.custodial.config import engine_config
@@ -20,7 +23,7 @@ from cic_devnet.custodial.process import WorkerProcess, start_workers, wait_read
 from cic_devnet.devnet import Devnet
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.connect import connect
-from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET, TOKEN
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, ADDRESS_ADDED, FAUCET, TOKEN
 from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.config import Settings, load_settings
@@ -29,7 +32,7 @@ from cic_seeding.datadir import DataDir
 from cic_seeding.generate.generator import GenerateOptions, generate
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.cic_eth import CicEthImporter
-from cic_seeding.state import FUND, norm, open_state_store
+from cic_seeding.state import FUND, Status, norm, open_state_store
 from tests.conftest import devnet_settings
 from tests.pg import PG_URL, sql_in
 
@@ -267,6 +270,54 @@ def assert_engine_signed_the_balances(settings: Settings, schema: str) -> None:
     senders = {"0x" + log["topics"][1][-40:] for rc in receipts.values() for log in rc.logs
                if log["topics"][0] == TRANSFER_TOPIC}
     assert len(receipts) == len(paid) and senders == {signer}
+
+
+def archived(data_dir: str | Path, tx_hash: str) -> bytes | None:
+    """The raw transaction ``tx/`` holds under ``tx_hash`` (its 0x-hex text decoded), None if
+    it has none; AssertionError if the bytes do not hash to the name."""
+    store = DataDir(Path(data_dir)).tx
+    if not store.has(tx_hash):
+        return None
+    text = store.get(tx_hash).decode()
+    assert text.startswith("0x"), text[:20]
+    raw = bytes.fromhex(text[2:])
+    assert "0x" + keccak(raw).hex() == tx_hash.lower(), f"tx/ {tx_hash} holds another tx"
+    return raw
+
+
+def assert_engine_txs_archived(settings: Settings, schema: str,
+                               accounts: Collection[str] | None = None) -> Counter[str]:
+    """Every transaction the engine mined (registrations, gas gifts, faucet payouts, opening
+    balances) -- for ``accounts`` only, if given -- is in the data directory's ``tx/``, its
+    bytes hashing to its name; returns how many of each kind."""
+    rows = sql_in(schema, "SELECT kind, subject, tx_hash FROM txs WHERE status = 'mined'")
+    if accounts is not None:
+        rows = [r for r in rows if r[1] in {norm(a) for a in accounts}]
+    missing = [r for r in rows if archived(settings.data_dir, r[2]) is None]
+    assert missing == [], f"{len(missing)} of {len(rows)} not in tx/, e.g. {missing[:3]}"
+    return Counter(r[0] for r in rows)
+
+
+def assert_users_txs_archived(settings: Settings, importer: str) -> dict[str, int]:
+    """Every registration of the importer's users (its AddressAdded log names the
+    transaction) and every payment of its ledger is in the data directory's ``tx/``, its bytes
+    hashing to its name; returns how many of each (``register``, ``fund`` ...)."""
+    network = connect(settings, signer=False)
+    client = network.client
+    with open_state_store(settings) as store:
+        targets = {norm(t) for t in store.targets(importer)}
+        paid = store.payments(importer, [Status.CONFIRMED])
+    logs = client.logs(network.accounts_index, ADDRESS_ADDED, 0, client.head())
+    registered = {"0x" + str(e["data"])[-40:].lower(): str(e["transactionHash"]) for e in logs}
+    assert targets <= set(registered), "a user without its AddressAdded log"
+    wanted = [("register", t, registered[t]) for t in sorted(targets)]
+    wanted += [(p.kind, p.address, str(p.tx_hash)) for p in paid if p.tx_hash]
+    missing = [w for w in wanted if archived(settings.data_dir, w[2]) is None]
+    assert missing == [], f"{len(missing)} of {len(wanted)} not in tx/, e.g. {missing[:3]}"
+    counts: dict[str, int] = {}
+    for kind, _, _ in wanted:
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
 
 
 def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:

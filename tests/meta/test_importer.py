@@ -191,3 +191,52 @@ def test_server_restart_mid_import_then_rerun_completes(
         assert person_pointer(next(iter(data.users())).address) not in versions  # custodial
     finally:
         restarted.stop()
+
+
+def _stats(server: MetaServerProcess) -> dict[str, float]:
+    import requests
+
+    stats: dict[str, float] = requests.get(f"{server.url}/_stats", timeout=30).json()
+    return stats
+
+
+def test_batch_writes_store_what_one_put_per_document_stores(
+        meta_server: MetaServerProcess, tmp_path: Path) -> None:
+    """The importer writes in batch requests where the server takes them; one PUT per document
+    (meta_batch 0, what a CIC metadata server gets) then finds every document unchanged."""
+    import shutil
+
+    count = 60
+    batched = imported_datadir(tmp_path / "batched", count=count, seed=4242)
+    shutil.copytree(batched.root, tmp_path / "single")
+    single = DataDir(tmp_path / "single")
+    before = _stats(meta_server)
+    result = run_import(settings_for(batched, meta_server, batch_size=20, meta_batch=30))
+    after = _stats(meta_server)
+    assert (result.confirmed, result.failed) == (count, 0)
+    assert after["created"] - before["created"] == 4 * count
+    # 3 batches of 20 users, 80 documents each: requests of 30, 30 and 20 documents
+    assert after["write_requests"] - before["write_requests"] == 3 * 3
+    result = run_import(settings_for(single, meta_server, meta_batch=0))
+    again = _stats(meta_server)
+    assert (result.confirmed, result.failed) == (count, 0)
+    assert again["unchanged"] - after["unchanged"] == 4 * count
+    assert again["write_requests"] - after["write_requests"] == 4 * count
+    assert again["documents"] - after["documents"] == 4 * count
+
+
+def test_a_document_the_server_refuses_costs_its_user_alone(
+        data: DataDir, meta_server: MetaServerProcess) -> None:
+    """In a batch request too: the user whose person record is over the server's size limit
+    fails with the server's reason, the users written in the same requests are confirmed."""
+    users = list(data.users())
+    big = users[4]  # sovereign (index 4): its new/ record is under its own address
+    record = json.loads(data.new.get(big.address))
+    record["padding"] = "x" * (64 * 1024)
+    data.new.put(big.address, dumps(record))
+    result = run_import(settings_for(data, meta_server, meta_batch=40))
+    assert (result.confirmed, result.failed) == (COUNT - 1, 1)
+    assert result.failures[0][0] == big.address
+    assert "refused with 413" in result.failures[0][1], result.failures
+    report = audit_all(data, meta_server)
+    assert report["person"].failed == 1 and report["phone"].failed == 0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from cic_seeding.config import Settings, load_settings
 from tests.custodial.world import REDIS_URL, purge_queue
 from tests.helpers import ROOT, run_cli
 from tests.pg import PG_URL, fresh_schema
@@ -32,6 +33,7 @@ class OldWorld:
     devnet: Path
     info: Mapping[str, object]
     work: Path  # the working directory the commands run in (it holds ./config)
+    engine_schema: str  # the custodial engine's PostgreSQL schema
 
     def _get(self, *keys: str) -> str:
         value: object = self.info
@@ -123,6 +125,11 @@ class OldWorld:
                                     env={**os.environ, **self.env()}, stdout=out,
                                     stderr=subprocess.STDOUT)
 
+    def settings(self, data_dir: Path) -> Settings:
+        """What ``--devnet DIR`` gives a command on ``data_dir`` (no config file, no env)."""
+        return load_settings({"devnet_dir": str(self.devnet), "data_dir": str(data_dir)},
+                             config_file=None, environ={})
+
     def cic_seed(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``cic-seed ARGS --devnet DIR``: the new form, from the devnet directory alone."""
         return run_cli(*args, "--devnet", str(self.devnet), cwd=self.work)
@@ -169,7 +176,8 @@ def old_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OldWorld]:
             assert up.returncode == 0, up.stderr
             work = root / "work"
             work.mkdir()
-            world = OldWorld(devnet, json.loads((devnet / "devnet.json").read_text()), work)
+            world = OldWorld(devnet, json.loads((devnet / "devnet.json").read_text()), work,
+                             cust)
             write_older_config(world, work / "config")
             yield world
         finally:

@@ -17,7 +17,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from eth_utils import keccak
 
+from cic_seeding.datadir import DataDir
+from cic_seeding.state import FUND, open_state_store
+from tests.custodial.world import (
+    archived,
+    assert_engine_txs_archived,
+    assert_users_txs_archived,
+)
 from tests.helpers import ROOT
 from tests.migration.conftest import USERS, OldWorld
 
@@ -114,6 +122,33 @@ def test_the_cic_seed_forms_find_the_worked_example_done(old_world: OldWorld,
                                   {c: f"{c}: {EVERY}" for c in (*CHECKS, *more)})
         if importer != "eth":
             assert "not applicable: local_key (custodial users)" in report.stdout
+        assert_in_tx_dir(old_world, example / name, importer)
+
+
+def assert_in_tx_dir(world: OldWorld, directory: Path, importer: str) -> None:
+    """The older README's promise: every transaction made for a user -- registration, opening
+    balance, faucet payout, gas gift, whoever signed it -- is saved raw in ``DIR/tx/``, named
+    by its hash (the custodial engine's fetched from the node by the import and the syncer)."""
+    settings = world.settings(directory)
+    owed = sum(1 for b in DataDir(directory).balances().values() if b > 0)
+    ledger = assert_users_txs_archived(settings, importer)  # registrations, the ledger's
+    with open_state_store(settings) as store:
+        targets = set(store.targets(importer)) if importer != "eth" else set()
+        funds = [p.tx_hash for p in store.payments(importer, kind=FUND)]
+    assert len(funds) == owed and all(funds)
+    if importer == "eth":  # ours: signed here, saved before they were sent
+        assert ledger == {"register": USERS, "fund": owed, "faucet": USERS, "gas": USERS}
+    elif importer == "cic_ussd":  # the gateway's registrations (the engine's), paid as eth
+        assert ledger == {"register": USERS, "fund": owed, "faucet": USERS, "gas": USERS}
+        assert assert_engine_txs_archived(settings, world.engine_schema, targets) == \
+            {"register": USERS}
+    else:  # the engine signed every one, the opening balances as transfers
+        assert ledger == {"register": USERS, "fund": owed}
+        assert assert_engine_txs_archived(settings, world.engine_schema, targets) == {
+            "register": USERS, "gas": USERS, "faucet": USERS, "transfer": owed}
+        for tx_hash in funds:
+            raw = archived(directory, str(tx_hash))
+            assert raw is not None and "0x" + keccak(raw).hex() == tx_hash
 
 
 def test_pins_and_ussd_data_in_the_plain_spelling(old_world: OldWorld, example: Path) -> None:

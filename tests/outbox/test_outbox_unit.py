@@ -41,7 +41,7 @@ def test_sent_transactions_are_recorded_first_and_mined_once(store: StateStore) 
     box = outbox(store, node)
     seen_at_record: list[int] = []
     sent = box.send(KEY, intents("register", "a", "b", "c"),
-                    on_record=lambda rows: seen_at_record.append(len(node.broadcasts)))
+                    on_record=lambda start, rows: seen_at_record.append(len(node.broadcasts)))
     assert seen_at_record == [0], "recorded before anything was broadcast"
     assert [t.nonce for t in sent] == [0, 1, 2] and {t.status for t in sent} == {TxStatus.SENT}
     outcomes = box.wait([t.family for t in sent])

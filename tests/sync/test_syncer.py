@@ -20,6 +20,7 @@ from cic_seeding.chain.registry import ADDRESS_ADDED, TOKEN
 from cic_seeding.chain.registry import FAUCET as FAUCET_ABI
 from cic_seeding.importers.eth import EthImporter
 from cic_seeding.state import FAUCET, FUND, GAS
+from cic_seeding.verify import VerifyOptions, run_verify
 from tests.e2e.chain_check import read_ledger
 from tests.e2e.ledger import deploy_accounts_index
 from tests.sync.world import (
@@ -98,6 +99,21 @@ def test_no_faucet_payout_and_no_gas_gift(devnet_without_faucet: Devnet,
     used = world.client.call_many([(world.faucet, FAUCET_ABI.fn("nextTime"), (u,))
                                    for u in world.users])
     assert set(used) == {0}, "the faucet paid someone"
+
+
+def test_the_gate_counts_no_gas_gift_and_no_faucet_payout_as_not_applicable(
+        devnet_without_faucet: Devnet, tmp_path: Path) -> None:
+    world = make_world(devnet_without_faucet, tmp_path, 6, seed=505, gas_gift=0)
+    importer = EthImporter(world.settings)
+    try:
+        assert importer.run().ok
+    finally:
+        importer.close()
+    assert world.sync().ok
+    checks = run_verify(world.settings, VerifyOptions(
+        importer="eth", include=("gas", "faucet", "balance"))).checks
+    assert {c: (r.ok, r.not_applicable, r.failed) for c, r in checks.items()} == {
+        "gas": (0, 6, 0), "faucet": (0, 6, 0), "balance": (6, 0, 0)}
 
 
 def test_rescan_after_rewinding_the_cursor_pays_nothing_twice(devnet: Devnet,

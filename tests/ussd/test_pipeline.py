@@ -23,7 +23,7 @@ from cic_seeding.state import open_state_store
 from cic_seeding.sync.run import run_sync
 from cic_seeding.sync.syncer import SyncOptions
 from cic_seeding.verify import VerifyOptions, run_verify
-from tests.custodial.world import make_data
+from tests.custodial.world import assert_users_txs_archived, make_data
 from tests.ussd.world import Stack
 
 USERS = 100
@@ -69,6 +69,10 @@ def test_users_registered_over_ussd_are_synced_and_pass_every_check(stack: Stack
 
     sync = run_sync(settings, "cic_ussd", SyncOptions(timeout=120, poll=0.1))
     assert sync.ok and sync.done == USERS, sync.render_text()
+    # tx/: the registrations the gateway had the engine sign, and the payments (ours)
+    archived = assert_users_txs_archived(settings, "cic_ussd")
+    assert archived["register"] == USERS and archived["fund"] == sum(
+        1 for b in data.balances().values() if b > 0)
     meta = MetaImporter(settings)  # the full person documents, tags and preferences
     try:
         assert meta.run().ok

@@ -44,7 +44,7 @@ class Parsed(HTMLParser):
         elif tag == "p" and a.get("class") == "group":
             self.groups.setdefault(a["data-check"], []).append((a["data-users"],
                                                                 a["data-reason"]))
-        elif tag == "rect":
+        elif tag == "rect" and "data-count" in a:  # the histogram's (not the timeline's)
             self.bars.append(int(a["data-count"]))
         elif tag == "td" and self._row is not None:
             self._row.append("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from cic_seeding.verify.base import ChainCheck, Verdict, VerifyUser, targets_of
+from cic_seeding.verify.base import SOVEREIGN, ChainCheck, Verdict, VerifyUser, targets_of
 
 
 class AccountsIndexCheck(ChainCheck):
@@ -30,6 +30,11 @@ class GasCheck(ChainCheck):
     groups = ("chain", "funding")
 
     def check(self, users: Sequence[VerifyUser]) -> Mapping[str, Verdict]:
+        imports = self.ctx.imports
+        if self.ctx.settings.gas_gift == 0 and imports is not None and \
+                imports.custody == SOVEREIGN:
+            none = Verdict.not_applicable("sovereign users when no gas is gifted (gas_gift 0)")
+            return {u.address: none for u in users}
         wei = self.chain.native_balances(targets_of(users))
         out = {}
         for u in users:
