@@ -26,10 +26,13 @@ id: the same account); one still without a reply at the timeout fails the user w
 naming it and the task ids; a rerun asks again and gets the same account.
 
 The engine's reply lists the transactions it queued for the account (registration, gas gift,
-faucet payout); once they are mined (``cic_custodial.tx.status``) they are fetched from the
-node by hash and saved under ``tx/``, as the outbox saves the transactions this toolkit signs
--- before the user is confirmed, so a rerun of a user not confirmed saves them then. One the
-engine has not mined by the user's deadline, or the node does not have, costs a log line.
+faucet payout); once they are mined (``cic_custodial.tx.status``) they are saved under
+``tx/``, as the outbox saves the transactions this toolkit signs -- before the user is
+confirmed, so a rerun of a user not confirmed saves them then. Their bytes come with the
+engine's answer, kept when they hash to the mined transaction's hash (asking the node for
+three transactions a user cost anvil as much as sending them); otherwise, or from an engine
+that does not send them, they are fetched from the node by hash. One the engine has not mined
+by the user's deadline, or the node does not have, costs a log line.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from cic_seeding.errors import ChainError, CustodialError
 from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.outbox import TxArchive
+from cic_seeding.outbox.archive import save
 from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
@@ -70,6 +74,17 @@ STATUS_TIMEOUT = 15.0
 #: Seconds between asks of the AccountsIndex about every account still unregistered, whatever
 #: its logs said (a log lost in a reorganisation, a node that serves no logs).
 FULL_CHECK = 5.0
+
+
+def _hashes_to(raw: Any, tx_hash: str) -> bool:
+    """Whether ``raw`` (0x-hex) is the transaction ``tx_hash`` names."""
+    try:
+        body = bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw[:2] in ("0x", "0X") \
+            else None
+    except ValueError:
+        return False
+    return body is not None and \
+        "0x" + keccak.new(data=body, digest_bits=256).digest().hex() == tx_hash.lower()
 
 
 def checksummed(address: str) -> str:
@@ -264,7 +279,8 @@ class CicEthImporter(Importer):
             for kind, tx_id in (txs.items() if isinstance(txs, dict) else ()):
                 if isinstance(tx_id, int):
                     waiting[tx_id] = f"{TX_KINDS.get(kind, kind)} of {account}"
-        mined: dict[str, str] = {}  # tx hash -> what it is
+        mined: dict[str, str] = {}  # tx hash -> what it is (its bytes from the node)
+        given: dict[str, str] = {}  # tx hash -> its bytes, as the engine gave them
 
         def all_mined() -> bool:
             answer = self.client.call(TASK_TX_STATUS, {"tx_ids": sorted(waiting)},
@@ -275,7 +291,11 @@ class CicEthImporter(Importer):
                 if tx_id not in waiting:
                     continue
                 if row.get("status") == "mined" and isinstance(row.get("tx_hash"), str):
-                    mined[row["tx_hash"]] = waiting.pop(tx_id)
+                    what = waiting.pop(tx_id)
+                    if _hashes_to(row.get("raw"), row["tx_hash"]):
+                        given[row["tx_hash"].lower()] = row["raw"]
+                    else:  # (a version signed before the last was mined: the node has it)
+                        mined[row["tx_hash"]] = what
                 elif row.get("status") == "failed":  # the engine's to retry; nothing to save
                     waiting.pop(tx_id)
             return not waiting
@@ -292,6 +312,7 @@ class CicEthImporter(Importer):
                 log.warning("tx/: %d transactions of the custodial engine were not mined "
                             "within %.0fs, so they are not archived: %s", len(waiting),
                             self.timeout, ", ".join(list(waiting.values())[:3]))
+        save(self.archive.tx, [(h, raw) for h, raw in given.items() if not self.archive.tx.has(h)])
         self.archive.fetch(mined)
 
     def _wait_registered(self, targets: Sequence[str], known: set[str], deadline: float

@@ -38,10 +38,13 @@ from cic_seeding.errors import (
     ServiceError,
 )
 from cic_seeding.importers import cic_eth
+from cic_seeding.outbox import TxArchive
+from cic_seeding.state import open_state_store
 from cic_seeding.verify.base import NOT_IMPORTED, CheckContext, VerifyUser
 from cic_seeding.verify.checks.custodial import CustodialKeyCheck
 from tests.custodial.world import (
     Harness,
+    assert_engine_txs_archived,
     make_data,
     purge_queue,
     run_import,
@@ -143,6 +146,7 @@ def _client(served: Harness, batch: bool, base: type[CustodialClient] = Custodia
 
 def test_the_engine_lists_its_tasks_and_an_older_one_gets_a_task_per_user(
         served: Harness, tmp_path: Path) -> None:
+    # (the other path, create_many, is every other import of these tests)
     status = CustodialClient(served.broker_url, served.setup.queue).call(TASK_STATUS, {})
     assert {TASK_CREATE, TASK_CREATE_MANY, TASK_HAVE, TASK_STATUS} <= set(status["tasks"])
     old = _client(served, batch=False)
@@ -296,3 +300,25 @@ def test_custodial_key_check_asks_the_engine(client: CustodialClient, served: Ha
     assert CustodialKeyCheck.unavailable(settings) is None
     bare = dataclasses.replace(settings, custodial_broker_url=None, custodial_queue=None)
     assert "no custodial engine is configured" in str(CustodialKeyCheck.unavailable(bare))
+
+
+def test_the_engine_gives_the_bytes_the_archive_keeps_without_asking_the_node(
+        served: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tx.status gives each transaction's bytes; the importer keeps those that hash to the
+    mined transaction, so the node is asked for none of a plain run's."""
+    asked: list[str] = []
+    fetch_from_node = TxArchive._raws
+
+    def spy(self: TxArchive, hashes: Sequence[str]) -> Any:
+        asked.extend(hashes)
+        return fetch_from_node(self, hashes)
+
+    monkeypatch.setattr(TxArchive, "_raws", spy)
+    settings = served.settings(make_data(tmp_path, 6, seed=37))
+    result = run_import(settings)
+    assert result.ok and result.confirmed == 6, result.render_text()
+    assert asked == []
+    with open_state_store(settings) as store:
+        targets = list(store.targets("cic_eth"))
+    archived = assert_engine_txs_archived(settings, served.schema, targets)
+    assert archived == {"register": 6, "gas": 6, "faucet": 6}
