@@ -295,14 +295,15 @@ class Engine:
                 "status": row.status, "signer": row.signer, "kind": row.kind}
 
     def tx_status(self, ids: Sequence[int]) -> list[dict[str, Any]]:
-        """Where the queue rows ``ids`` stand, each with ``raw``: the transaction as last
-        signed (the mined one when it hashes to ``tx_hash``; a client checks that)."""
+        """Where the queue rows ``ids`` stand; a mined one with ``raw``, the transaction as
+        last signed (the mined one when it hashes to ``tx_hash``; a client checks that)."""
         wanted = [int(i) for i in ids]
         if not wanted:
             return []
         with self.storage.transaction() as cur:
             cur.execute("SELECT id, kind, subject, signer, nonce, tx_hash, status, error_class, "
-                        "error, attempts, block_number, raw FROM txs WHERE id IN "
+                        "error, attempts, block_number, CASE WHEN status = 'mined' THEN raw END "
+                        "AS raw FROM txs WHERE id IN "
                         f"({placeholders(len(wanted))}) ORDER BY id", wanted)
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

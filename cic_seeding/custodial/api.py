@@ -24,7 +24,8 @@ The API (queue: ``custodial_queue``; every task also takes ``callback``, a chann
         -> {"tx_id", "tx_hash", "nonce", "status"}
     cic_custodial.tx.status(tx_ids)
         -> {"txs": [{"id", "status", "tx_hash", "raw", ...}]}
-        raw: the transaction as last signed, the mined one when it hashes to tx_hash
+        raw (mined ones): the transaction as last signed, the mined one when it hashes to
+        tx_hash
     cic_custodial.engine.status()
         -> {"signer", "chain_id", "registry", "accounts_index", "accounts", "queue",
             "tasks": [the task names it answers]}
