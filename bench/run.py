@@ -27,7 +27,8 @@ Against a fresh devnet per N, each stage in its own process (so its peak RSS is 
 * ``custodial``: the custodial import (``cic_eth``, through the devnet's custodial engine: one
   worker, as ``devnet up --custodial`` starts it) in users/s vs one ``account.create`` at a
   time, each reply awaited, on a sample (both baselines run in their stage's process, before
-  its clock starts);
+  its clock starts); beside each, the engine's own rate: accounts it made per second from its
+  first account made to its last registration mined (its database's timestamps);
 * ``celery``: the sovereign import alone with ``--executor celery`` and 1, then 2 import
   workers (processes of this machine, a key each, as if on machines of their own) vs the
   local executor's import alone (from ``seed``'s run, or measured here), then 2 vs 1.
@@ -354,8 +355,9 @@ def table_cells(row: dict[str, Any]) -> list[str]:
     rate = f"{row['rate']:,.0f} {row['unit']}"
     baseline = f"{row['baseline']} {row['baseline_rate']:,.0f}"
     if row.get("server_rate") is not None:  # the service's own rate beside the client's
-        rate += f" (server {row['server_rate']:,.0f} {row['server_unit']})"
-        baseline += f" (server {row['baseline_server_rate']:,.0f} {row['server_unit']})"
+        name = row.get("server_name", "server")
+        rate += f" ({name} {row['server_rate']:,.0f} {row['server_unit']})"
+        baseline += f" ({name} {row['baseline_server_rate']:,.0f} {row['server_unit']})"
     return [f"{row['users']:,}", row["stage"], rate, baseline, ratio_text(row["ratio"]),
             ceiling, f"{row['peak_rss_mb']:.0f}", f"{row['seconds']:.1f}"]
 
@@ -467,6 +469,7 @@ def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[dict[str, A
     from cic_seeding.chain.client import ChainClient
     from cic_seeding.chain.rpc import JsonRpc
     from cic_seeding.chain.signer import Signer
+    from cic_seeding.datadir import DataDir
 
     tag = uuid.uuid4().hex[:10]
     schema, queue = f"bench_{tag}", f"bench_custodial_{tag}"
@@ -480,13 +483,47 @@ def _custodial(n: int, sample: int, work: Path, devnet: Any) -> list[dict[str, A
     try:
         imported = run_child(__file__, "custodial", str(devnet.directory), data, naive_data,
                              REDIS_URL, queue)
+        engine, naive_engine = (
+            _engine_rate(DEFAULT_DB, schema, [u.address.lower() for u in DataDir(d).users()])
+            for d in (data, naive_data))
     finally:
         stop_engine(info)
         drop_schema(schema, DEFAULT_DB)
     naive_r = imported["extra"]["naive_users"] / imported["extra"]["naive_seconds"]
     r = _rate(imported, n)
     return [_row(n, "custodial import (cic_eth, 1 engine worker)", r, "users/s",
-                 "one create at a time", naive_r, imported)]
+                 "one create at a time", naive_r, imported, server_rate=engine,
+                 baseline_server_rate=naive_engine, server_unit="accounts/s",
+                 server_name="engine")]
+
+
+def _engine_rate(db_url: str, schema: str, request_ids: list[str],
+                 timeout: float = 60.0) -> float:
+    """Accounts per second the engine made for ``request_ids``, by its own clock: from its
+    first account made to its last registration mined (waiting for the engine's tracker to
+    mark the last ones, which the client learns from the chain)."""
+    import psycopg2
+
+    conn = psycopg2.connect(db_url)
+    deadline = time.monotonic() + timeout
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'SET search_path TO "{schema}"')
+            while True:
+                cur.execute("SELECT count(*), min(a.created_at), max(t.updated_at), "
+                            "count(*) FILTER (WHERE t.status = 'mined') FROM accounts a "
+                            "JOIN txs t ON t.request_id = a.request_id AND t.kind = 'register' "
+                            "WHERE a.request_id = ANY(%s)", (request_ids,))
+                count, first, last, mined = cur.fetchone()
+                conn.rollback()  # a fresh snapshot for the next look
+                if count == mined == len(request_ids) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)  # the engine's tracker marks them within moments
+    finally:
+        conn.close()
+    if mined != len(request_ids):
+        raise SystemExit(f"the engine registered {mined} of {len(request_ids)} accounts")
+    return float(count) / max(float(last) - float(first), 1e-9)
 
 
 def _celery(n: int, work: Path, dn: str, local: dict[str, Any] | None) -> list[dict[str, Any]]:

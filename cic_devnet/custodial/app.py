@@ -79,6 +79,7 @@ class EngineRef:
         """Run the dispatcher and tracker in this process (once)."""
         if self.loop is None:
             self.loop = QueueLoop(lambda: self.get().queue)
+            self.get().on_queued = self.loop.wake
             self.loop.start()
 
     def close(self) -> None:

@@ -102,6 +102,12 @@ def placeholders(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
+def values(columns: int, rows: int) -> str:
+    """``(%s, %s), (%s, %s), ...``: the parameters of a ``VALUES`` list of ``rows`` rows."""
+    row = f"({placeholders(columns)})"
+    return ", ".join([row] * rows)
+
+
 class Storage:
     """The engine's PostgreSQL database; share one instance between the threads of a process."""
 

@@ -18,6 +18,7 @@ from celery import Celery, Task
 from cic_seeding.custodial import (
     TASK_BALANCE,
     TASK_CREATE,
+    TASK_CREATE_MANY,
     TASK_HAVE,
     TASK_STATUS,
     TASK_TRANSFER,
@@ -97,6 +98,13 @@ def register(app: Celery) -> None:
         """Create the account of ``request_id`` (once) and queue its registration."""
         return self.engine.create_account(request_id, gas_gift=gas_gift, faucet=faucet)
 
+    @app.task(name=TASK_CREATE_MANY, **options)  # type: ignore[untyped-decorator]
+    def create_accounts(self: EngineTask, requests: list[dict[str, Any]],
+                        callback: str | None = None) -> dict[str, Any]:
+        """``account.create`` for many requests in one database transaction: one reply per
+        request, in their order (a bad request gets an ``error`` and costs only itself)."""
+        return {"accounts": self.engine.create_accounts(requests)}
+
     @app.task(name=TASK_HAVE, **options)  # type: ignore[untyped-decorator]
     def have(self: EngineTask, addresses: list[str], callback: str | None = None
              ) -> dict[str, Any]:
@@ -124,5 +132,7 @@ def register(app: Celery) -> None:
 
     @app.task(name=TASK_STATUS, **options)  # type: ignore[untyped-decorator]
     def status(self: EngineTask, callback: str | None = None) -> dict[str, Any]:
-        """The engine's signer, chain, registry and queue counts (a health check)."""
-        return self.engine.status()
+        """The engine's signer, chain, registry and queue counts (a health check), and the
+        tasks it answers (clients use the batch tasks an engine offers)."""
+        return {**self.engine.status(),
+                "tasks": sorted(t for t in self.app.tasks if t.startswith("cic_custodial."))}

@@ -1,8 +1,9 @@
 """The engine's transaction queue: nonces from the database, a dispatcher, a tracker.
 
-**Nonces.** One row per (chain, signer) in ``nonces`` holds the next nonce. :meth:`TxQueue.enqueue`
-takes it with ``UPDATE ... SET next_nonce = next_nonce + 1 RETURNING``, signs, and inserts the
-signed transaction as ``queued`` *in the same database transaction*: the row lock serialises
+**Nonces.** One row per (chain, signer) in ``nonces`` holds the next nonce.
+:meth:`TxQueue.enqueue_many` takes as many as it queues with one ``UPDATE ... SET next_nonce =
+next_nonce + n RETURNING``, signs, and inserts the signed transactions as ``queued`` (one
+multi-row ``INSERT``) *in the same database transaction*: the row lock serialises
 every worker on every machine that signs for that signer, and a worker that dies before the
 commit leaves no gap (the counter rolls back with the row). The first use of a signer starts
 the counter at the chain's pending transaction count. (On SQLite, an embedded engine's, the
@@ -10,8 +11,9 @@ transaction holds the whole database's write lock instead of a row lock: see
 :mod:`._sqlite`.)
 
 **Dispatcher.** :meth:`TxQueue.dispatch` claims ``queued`` rows (``FOR UPDATE SKIP LOCKED``, so
-any number of dispatchers share the queue), broadcasts them as one JSON-RPC batch and marks
-them ``sent``. A refusal is handled by its error class, never blindly:
+any number of dispatchers share the queue) :data:`BLOCK_TXS` at a time, broadcasts them as
+one JSON-RPC batch and marks them ``sent``. A refusal is handled
+by its error class, never blindly:
 
 * ``nonce_too_low`` (the nonce is taken): if a version of ours was mined or is pending, ``sent``;
   otherwise the counter is moved up to the chain's pending count and the transaction re-signed
@@ -23,14 +25,19 @@ them ``sent``. A refusal is handled by its error class, never blindly:
   later transactions of the signer are not stuck behind a gap.
 
 **Tracker.** :meth:`TxQueue.track` claims ``sent`` rows and reads their receipts in one batch
-(on a dev node with automine off it mines first): success -> ``mined``; a revert that used all
-its gas -> ``out_of_gas``, re-queued with a fresh nonce and twice the gas; another revert ->
-``mined`` if the chain shows the effect anyway (the account is registered, the faucet paid)
-else ``failed``. A sent transaction the node no longer knows (dropped) is signed again with
-the same nonce at the current price.
+(on a dev node with automine off it mines first, so the dispatcher goes on sending
+meanwhile): success -> ``mined``; a revert that used all its gas -> ``out_of_gas``, re-queued
+with a fresh nonce and twice the gas; another revert -> ``mined`` if the chain shows the
+effect anyway (the account is registered, the faucet paid) else ``failed``. A sent
+transaction the node no longer knows (dropped) is signed again with the same nonce at the
+current price.
 Every version of a row signed with the same nonce is remembered (``replaced``): whichever of
 them is mined counts, so re-signing never executes a transaction twice. After
 :data:`MAX_ATTEMPTS` a transaction fails for good.
+
+:class:`QueueLoop` runs the dispatcher and the tracker in two threads: the node takes one
+batch while the receipts of the one before are read (their claims never overlap: queued rows
+vs sent rows).
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import CicSeedError
 
-from .storage import placeholders
+from .storage import placeholders, values
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,12 @@ DROPPED = "dropped"
 FILLER = "filler"
 MAX_ATTEMPTS = 5
 FILLER_GAS = 21_000
+#: Rows one INSERT carries (16 parameters each: well inside both databases' limits).
+ROWS_PER_INSERT = 200
+#: Transactions the dispatcher claims and broadcasts at a time (so a dev node that mines when
+#: the tracker asks gets blocks of about this size): anvil builds a receipt by walking its
+#: block, so one of a 500-transaction block costs ten times one of a 50-transaction block.
+BLOCK_TXS = 100
 
 _CLASSES = (
     # a transaction of ours or someone else's holds the nonce (checked first: the node says
@@ -112,14 +125,24 @@ _COLUMNS = ("id, signer, nonce, kind, subject, to_address, data, value, gas, gas
             "tx_hash, status, attempts, replaced")
 
 
-def _row(values: Sequence[Any]) -> TxRow:
+def _row(columns: Sequence[Any]) -> TxRow:
     (id_, signer, nonce, kind, subject, to, data, value, gas, price, raw, tx_hash, status,
-     attempts, replaced) = values
+     attempts, replaced) = columns
     if isinstance(replaced, str):  # SQLite keeps the array as JSON text
         replaced = json.loads(replaced)
     return TxRow(int(id_), signer, int(nonce), kind, subject, to, bytes(data), int(value),
                  int(gas), int(price), raw, tx_hash, status, int(attempts),
                  tuple(replaced or ()))
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A transaction to queue: the call, what it is for and on whose behalf."""
+
+    call: Call
+    kind: str
+    subject: str | None = None
+    request_id: str | None = None
 
 
 SignerFor = Callable[[str], Signer]
@@ -144,12 +167,14 @@ class TxQueue:
         answer = self.client.rpc.call("eth_getTransactionCount", [address, "pending"])
         return int(answer, 16) if isinstance(answer, str) else int(answer)
 
-    def allocate(self, cur: Any, address: str) -> int:
-        """The next nonce of ``address``; the row stays locked until the transaction ends."""
+    def allocate(self, cur: Any, address: str, count: int = 1) -> int:
+        """The next nonce of ``address`` (the first of ``count`` in a row); the row stays
+        locked until the transaction ends."""
         address = address.lower()
         for _ in range(2):
-            cur.execute("UPDATE nonces SET next_nonce = next_nonce + 1 WHERE chain_id = %s "
-                        "AND address = %s RETURNING next_nonce - 1", (self.chain_id, address))
+            cur.execute("UPDATE nonces SET next_nonce = next_nonce + %s WHERE chain_id = %s "
+                        "AND address = %s RETURNING next_nonce - %s",
+                        (count, self.chain_id, address, count))
             row = cur.fetchone()
             if row is not None:
                 return int(row[0])
@@ -167,23 +192,46 @@ class TxQueue:
     def enqueue(self, cur: Any, signer: Signer, call: Call, *, kind: str,
                 subject: str | None = None, request_id: str | None = None,
                 nonce: int | None = None, gas_price: int | None = None) -> int:
-        """Sign ``call`` with the next nonce of ``signer`` and queue it; returns the row id.
+        """Sign ``call`` with the next nonce of ``signer`` (or ``nonce``) and queue it; returns
+        the row id.
 
         Call inside ``storage.transaction()`` together with whatever the transaction is for.
         """
-        if nonce is None:
-            nonce = self.allocate(cur, signer.address)
+        (id_,) = self.enqueue_many(cur, signer, [Queued(call, kind, subject, request_id)],
+                                   nonce=nonce, gas_price=gas_price)
+        return id_
+
+    def enqueue_many(self, cur: Any, signer: Signer, items: Sequence[Queued], *,
+                     nonce: int | None = None, gas_price: int | None = None) -> list[int]:
+        """Sign every item with the next nonces of ``signer`` (in their order; from
+        ``nonce`` if given) and queue them, a few statements for all; returns their row ids.
+
+        One counter update takes every nonce, so the row lock is held once; call inside
+        ``storage.transaction()`` together with whatever the transactions are for.
+        """
+        if not items:
+            return []
+        first = self.allocate(cur, signer.address, len(items)) if nonce is None else nonce
         price = gas_price or self.client.gas_price()
-        signed = signer.sign(call, nonce=nonce, gas_price=price, chain_id=self.chain_id)
-        now = time.time()
-        cur.execute(
-            "INSERT INTO txs (chain_id, signer, nonce, kind, subject, request_id, to_address, "
-            "data, value, gas, gas_price, raw, tx_hash, status, created_at, updated_at) VALUES "
-            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (self.chain_id, signer.address.lower(), nonce, kind, subject, request_id,
-             call.to.lower() if call.to else None, call.data, call.value, call.gas, price,
-             signed.raw, signed.tx_hash, QUEUED, now, now))
-        return int(cur.fetchone()[0])
+        now, sender = time.time(), signer.address.lower()
+        rows = []
+        for n, item in enumerate(items, first):
+            signed = signer.sign(item.call, nonce=n, gas_price=price, chain_id=self.chain_id)
+            call = item.call
+            rows.append((self.chain_id, sender, n, item.kind, item.subject, item.request_id,
+                         call.to.lower() if call.to else None, call.data, call.value, call.gas,
+                         price, signed.raw, signed.tx_hash, QUEUED, now, now))
+        by_nonce: dict[int, int] = {}
+        for i in range(0, len(rows), ROWS_PER_INSERT):
+            chunk = rows[i:i + ROWS_PER_INSERT]
+            cur.execute(
+                "INSERT INTO txs (chain_id, signer, nonce, kind, subject, request_id, to_address, "
+                "data, value, gas, gas_price, raw, tx_hash, status, created_at, updated_at) "
+                f"VALUES {values(16, len(chunk))} RETURNING id, nonce",
+                [v for row in chunk for v in row])
+            # (by nonce: neither database promises RETURNING rows in VALUES order)
+            by_nonce.update((int(n), int(id_)) for id_, n in cur.fetchall())
+        return [by_nonce[n] for n in range(first, first + len(items))]
 
     def requeue(self, cur: Any, row: TxRow, *, error_class: str, error: str,
                 fresh_nonce: bool, gas: int | None = None, gas_price: int | None = None) -> None:
@@ -205,15 +253,17 @@ class TxQueue:
 
     # -- dispatcher -----------------------------------------------------------------------------
     def dispatch(self) -> int:
-        """Broadcast queued transactions (one batch); returns how many the node took."""
+        """Broadcast queued transactions (one batch of at most :data:`BLOCK_TXS`, committed
+        as sent before the next is claimed); returns how many the node took."""
         with self.storage.transaction() as cur:
             cur.execute(f"SELECT {_COLUMNS} FROM txs WHERE chain_id = %s AND status = %s "
                         "ORDER BY signer, nonce LIMIT %s FOR UPDATE SKIP LOCKED",
-                        (self.chain_id, QUEUED, self.batch))
+                        (self.chain_id, QUEUED, min(self.batch, BLOCK_TXS)))
             rows = [_row(r) for r in cur.fetchall()]
             if not rows:
                 return 0
-            errors = self.client.broadcast([r.raw for r in rows])
+            # the tracker mines (a dev node mines when asked): the next batch goes out meanwhile
+            errors = self.client.broadcast([r.raw for r in rows], mine=False)
             taken = [r.id for r, e in zip(rows, errors, strict=True) if e is None]
             self._set_status(cur, taken, SENT)
             refused = [(r, e) for r, e in zip(rows, errors, strict=True) if e is not None]
@@ -283,11 +333,9 @@ class TxQueue:
             rows = [_row(r) for r in cur.fetchall()]
             if not rows:
                 return 0
+            if self.client.explicit_mining:
+                self.client.mine()  # a dev node mines only when asked (the dispatcher does not)
             receipts = self._receipts([h for r in rows for h in r.hashes])
-            if self._unmined(rows, receipts) and self.client.explicit_mining:
-                self.client.mine()  # a dev node mines only when asked
-                receipts.update(self._receipts([h for r in self._unmined(rows, receipts)
-                                                for h in r.hashes]))
             unmined = self._unmined(rows, receipts)
             self._settle(cur, [r for r in rows if r not in unmined], receipts)
             self._rebroadcast(cur, unmined)
@@ -325,11 +373,26 @@ class TxQueue:
             else:
                 self._fail(cur, row, REVERTED, f"reverted in block {block} (gas used {used} of "
                            f"{row.gas})", release=False)
-        if done:
-            now = time.time()
-            cur.executemany("UPDATE txs SET status = %s, block_number = %s, tx_hash = %s, "
-                            "updated_at = %s WHERE id = %s",
-                            [(MINED, b, h, now, i) for i, b, h in done])
+        self._mark_mined(cur, done, {r.id: r.tx_hash for r in rows})
+
+    def _mark_mined(self, cur: Any, done: Sequence[tuple[int, int, str]],
+                    hashes: dict[int, str]) -> None:
+        """``(row id, block, mined hash)`` as mined: one statement per block for the rows
+        whose latest version was mined (nearly all), one per row for the others."""
+        now = time.time()
+        by_block: dict[int, list[int]] = {}
+        for id_, block, version in done:
+            if version == hashes.get(id_):
+                by_block.setdefault(block, []).append(id_)
+            else:
+                cur.execute("UPDATE txs SET status = %s, block_number = %s, tx_hash = %s, "
+                            "updated_at = %s WHERE id = %s", (MINED, block, version, now, id_))
+        for block, ids in by_block.items():
+            for i in range(0, len(ids), ROWS_PER_INSERT):
+                chunk = ids[i:i + ROWS_PER_INSERT]
+                cur.execute("UPDATE txs SET status = %s, block_number = %s, updated_at = %s "
+                            f"WHERE id IN ({placeholders(len(chunk))})",
+                            (MINED, block, now, *chunk))
 
     def _rebroadcast(self, cur: Any, rows: Sequence[TxRow]) -> None:
         """Sent transactions the node does not know (dropped): signed again with the same
@@ -368,31 +431,90 @@ class TxQueue:
             return {s: int(n) for s, n in cur.fetchall()}
 
     def open_count(self) -> int:
+        """Transactions queued or sent (not yet settled)."""
+        return self.count(QUEUED, SENT)
+
+    def count(self, *statuses: str) -> int:
+        """Transactions in any of ``statuses``."""
         with self.storage.transaction() as cur:
-            cur.execute("SELECT count(*) FROM txs WHERE chain_id = %s AND status IN (%s, %s)",
-                        (self.chain_id, QUEUED, SENT))
+            cur.execute("SELECT count(*) FROM txs WHERE chain_id = %s AND status IN "
+                        f"({placeholders(len(statuses))})", (self.chain_id, *statuses))
             return int(cur.fetchone()[0])
 
 
-class QueueLoop(threading.Thread):
-    """Runs the dispatcher and the tracker until stopped: every few ms while there is work,
-    every ``idle`` seconds when the queue is empty. Errors are logged and retried."""
+class QueueLoop:
+    """Runs the dispatcher and the tracker until stopped, each in a thread of its own (so the
+    node takes one batch while the tracker reads the receipts of the one before).
+
+    The dispatcher goes on at once while a block's worth (:data:`BLOCK_TXS`) or more is
+    queued, waits ``gather`` seconds while less is (more comes: a trickle of single requests
+    is sent a few at a time, not one block each), and when nothing is, until :meth:`wake`
+    (the engine of this process queued a batch) or ``idle`` seconds (another process may
+    have, or single requests came). The tracker looks when the dispatcher has sent
+    something, every ``gather`` seconds while transactions are out, every ``idle`` seconds
+    otherwise. Errors are logged and retried."""
 
     def __init__(self, queue: Callable[[], TxQueue], *, idle: float = 0.2,
-                 busy: float = 0.01) -> None:
-        super().__init__(name="cic-custodial-queue", daemon=True)
+                 gather: float = 0.05) -> None:
         self._queue = queue
         self.idle = idle
-        self.busy = busy
+        self.gather = gather
         self.stopped = threading.Event()
+        self._queued = threading.Event()  # a batch was queued: the dispatcher looks
+        self._unseen = 0  # transactions queued in this process since the dispatcher looked
+        self._sent = threading.Event()  # the dispatcher sent something: the tracker looks
+        self._threads = [
+            threading.Thread(target=self._run, args=(self._dispatch, self._queued),
+                             name="cic-custodial-dispatch", daemon=True),
+            threading.Thread(target=self._run, args=(self._track, self._sent),
+                             name="cic-custodial-track", daemon=True)]
 
-    def run(self) -> None:
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def is_alive(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def wake(self, count: int) -> None:
+        """``count`` transactions were queued: once a batch's worth (:data:`BLOCK_TXS`) has
+        been since the dispatcher last looked, it looks at once (single requests wait for its
+        next look: woken for each, it would send every one alone)."""
+        self._unseen += count
+        if self._unseen >= BLOCK_TXS:
+            self._queued.set()
+
+    def _dispatch(self, queue: TxQueue) -> float:
+        """One round of the dispatcher; the delay before the next."""
+        self._unseen = 0  # (a race with wake() costs one early or late look, nothing more)
+        sent = queue.dispatch()
+        if sent:
+            self._sent.set()
+        if sent >= BLOCK_TXS:
+            return 0.0  # a full batch: more is likely queued (no need to count)
+        queued = queue.count(QUEUED)
+        if queued >= BLOCK_TXS:
+            return 0.0
+        if queued:  # wait for more, whatever wakes meanwhile
+            self.stopped.wait(self.gather)
+            return 0.0
+        return self.idle
+
+    def _track(self, queue: TxQueue) -> float:
+        settled = queue.track()
+        out = queue.count(SENT)
+        return 0.0 if settled and out else self.gather if out else self.idle
+
+    def _run(self, step: Callable[[TxQueue], float], wake: threading.Event) -> None:
         delay = 0.0
-        while not self.stopped.wait(delay):
+        while True:
+            if delay > 0:
+                wake.wait(delay)
+            if self.stopped.is_set():
+                return
+            wake.clear()  # (a set after this wakes the next wait at once)
             try:
-                queue = self._queue()
-                moved = queue.dispatch() + queue.track()
-                delay = self.busy if moved or queue.open_count() else self.idle
+                delay = step(self._queue())
             except CicSeedError as exc:
                 log.warning("custodial queue: %s; trying again", exc)
                 delay = 1.0
@@ -402,5 +524,8 @@ class QueueLoop(threading.Thread):
 
     def stop(self, timeout: float = 10.0) -> None:
         self.stopped.set()
-        if self.is_alive() and threading.current_thread() is not self:
-            self.join(timeout)
+        self._queued.set()
+        self._sent.set()
+        for thread in self._threads:
+            if thread.is_alive() and threading.current_thread() is not thread:
+                thread.join(timeout)

@@ -9,6 +9,7 @@ from cic_seeding.custodial.api import (
     DEFAULT_QUEUE,
     TASK_BALANCE,
     TASK_CREATE,
+    TASK_CREATE_MANY,
     TASK_HAVE,
     TASK_STATUS,
     TASK_TRANSFER,
@@ -21,6 +22,7 @@ from cic_seeding.custodial.api import (
 from cic_seeding.custodial.client import CustodialClient, engine_status
 from cic_seeding.custodial.connect import engine_client, unconfigured
 
-__all__ = ["DEFAULT_BROKER", "DEFAULT_QUEUE", "TASK_BALANCE", "TASK_CREATE", "TASK_HAVE",
+__all__ = ["DEFAULT_BROKER", "DEFAULT_QUEUE", "TASK_BALANCE", "TASK_CREATE",
+           "TASK_CREATE_MANY", "TASK_HAVE",
            "TASK_STATUS", "TASK_TRANSFER", "TASK_TX_STATUS", "CustodialClient", "Reply",
            "endpoint", "engine_client", "engine_status", "parse_reply", "redact", "unconfigured"]

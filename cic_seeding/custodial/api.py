@@ -11,14 +11,24 @@ The API (queue: ``custodial_queue``; every task also takes ``callback``, a chann
     cic_custodial.account.create(request_id, gas_gift=0, faucet=False)
         -> {"address", "request_id", "created": bool, "txs": {kind: tx id}}
         one account per request_id: a repeated request returns the same account
+    cic_custodial.account.create_many(requests)
+        requests: [{"request_id", "gas_gift"?, "faucet"?}, ...] (at most 1000)
+        -> {"accounts": [one reply per request, in their order: as account.create's, or
+                         {"request_id", "error"} for a request that is not one]}
+        the same, many accounts in one task and one database transaction; an engine that
+        offers it lists it in its status' "tasks" (an older engine: account.create per user)
     cic_custodial.account.have(addresses)            -> {"have": {address: bool}}
     cic_custodial.account.balance(address, token=None)
         -> {"address", "token", "symbol", "decimals", "balance", "native"}
     cic_custodial.token.transfer(sender, recipient, amount, token=None, request_id=None)
         -> {"tx_id", "tx_hash", "nonce", "status"}
-    cic_custodial.tx.status(tx_ids)                  -> {"txs": [{"id", "status", ...}]}
+    cic_custodial.tx.status(tx_ids)
+        -> {"txs": [{"id", "status", "tx_hash", "raw", ...}]}
+        raw (mined ones): the transaction as last signed, the mined one when it hashes to
+        tx_hash
     cic_custodial.engine.status()
-        -> {"signer", "chain_id", "registry", "accounts_index", "accounts", "queue"}
+        -> {"signer", "chain_id", "registry", "accounts_index", "accounts", "queue",
+            "tasks": [the task names it answers]}
 
 A callback is one JSON message published on the named channel when the task has finished::
 
@@ -39,6 +49,7 @@ from cic_seeding.config import Settings
 from cic_seeding.errors import CustodialReplyError
 
 TASK_CREATE = "cic_custodial.account.create"
+TASK_CREATE_MANY = "cic_custodial.account.create_many"
 TASK_HAVE = "cic_custodial.account.have"
 TASK_BALANCE = "cic_custodial.account.balance"
 TASK_TRANSFER = "cic_custodial.token.transfer"

@@ -169,8 +169,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]
 
 
 def test_nonces_are_handed_out_once_each_under_concurrent_threads(storage: Storage) -> None:
-    """8 threads x 25 allocations, every third rolled back: the committed nonces are
-    consecutive from the chain's pending count, none twice, none skipped."""
+    """8 threads x 25 allocations of 1 to 3 nonces at once, every third rolled back: the
+    committed nonces are consecutive from the chain's pending count, none twice, none
+    skipped."""
     queue = TxQueue(storage, _Chain(pending=7), signer_for=lambda a: None)
     signer = "0x" + "ab" * 20
     start = threading.Barrier(8)
@@ -182,13 +183,14 @@ def test_nonces_are_handed_out_once_each_under_concurrent_threads(storage: Stora
         for i in range(25):
             try:
                 with storage.transaction() as cur:
-                    nonce = queue.allocate(cur, signer)
+                    count = 1 + (worker * i) % 3
+                    nonce = queue.allocate(cur, signer, count)
                     if (worker + i) % 3 == 0:
                         raise _Rollback
             except _Rollback:
                 continue
             with lock:
-                kept.append(nonce)
+                kept.extend(range(nonce, nonce + count))
 
     threads = [threading.Thread(target=allocate, args=(w,)) for w in range(8)]
     for t in threads:
@@ -197,7 +199,7 @@ def test_nonces_are_handed_out_once_each_under_concurrent_threads(storage: Stora
         t.join(120)
         assert not t.is_alive()
     assert sorted(kept) == list(range(7, 7 + len(kept)))
-    assert len(kept) == sum(1 for w in range(8) for i in range(25) if (w + i) % 3)
+    assert len(kept) == sum(1 + (w * i) % 3 for w in range(8) for i in range(25) if (w + i) % 3)
 
 
 class _Rollback(Exception):

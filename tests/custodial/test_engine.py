@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import threading
 
 import pytest
 
@@ -206,3 +207,85 @@ def test_a_dropped_transaction_is_signed_again(module_harness: Harness) -> None:
     assert _tx(module_harness, "dropped")[:3] == ("mined", "dropped", 2)
     ((replaced,),) = module_harness.sql("SELECT replaced FROM txs WHERE id = %s", (id_,))
     assert replaced == [lost.tx_hash]
+
+
+def test_create_many_registers_first_and_matches_single_creates(module_harness: Harness
+                                                               ) -> None:
+    """One transaction for a batch: every registration's nonce before every gas gift's and
+    faucet payout's; each account as account.create would answer it afterwards."""
+    engine = module_harness.engine()
+    pump(engine)
+    ids = [f"batch-{i}" for i in range(5)]
+    replies = engine.create_accounts([{"request_id": r, "gas_gift": 10**15, "faucet": True}
+                                      for r in ids])
+    assert [r["request_id"] for r in replies] == ids and all(r["created"] for r in replies)
+    nonces = dict(((kind, rid), n) for kind, rid, n in module_harness.sql(
+        "SELECT kind, request_id, nonce FROM txs WHERE request_id LIKE 'batch-%%'"))
+    by_kind = {k: sorted(n for (kind, _), n in nonces.items() if kind == k)
+               for k in ("register", "gas", "faucet")}
+    assert max(by_kind["register"]) < min(by_kind["gas"]) and \
+        max(by_kind["gas"]) < min(by_kind["faucet"])
+    assert sorted(nonces.values()) == list(range(min(nonces.values()),
+                                                 min(nonces.values()) + 15))
+    pump(engine)
+    for reply in replies:
+        again = engine.create_account(reply["request_id"], gas_gift=10**15, faucet=True)
+        assert again == {**reply, "created": False}
+        assert engine.network.client.call(engine.network.accounts_index,
+                                          ACCOUNTS_INDEX.fn("have"), reply["address"])
+    assert engine.balance(replies[0]["address"])["native"] == 10**15
+
+
+def test_create_many_queues_a_failed_registration_again(module_harness: Harness) -> None:
+    engine = module_harness.engine()
+    pump(engine)
+    first = engine.create_account("failed-before")
+    with engine.storage.transaction() as cur:  # re-signed above the block gas limit: refused
+        row = engine.queue.load(cur, first["txs"]["register"])
+        other = engine.signer.sign(row.call(gas=2 * BLOCK_GAS_LIMIT), nonce=row.nonce,
+                                   gas_price=row.gas_price, chain_id=engine.chain_id)
+        cur.execute("UPDATE txs SET raw = %s, tx_hash = %s WHERE id = %s",
+                    (other.raw, other.tx_hash, row.id))
+    pump(engine)
+    assert _tx(module_harness, "failed-before")[:2] == ("failed", "rejected")
+    replies = engine.create_accounts([{"request_id": "failed-before"},
+                                      {"request_id": "fresh-after"}])
+    assert replies[0] == {**first, "created": False}  # the same account and transaction row
+    assert _tx(module_harness, "failed-before")[:2] == ("queued", "retry")
+    pump(engine)
+    assert _tx(module_harness, "failed-before")[0] == "mined"
+    for reply in replies:
+        assert engine.network.client.call(engine.network.accounts_index,
+                                          ACCOUNTS_INDEX.fn("have"), reply["address"])
+
+
+def test_concurrent_batches_of_the_same_requests_make_one_account_each(
+        module_harness: Harness) -> None:
+    """Four threads send overlapping batches in different orders at once: no deadlock, one
+    account and one registration per request id, every thread told the same address."""
+    engine = module_harness.engine()
+    ids = [f"race-{i:02d}" for i in range(20)]
+    start = threading.Barrier(4)
+    answers: list[dict[str, str]] = []
+    lock = threading.Lock()
+
+    def create(turn: int) -> None:
+        mine = ids[turn * 5:] + ids[:turn * 5]  # each thread its own order
+        start.wait()
+        replies = engine.create_accounts([{"request_id": r} for r in mine[::-1 if turn % 2
+                                                                           else 1]])
+        with lock:
+            answers.append({r["request_id"]: r["address"] for r in replies})
+
+    threads = [threading.Thread(target=create, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        assert not t.is_alive()
+    assert len(answers) == 4 and all(a == answers[0] for a in answers)
+    assert module_harness.sql("SELECT count(*), count(DISTINCT address) FROM accounts "
+                              "WHERE request_id LIKE 'race-%%'") == [(20, 20)]
+    assert module_harness.count("SELECT count(*) FROM txs WHERE request_id LIKE 'race-%%'") \
+        == 20
+    pump(engine)

@@ -8,11 +8,14 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from cic_devnet.custodial.devnet import EngineOptions
 from cic_devnet.devnet import Devnet
 from cic_seeding.config import load_settings
 from cic_seeding.custodial import TASK_STATUS, engine_client
 from cic_seeding.datadir import DataDir
+from cic_seeding.importers.cic_eth import CicEthImporter
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import identity_addresses
 from cic_seeding.state import open_state_store
@@ -36,8 +39,11 @@ from tests.pg import PG_URL
 from tests.pg import sql_in as _sql
 
 
-def test_100_users_through_two_workers_every_check_passes(tmp_path: Path,
-                                                          pg_schema: str) -> None:
+def test_100_users_through_two_workers_every_check_passes(
+        tmp_path: Path, pg_schema: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # ten create_many tasks of ten users: work for both workers, as a batch of many users
+    # would be shared among several workers' tasks
+    monkeypatch.setattr(CicEthImporter, "create_chunk", 10)
     options = EngineOptions(db_url=PG_URL, schema=pg_schema, workers=2,
                             queue=f"test_{uuid.uuid4().hex[:12]}")
     for devnet in start_devnet(tmp_path / "devnet", custodial=True, custodial_options=options):
@@ -89,7 +95,7 @@ def _pipeline(devnet: Devnet, tmp_path: Path, pg_schema: str) -> None:
     assert [t[4] for t in txs] == list(range(len(txs)))  # no gap, no reuse
     workers = devnet.info["custodial"]["workers"]
     logs = [Path(w["log"]).read_text() for w in workers]
-    assert all("cic_custodial.account.create" in log for log in logs), "a worker idled"
+    assert all("cic_custodial.account.create_many" in log for log in logs), "a worker idled"
     assert not any("refused" in log for log in logs)
 
     data = DataDir(settings.data_dir)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from eth_utils import to_checksum_address
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cic_devnet.custodial.config import engine_config
+from cic_devnet.custodial.engine import address_call
 from cic_devnet.custodial.keys import KeyBox, new_key
 from cic_devnet.custodial.txqueue import (
     INSUFFICIENT_FUNDS,
@@ -18,6 +20,7 @@ from cic_devnet.custodial.txqueue import (
     UNDERPRICED,
     classify,
 )
+from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET
 from cic_seeding.config import load_settings
 from cic_seeding.custodial import (
     endpoint,
@@ -27,6 +30,8 @@ from cic_seeding.custodial import (
 )
 from cic_seeding.custodial.client import _from_result_meta
 from cic_seeding.errors import ConfigError, CustodialKeyError, CustodialReplyError
+from cic_seeding.generate.keys import address_of
+from cic_seeding.importers.cic_eth import checksummed
 
 
 @pytest.mark.parametrize(("message", "kind"), [
@@ -147,3 +152,22 @@ def test_a_channel_whose_broker_connection_was_dropped_fails_as_a_lost_connectio
                           queue_loop=False)
     assert embedded.conf.broker_transport is None  # kombu's own, for any other broker
     embedded.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(min_size=20, max_size=20), upper=st.booleans())
+def test_fast_encodings_agree_with_the_libraries(raw: bytes, upper: bool) -> None:
+    """The engine's call data for add/giveTo, the importer's EIP-55 form and the engine's key
+    addresses equal what eth-abi, eth-utils and the key derivation give."""
+    address = "0x" + (raw.hex().upper() if upper else raw.hex())
+    lower = address.lower()
+    assert address_call(ACCOUNTS_INDEX.fn("add").selector, lower) == \
+        ACCOUNTS_INDEX.encode("add", lower)
+    assert address_call(FAUCET.fn("giveTo").selector, lower) == FAUCET.encode("giveTo", lower)
+    assert checksummed(address) == to_checksum_address(address)
+
+
+def test_new_keys_have_their_addresses() -> None:
+    for _ in range(50):
+        key, address = new_key()
+        assert address == address_of(key).lower() and len(key) == 32
