@@ -94,7 +94,8 @@ def test_pipeline_benchmark_prints_every_stage(tmp_path: Path) -> None:
     for row in rows:  # every figure has its ratio to a baseline of the same run
         ratio = row.split("|")[5].strip()
         assert ratio.endswith("x") and float(ratio[:-1]) > 0, row
-    doc = check_result(out, "run", result.stdout, {"stage", "unit", "baseline", "server_unit"})
+    doc = check_result(out, "run", result.stdout, {"stage", "unit", "baseline", "server_unit",
+                                                  "server_name"})
     assert [r["stage"] for r in doc["rows"]] == list(STAGE_ROWS)
     assert [r["users"] for r in doc["rows"]] == [1000] * 5 + [200] * 4
     assert doc["options"]["service_users"] == 200 and doc["options"]["naive_sample"] == 100
