@@ -401,24 +401,36 @@ def _custodial_users(devnet: Devnet, directory: Path, users: int, seed: int | No
                       "importing (cic_eth): accounts created by the custodial engine") as timed:
         part.imported = _run(CicEthImporter, settings, stop)
         timed.record(settings.data_dir, "import cic_eth", part.imported)
-    with stages.stage("custodial sync", "syncing (cic_eth): opening balances") as timed:
-        part.synced = run_sync(settings, "cic_eth",
+    _pay_describe_verify(part, settings, "cic_eth", "custodial", meta, verify, stages, stop,
+                         directory / "report-custodial.html")
+    return part
+
+
+def _pay_describe_verify(part: UsersPart, settings: Settings, importer: str, label: str,
+                         meta: bool, verify: Verify | None, stages: Stages,
+                         stop: threading.Event | None, report: Path) -> None:
+    """The stages every extra group of users ends with: sync ``importer``'s users, write
+    their metadata documents (with ``meta``), verify them with ``importer``'s checks and
+    write ``report``. ``label`` begins the stage names; the group is called by it in words
+    (USSD in capitals)."""
+    who = label.upper() if label == "ussd" else label
+    with stages.stage(f"{label} sync", f"syncing ({importer}): opening balances") as timed:
+        part.synced = run_sync(settings, importer,
                                SyncOptions(timeout=SYNC_TIMEOUT, poll=0.2), stop=stop)
-        timed.record(settings.data_dir, "sync cic_eth", part.synced)
+        timed.record(settings.data_dir, f"sync {importer}", part.synced)
     if meta:
-        with stages.stage("custodial metadata",
-                          "writing the custodial users' metadata documents (cic_meta)"
+        with stages.stage(f"{label} metadata",
+                          f"writing the {who} users' metadata documents (cic_meta)"
                           ) as timed:
             part.metadata = _run(MetaImporter, settings, stop)
             timed.record(settings.data_dir, "import cic_meta", part.metadata)
     if verify is not None:
         from cic_seeding.verify import VerifyOptions
 
-        with stages.stage("custodial verify", "verifying the custodial users") as timed:
-            part.verified = verify(settings, VerifyOptions(importer="cic_eth"))
+        with stages.stage(f"{label} verify", f"verifying the {who} users") as timed:
+            part.verified = verify(settings, VerifyOptions(importer=importer))
             timed.record(settings.data_dir, "verify", part.verified)
-            part.report = _report(part.verified, directory / "report-custodial.html")
-    return part
+            part.report = _report(part.verified, report)
 
 
 def _engine_words(engine: dict[str, Any]) -> str:
@@ -455,21 +467,8 @@ def _ussd_users(devnet: Devnet, directory: Path, users: int, seed: int | None,
         write_pins(part.data_dir)
         part.pins = _run(UssdPinsImporter, settings, stop)
         timed.record(settings.data_dir, "import ussd-pins", part.pins)
-    with stages.stage("ussd sync", "syncing (cic_ussd): opening balances") as timed:
-        part.synced = run_sync(settings, "cic_ussd",
-                               SyncOptions(timeout=SYNC_TIMEOUT, poll=0.2), stop=stop)
-        timed.record(settings.data_dir, "sync cic_ussd", part.synced)
-    with stages.stage("ussd metadata", "writing the USSD users' metadata documents "
-                      "(cic_meta)") as timed:
-        part.metadata = _run(MetaImporter, settings, stop)
-        timed.record(settings.data_dir, "import cic_meta", part.metadata)
-    if verify is not None:
-        from cic_seeding.verify import VerifyOptions
-
-        with stages.stage("ussd verify", "verifying the USSD users") as timed:
-            part.verified = verify(settings, VerifyOptions(importer="cic_ussd"))
-            timed.record(settings.data_dir, "verify", part.verified)
-            part.report = _report(part.verified, directory / "report-ussd.html")
+    _pay_describe_verify(part, settings, "cic_ussd", "ussd", True, verify, stages, stop,
+                         directory / "report-ussd.html")
     with stages.stage("ussd login", "logging one USSD user in with its PIN"):
         part.login = ussd_login(settings)
     return part

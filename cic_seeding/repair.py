@@ -152,7 +152,7 @@ def plan_repair(settings: Settings, result: VerifyResult) -> RepairPlan:
     """The reruns that redo what the failures of ``result`` say is missing."""
     plan = RepairPlan()
     steps: dict[tuple[str, str], Step] = {}
-    proven = {p for imp, cid, c in _parts(result) if cid == "local_key" for p in c.passed}
+    proven = any(c.ok for _, cid, c in _parts(result) if cid == "local_key")
     data = DataDir(settings.data_dir)
     for importer, cid, check in _parts(result):
         for failure in check.failures:
@@ -182,10 +182,10 @@ def plan_repair(settings: Settings, result: VerifyResult) -> RepairPlan:
     return plan
 
 
-def _rewritable(reason: str, proven: set[str]) -> bool:
-    if any(reason.startswith(p) or p in reason for p in _KEYFILE_GONE):
+def _rewritable(reason: str, proven: bool) -> bool:
+    if any(p in reason for p in _KEYFILE_GONE):
         return True
-    return _WRONG_PASSWORD in reason and bool(proven)
+    return _WRONG_PASSWORD in reason and proven
 
 
 def repair(settings: Settings, options: VerifyOptions | None = None, *, dry_run: bool = False,

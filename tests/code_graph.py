@@ -3,6 +3,8 @@ tests/test_packaging.py): every module of the two packages, and which of them a 
 
 from __future__ import annotations
 
+import ast
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
@@ -28,3 +30,17 @@ def owner(name: str) -> str | None:
     while name and name not in mods:
         name = name.rpartition(".")[0]
     return name or None
+
+
+def import_names(node: ast.AST, package: str) -> Iterator[tuple[str, int]]:
+    """(imported name, line) of an import statement (nothing for any other node); a relative
+    import is resolved against ``package``, and ``from M import a`` yields M and M.a."""
+    if isinstance(node, ast.Import):
+        yield from ((alias.name, node.lineno) for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+        base = node.module or ""
+        if node.level:
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+            base = ".".join([*parts, base] if base else parts)
+        yield base, node.lineno
+        yield from ((f"{base}.{alias.name}", node.lineno) for alias in node.names)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
-from tests.code_graph import modules, owner
+from tests.code_graph import import_names, modules, owner
 from tests.helpers import ROOT
 
 #: The library's rooms from the ground floor up. A room may import rooms of lower floors and
@@ -43,15 +43,7 @@ def _imported(module: str, path: Path) -> Iterator[tuple[str, int]]:
     """(imported name, line) for every import statement in the module, wherever it stands."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            yield from ((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            yield base, node.lineno
-            yield from ((f"{base}.{alias.name}", node.lineno) for alias in node.names)
+        yield from import_names(node, package)
 
 
 @cache

@@ -25,7 +25,7 @@ import pytest
 
 from cic_seeding.cli.app import COMMANDS, cli
 from cic_seeding.cli.main import OPTIONAL_MODULES, missing_extra
-from tests.code_graph import PACKAGES, modules, owner
+from tests.code_graph import PACKAGES, import_names, modules, owner
 from tests.helpers import ROOT
 
 #: Libraries ``cic-seed --help`` and ``cic-seed CMD --help`` must not load (signing, ABI,
@@ -97,15 +97,8 @@ def _imports(path: Path, module_level_only: bool = False) -> Iterator[tuple[str,
             yield from walk_one(child)
 
     def walk_one(node: ast.AST) -> Iterator[tuple[str, int]]:
-        if isinstance(node, ast.Import):
-            yield from ((alias.name, node.lineno) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            yield base, node.lineno
-            yield from ((f"{base}.{alias.name}", node.lineno) for alias in node.names)
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield from import_names(node, package)
         else:
             yield from walk(node)
 

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from cic_seeding.custodial.api import parse_reply, task_id_of
 from cic_seeding.custodial.client import CustodialClient
+from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import CustodialReplyError, CustodialUnavailableError
 
 SCHEME = "filesystem"
@@ -87,13 +88,10 @@ def celery_settings(broker_url: str) -> dict[str, Any]:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` (mode 0600) so that a reader sees all of ``data`` or no file: under a
-    temporary name (``.tmp-*``, which no reader takes), then renamed into place."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    """Write ``path`` (mode 0600) so that a reader sees all of ``data`` or no file
+    (:func:`~cic_seeding.datadir.store.atomic_write`: its temporary name, beginning with
+    ``.``, is one no reader takes)."""
+    atomic_write(path, data, 0o600, parent_exists=True)
 
 
 class SpoolPublisher:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,27 +14,40 @@ def normalise_key(key: str) -> str:
     return key.upper()
 
 
-def atomic_write(path: Path, data: bytes, mode: int | None = None, *,
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int | None = None, *,
                  parent_exists: bool = False) -> None:
-    """Write ``data`` so a reader (or a crash) never sees half a file."""
-    if not parent_exists:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(tmp, flags, 0o600 if mode is None else mode)
+    """Write ``data`` so a reader (or a crash) never sees half a file: under a temporary name
+    beginning with ``.`` (one per process and thread), then renamed into place. ``mode``
+    (default 0600) holds whatever the umask would take away.
+
+    On strings and ``os`` calls, not ``Path`` objects: the outbox archives every signed
+    transaction through here, and path objects cost as much as the write."""
+    final = os.fspath(path)
+    directory, _, name = final.rpartition("/")
+    if not parent_exists and directory:
+        os.makedirs(directory, exist_ok=True)
+    tmp = f"{directory}/.{name}.tmp{os.getpid()}-{threading.get_ident()}" if directory \
+        else f".{name}.tmp{os.getpid()}-{threading.get_ident()}"
+    mode = 0o600 if mode is None else mode
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         if exc.filename is None:  # a failed write or close names no file: name it
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+            raise OSError(exc.errno, exc.strerror, final) from exc
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
 
 
@@ -51,32 +65,14 @@ class KeyedStore:
         return Path(f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}")  # one Path, not three joins
 
     def put(self, key: str, data: bytes) -> Path:
-        """Write ``data`` under ``key`` atomically (a temporary file renamed over it).
-
-        On strings and ``os`` calls, not ``Path`` objects: the outbox archives every signed
-        transaction here, and path objects cost as much as the write."""
+        """Write ``data`` under ``key`` atomically (:func:`atomic_write`)."""
         k = normalise_key(key)
         shard = f"{self._prefix}/{k[0:2]}/{k[2:4]}"
         if shard not in self._shards:
             os.makedirs(shard, exist_ok=True)
             self._shards.add(shard)
-        final, tmp = f"{shard}/{k}", f"{shard}/.{k}.tmp{os.getpid()}"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
-            try:
-                os.fchmod(fd, self.file_mode)  # whatever the umask took away
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            if exc.filename is None:
-                raise OSError(exc.errno, exc.strerror, final) from exc
-            raise
+        final = f"{shard}/{k}"
+        atomic_write(final, data, self.file_mode, parent_exists=True)
         return Path(final)
 
     def get(self, key: str) -> bytes:

@@ -276,20 +276,16 @@ class Importer(abc.ABC):
 
     # -- orchestration ---------------------------------------------------------------------
     def dry_run(self, limit: int | None = None) -> ImportPlan:
-        """What :meth:`run` would do now, sending nothing: the users not yet confirmed (those
-        the state store calls confirmed but the target lacks, with :attr:`rechecks_confirmed`),
-        those refused for their records, and what importing the rest sends."""
+        """What :meth:`run` would do now, sending nothing: the users the state store does not
+        call confirmed, those refused for their records, and what importing the rest sends
+        (the chain is not asked: a run may find some of them there, or, with
+        :attr:`rechecks_confirmed`, miss some it confirmed)."""
         rows = list(self.data.users())
         done = self.store.addresses(self.name, [Status.CONFIRMED])
-        todo = [r for r in rows if norm(r.address) not in done]
-        plan = ImportPlan(self.name, total=len(rows), done_before=len(rows) - len(todo))
-        if limit is not None and limit < len(todo):
-            plan.left, todo = len(todo) - limit, todo[:limit]
-        refused = {norm(a): why for a, why in user_problems(rows).items()}
-        plan.refused = [(r.address, refused[norm(r.address)]) for r in todo
-                        if norm(r.address) in refused]
-        plan.users = [r for r in todo if norm(r.address) not in refused]
-        plan.sends = self.sends(plan.users) if plan.users else []
+        todo, left, refused = self._todo(rows, done, limit)
+        plan = ImportPlan(self.name, total=len(rows), left=left, users=todo, refused=refused,
+                          done_before=len(rows) - len(todo) - len(refused) - left)
+        plan.sends = self.sends(todo) if todo else []
         return plan
 
     def run(self, *, limit: int | None = None) -> ImportResult:
@@ -301,16 +297,10 @@ class Importer(abc.ABC):
         done = self.store.addresses(self.name, [Status.CONFIRMED])
         if done and self.rechecks_confirmed:
             done -= self._gone([r for r in rows if norm(r.address) in done], result)
-        todo = [r for r in rows if norm(r.address) not in done]
-        result.done_before = len(rows) - len(todo)
-        if limit is not None and limit < len(todo):
-            result.left, todo = len(todo) - limit, todo[:limit]
-        self.progress_start(result.done_before, result.done_before + len(todo))
-        refused = {norm(a): why for a, why in user_problems(rows).items()}
-        if refused:  # before anything is prepared or sent for them
-            self._fail([(r.address, refused[norm(r.address)]) for r in todo
-                        if norm(r.address) in refused], result)
-            todo = [r for r in todo if norm(r.address) not in refused]
+        todo, result.left, refused = self._todo(rows, done, limit)
+        result.done_before = len(rows) - len(todo) - len(refused) - result.left
+        self.progress_start(result.done_before, result.done_before + len(todo) + len(refused))
+        self._fail(refused, result)  # before anything is prepared or sent for them
         if todo:
             try:
                 self.begin()
@@ -325,6 +315,20 @@ class Importer(abc.ABC):
                 raise data_dir_error(exc, self.data) from exc
         result.seconds = time.monotonic() - started
         return result
+
+    @staticmethod
+    def _todo(rows: Sequence[UserRow], done: set[str], limit: int | None
+              ) -> tuple[list[UserRow], int, list[tuple[str, str]]]:
+        """The users of ``rows`` not ``done``, at most ``limit`` of them: ``(to import, how
+        many are left for a later run, (address, why) of those refused for their records)``."""
+        todo = [r for r in rows if norm(r.address) not in done]
+        left = 0
+        if limit is not None and limit < len(todo):
+            left, todo = len(todo) - limit, todo[:limit]
+        problems = {norm(a): why for a, why in user_problems(rows).items()}
+        refused = [(r.address, problems[norm(r.address)]) for r in todo
+                   if norm(r.address) in problems]
+        return [r for r in todo if norm(r.address) not in problems], left, refused
 
     def _gone(self, confirmed: Sequence[UserRow], result: ImportResult) -> set[str]:
         """Those ``confirmed`` users (lower addresses) the target no longer holds: reopened, to

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ from cic_devnet.meta.process import MetaServerProcess
 from cic_seeding.errors import MetadataRequestError
 from cic_seeding.meta import MetaClient
 from cic_seeding.meta.client import PutResult
+from tests.helpers import http_server
 
 
 def new_pointer() -> str:
@@ -266,15 +266,8 @@ class _CicProtocolOnly(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def cic_only() -> Iterator[tuple[str, type[_CicProtocolOnly]]]:
     handler = type("CicOnly", (_CicProtocolOnly,), {"puts": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_server(handler) as url:
+        yield url, handler
 
 
 @pytest.mark.parametrize("other", [(404, b'{"error": "not found"}'), (200, b"<html>hi</html>"),

@@ -15,6 +15,7 @@ import pytest
 from cic_devnet.meta.process import MetaServerProcess, start_meta_server
 from cic_seeding.errors import MetadataRequestError, MetadataUnavailableError
 from cic_seeding.meta import MetaClient
+from tests.helpers import http_server
 
 
 def new_pointer() -> str:
@@ -119,15 +120,8 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Flaky", (_Flaky,), {"script": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_server(handler) as url:
+        yield url, handler
 
 
 def test_5xx_and_429_are_retried(flaky: tuple[str, type[_Flaky]]) -> None:
