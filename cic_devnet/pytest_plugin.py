@@ -16,11 +16,13 @@ undone when it ends (anvil's ``evm_snapshot``/``evm_revert``), so tests may use 
 without meeting each other's users.
 
 The devnet mines each transaction as it arrives (anvil's automine), so a test's own
-transactions get receipts; ``cic_seed`` turns that off while it seeds, since the toolkit sends
-in batches and mines them itself. Ini options (``[tool.pytest.ini_options]``, ``pytest.ini``,
-or ``-o name=value``) shape the devnet: ``cic_devnet_meta`` (also run the metadata server;
-needs ``cic-seeding[meta]``), ``cic_devnet_automine``, ``cic_devnet_chain_spec``,
-``cic_devnet_token_symbol``, ``cic_devnet_decimals``, ``cic_devnet_faucet_amount``.
+transactions get receipts (moments after ``eth_sendRawTransaction`` answers: ask until the
+receipt is there, as examples/test_example.py does); ``cic_seed`` turns that off while it
+seeds, since the toolkit sends in batches and mines them itself. Ini options
+(``[tool.pytest.ini_options]``, ``pytest.ini``, or ``-o name=value``) shape the devnet:
+``cic_devnet_meta`` (also run the metadata server; needs ``cic-seeding[meta]``),
+``cic_devnet_automine``, ``cic_devnet_chain_spec``, ``cic_devnet_token_symbol``,
+``cic_devnet_decimals``, ``cic_devnet_faucet_amount``.
 
 pytest loads this module at the start of every run of every project in the environment, this
 project's own included: it imports only pytest and the standard library at module level; the

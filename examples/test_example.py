@@ -13,6 +13,7 @@ PATH); the plugin registers itself, so the fixtures need no import and no confte
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 from typing import Any
 
@@ -32,6 +33,17 @@ def rpc(url: str, method: str, *params: Any) -> Any:
 def word(value: int | str) -> str:
     """An ABI word: an address or a number, 32 bytes of hex."""
     return (value[2:] if isinstance(value, str) else f"{value:x}").lower().rjust(64, "0")
+
+
+def receipt(url: str, tx_hash: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The receipt of ``tx_hash`` once it is mined. Automine mines a transaction as it
+    arrives, but after ``eth_sendRawTransaction`` has answered: ask until the receipt is
+    there (or fail after ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while (found := rpc(url, "eth_getTransactionReceipt", tx_hash)) is None:
+        assert time.monotonic() < deadline, f"{tx_hash} not mined in {timeout} s"
+        time.sleep(0.05)
+    return found
 
 
 def token_balance(url: str, token: str, holder: str) -> int:
@@ -66,7 +78,7 @@ def test_a_transfer_shows_in_the_verification(cic_devnet: Any, cic_seed: Any) ->
                 "chainId": int(rpc(url, "eth_chainId"), 16)}
     signed = Account.sign_transaction(transfer, users.private_key(0))
     sent = rpc(url, "eth_sendRawTransaction", "0x" + signed.raw_transaction.hex())
-    assert int(rpc(url, "eth_getTransactionReceipt", sent)["status"], 16) == 1  # automined
+    assert int(receipt(url, sent)["status"], 16) == 1
     assert token_balance(url, token, recipient) == before + 1_000_000
 
     again = users.verify(include=("balance",))

@@ -70,3 +70,78 @@ def http_server(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[s
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class GateProxy:
+    """An HTTP forwarder in front of ``upstream`` that passes the first ``let_through`` requests
+    of ``method`` on and holds every later one until :meth:`open` (``holding`` is set once one
+    waits). A test uses it to stop a server at a known point of a client's run: the client is
+    held, the server stopped, the gate opened. A request the upstream does not answer (it is
+    down) has its connection closed without an answer, as the server's own would be."""
+
+    def __init__(self, upstream: str, let_through: int, method: str = "PUT") -> None:
+        self.upstream, self.let_through, self.method = upstream.rstrip("/"), let_through, method
+        self.holding, self._open = threading.Event(), threading.Event()
+        self.passed = 0
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def _wait_turn(self, method: str) -> None:
+        if method != self.method:
+            return
+        with self._lock:
+            self.passed += 1
+            if self.passed <= self.let_through:
+                return
+        self.holding.set()
+        self._open.wait()
+
+    def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        import requests
+
+        gate = self
+
+        class Forward(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                gate._wait_turn(self.command)
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "content-length", "connection")}
+                try:
+                    answer = requests.request(self.command, gate.upstream + self.path,
+                                              data=body, headers=headers, timeout=30)
+                except requests.RequestException:
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # no answer: what a stopped server gives
+                    return
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "connection", "transfer-encoding",
+                                           "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_HEAD = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Forward
+
+
+@contextlib.contextmanager
+def gate_proxy(upstream: str, let_through: int, method: str = "PUT"
+               ) -> Iterator[tuple[GateProxy, str]]:
+    """A :class:`GateProxy` before ``upstream`` and its URL; the gate opens on leaving."""
+    gate = GateProxy(upstream, let_through, method)
+    try:
+        with http_server(gate.handler()) as url:
+            yield gate, url
+    finally:
+        gate.open()

@@ -135,10 +135,11 @@ def _connection(url: str) -> Connection:
 
 
 def test_messages_are_taken_once_each_and_never_half_written(tmp_path: Path) -> None:
-    """Two producers and a consumer (a worker process consumes through one connection) on one
-    spool queue: every message arrives exactly once; a message still being written (its
-    temporary name) is never taken. (Three consumer connections in one process lost about one
-    message in 300 in one run of five: see the issue notes.)"""
+    """Two producers and three consumers, each its own connection in one process, on one spool
+    queue: every message arrives exactly once; a message still being written (its temporary
+    name) is never taken. (kombu keeps one broker state per process: before SpoolChannel
+    bound every connection's queue in the spool's table, a producer could publish before the
+    table was written, and its messages went nowhere.)"""
     url = make_spool(tmp_path / "spool")
     partial = tmp_path / "spool" / "queue" / ".tmp-half"
     partial.write_bytes(b'{"body": "half')  # a producer caught mid-write
@@ -168,7 +169,7 @@ def test_messages_are_taken_once_each_and_never_half_written(tmp_path: Path) -> 
                         done.set()
 
     threads = [threading.Thread(target=produce, args=(p,)) for p in range(2)]
-    threads += [threading.Thread(target=consume)]
+    threads += [threading.Thread(target=consume) for _ in range(3)]
     for t in threads:
         t.start()
     done.wait(60)

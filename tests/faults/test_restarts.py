@@ -43,6 +43,7 @@ from tests.e2e.procs import (
 )
 from tests.faults.kills import Tally, state_count, versions
 from tests.faults.report import FaultReport
+from tests.helpers import gate_proxy
 from tests.meta.test_importer import audit_all, imported_datadir
 from tests.pg import PrivatePostgres, private_postgres
 
@@ -333,20 +334,26 @@ def test_meta_server_restarted_mid_import_the_import_waits_or_stops_and_a_rerun_
 
 def test_meta_server_down_past_the_retry_budget_stops_the_import_with_one_line(
         meta_server: list[MetaServerProcess], tmp_path: Path, fault_report: FaultReport) -> None:
+    """The import talks to the server through a gate that holds its sixth write: the server is
+    stopped while the import waits there (150 users take a tenth of a second, so stopping it
+    when some documents had arrived raced the import's end), then the gate opens."""
     users = 150
     data = imported_datadir(tmp_path / "data", count=users)
     tally = fault_report.tally("cic_meta", "metadata server down past the retry budget")
     tally.users = users
     server = meta_server[0]
     env, args = meta_env(server), ["--dir", str(data.root)]
-    env["CIC_META_RETRIES"] = "2"
-    with running("cic_meta/seed.py", *args, cwd=tmp_path, env=env) as run:
-        wait_for(lambda: len(versions(server)) >= 80, timeout=60,
-                 what="80 documents on the server", while_alive=run)
-        server.stop()
-        code = run.wait(120)  # the server stays down until the import has given up
+    with gate_proxy(server.url, let_through=5) as (gate, url):
+        held = dict(env, CIC_META_URL=url, CIC_META_RETRIES="2")
+        with running("cic_meta/seed.py", *args, cwd=tmp_path, env=held) as run:
+            wait_for(gate.holding.is_set, timeout=60, what="the import's sixth write",
+                     while_alive=run)
+            assert 0 < len(versions(server)) < 3 * users
+            server.stop()
+            gate.open()
+            code = run.wait(120)  # the server stays down until the import has given up
     assert code == 1, run.report()
-    assert_waited_or_stopped_clearly(run, code, server.url)
+    assert_waited_or_stopped_clearly(run, code, url)
     meta_server.append(start_meta_server(port=server.port, db=server.db, token=server.token))
     finish("cic_meta/seed.py", args, cwd=tmp_path, env=env, first=code, tally=tally)
     check_documents(meta_server[-1], data.root, users, tally)
