@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cic_seeding.errors import CicSeedError, ImporterError, UsageError
+from cic_seeding.plugins import group_entry_points
 
 if TYPE_CHECKING:
     from cic_seeding.config import Settings
@@ -24,7 +25,7 @@ GROUP = "cic_seeding.importers"
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return group_entry_points(GROUP)
 
 
 def importer_names() -> list[str]:

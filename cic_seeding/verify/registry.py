@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING
 
 from cic_seeding.errors import UsageError, VerifyError
+from cic_seeding.plugins import group_entry_points
 
 if TYPE_CHECKING:
     from cic_seeding.verify.base import Check
@@ -22,7 +23,7 @@ GROUP = "cic_seeding.checks"
 
 
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    return group_entry_points(GROUP)
 
 
 def check_ids() -> list[str]:
