@@ -95,6 +95,20 @@ class KeyedStore:
                         yield f.name
 
 
+def _make_shard(directory: str) -> None:
+    """Create the shard ``directory`` (``ROOT/AB/CD``) and its parent as needed: two ``mkdir``
+    calls at most, where ``os.makedirs`` costs a path walk; another worker may be creating
+    either at the same time."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        os.makedirs(directory.rpartition("/")[0], exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory)
+
+
 class BulkWriter:
     """Fast writes of many new files into one store (the generator's path).
 
@@ -114,7 +128,7 @@ class BulkWriter:
         try:
             fd = os.open(f"{directory}/{k}", flags, self.file_mode)
         except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)  # other workers may create it at the same time
+            _make_shard(directory)
             fd = os.open(f"{directory}/{k}", flags, self.file_mode)
         try:
             os.write(fd, data)
