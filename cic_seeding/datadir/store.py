@@ -51,6 +51,20 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int | None = N
         raise
 
 
+def _make_shard(directory: str) -> None:
+    """Create the shard ``directory`` (``ROOT/AB/CD``) and its parent as needed: two ``mkdir``
+    calls at most, where ``os.makedirs`` costs a path walk; another worker may be creating
+    either at the same time."""
+    try:
+        os.mkdir(directory)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        os.makedirs(directory.rpartition("/")[0], exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory)
+
+
 class KeyedStore:
     """One store (src/, new/, phone/, tx/ ...) of a data directory."""
 
@@ -64,16 +78,14 @@ class KeyedStore:
         k = normalise_key(key)
         return Path(f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}")  # one Path, not three joins
 
-    def put(self, key: str, data: bytes) -> Path:
+    def put(self, key: str, data: bytes) -> None:
         """Write ``data`` under ``key`` atomically (:func:`atomic_write`)."""
         k = normalise_key(key)
         shard = f"{self._prefix}/{k[0:2]}/{k[2:4]}"
         if shard not in self._shards:
-            os.makedirs(shard, exist_ok=True)
+            _make_shard(shard)
             self._shards.add(shard)
-        final = f"{shard}/{k}"
-        atomic_write(final, data, self.file_mode, parent_exists=True)
-        return Path(final)
+        atomic_write(f"{shard}/{k}", data, self.file_mode, parent_exists=True)
 
     def get(self, key: str) -> bytes:
         return self.path(key).read_bytes()
@@ -93,20 +105,6 @@ class KeyedStore:
                 for f in sorted(b.iterdir()):
                     if f.is_file() and not f.name.startswith("."):
                         yield f.name
-
-
-def _make_shard(directory: str) -> None:
-    """Create the shard ``directory`` (``ROOT/AB/CD``) and its parent as needed: two ``mkdir``
-    calls at most, where ``os.makedirs`` costs a path walk; another worker may be creating
-    either at the same time."""
-    try:
-        os.mkdir(directory)
-    except FileExistsError:
-        return
-    except FileNotFoundError:
-        os.makedirs(directory.rpartition("/")[0], exist_ok=True)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(directory)
 
 
 class BulkWriter:

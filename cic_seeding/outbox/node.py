@@ -92,9 +92,10 @@ class Node(Protocol):
         """Receipts of the mined ones among ``hashes``, one batch."""
         ...
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
         """Send raw transactions in one batch (in order); None where the node took it or
-        already had it, else its error. A node that mines only when asked is asked after."""
+        already had it, else its error. A node that mines only when asked is asked after
+        (unless ``mine`` is False: more follow for the same block)."""
         ...
 
     def mine(self) -> None: ...
@@ -149,8 +150,8 @@ class ClientNode:
     def receipts(self, hashes: Sequence[str]) -> dict[str, Receipt]:
         return self.client.receipts(hashes)
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
-        return self.client.broadcast(raws)
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
+        return self.client.broadcast(raws, mine=mine)
 
     def mine(self) -> None:
         self.client.mine()

@@ -488,6 +488,12 @@ class SqlStateStore(StateStore):
                 f"SELECT {_TX_COLS} FROM outbox WHERE {' AND '.join(where)}{order}{tail}",
                 params)]
         col, values = lists[0]
+        # the list's own index finds the rows (the primary key, outbox_family, outbox_owner):
+        # "x || ''" keeps SQLite's planner from taking outbox_sender for "chain = ?" (or
+        # outbox_owner for "purpose = ?") and reading every row of the chain per query
+        where = [w.replace("chain = ?", "chain || '' = ?") for w in where]
+        if col != "owner":
+            where = [w.replace("purpose = ?", "purpose || '' = ?") for w in where]
         out: list[OutTx] = []
         for i in range(0, len(values), _IN_CHUNK):
             chunk = values[i:i + _IN_CHUNK]

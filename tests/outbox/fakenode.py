@@ -75,7 +75,7 @@ class FakeNode:
         return {h: Receipt(h, self.mined[h][1], self.mined[h][0]) for h in hashes
                 if h in self.mined}
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
         out: list[str | None] = []
         for raw in raws:
             self.broadcasts.append(raw)

@@ -47,7 +47,7 @@ class FaultyNode(ClientNode):
         self.faults = [f if isinstance(f, tuple) else (f, always) for f in faults]
         self.hit: list[list[str]] = []  # hashes of each broadcast a fault hit
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
         errors = self.client.broadcast(raws, mine=False)
         for i, (fault, when) in enumerate(self.faults):
             if when(list(raws)):

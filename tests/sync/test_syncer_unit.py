@@ -158,7 +158,7 @@ class FakeChain:
     def fees(self) -> Fees:
         return Fees(1)
 
-    def broadcast(self, raws: Sequence[str]) -> list[str | None]:
+    def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
         if self.drop_next_broadcast:
             self.drop_next_broadcast = False
             raise KeyboardInterrupt  # the process dies after recording, before sending
