@@ -19,7 +19,8 @@ from tests.helpers import ROOT
 #: The library's rooms from the ground floor up. A room may import rooms of lower floors and
 #: itself; two rooms on one floor do not import each other.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("cic_seeding", "cic_seeding.errors", "cic_seeding.log", "cic_seeding.units"),
+    ("cic_seeding", "cic_seeding.errors", "cic_seeding.log", "cic_seeding.units",
+     "cic_seeding.plugins"),
     ("cic_seeding.remote",),
     ("cic_seeding.config",),
     ("cic_seeding.records",),

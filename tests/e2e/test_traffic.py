@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,11 +66,12 @@ def test_transfers_recorded_but_never_sent_are_sent_once(module_devnet: Devnet, 
     real = ChainClient.broadcast
     calls = Counter[str]()
 
-    def crash_on_second_batch(self: ChainClient, raws: list[str]) -> list[str | None]:
+    def crash_on_second_batch(self: ChainClient, raws: list[str], **kwargs: Any
+                              ) -> list[str | None]:
         calls["n"] += 1
         if calls["n"] == 2:  # recorded as submitted, then the process "dies"
             raise KeyboardInterrupt
-        return real(self, raws)
+        return real(self, raws, **kwargs)
 
     monkeypatch.setattr(ChainClient, "broadcast", crash_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
