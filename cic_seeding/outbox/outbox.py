@@ -33,7 +33,10 @@ asked, after mining) is looked into, in one batch of ``eth_getTransactionByHash`
 * known and pending, but with a fee cap below the current base fee -> a fee bump: the same
   call signed again at the same nonce with a higher fee (EIP-1559 fields when the node reports
   a base fee, else a higher gas price), recorded in the same family; whichever signature is
-  mined decides, the others are ``superseded``. They share the nonce: never two effects.
+  mined decides, the others are ``superseded``. They share the nonce: never two effects;
+* known, its nonce the sender's next, yet the node counts nothing pending for the sender (it
+  holds the transaction in its queue and never mines it: anvil's automine under load did) ->
+  a fee bump too: the same bytes again are "already known", a replacement is not.
 
 Bounded: per run, a transaction is broadcast again at most ``max_resends`` times and bumped at
 most ``max_bumps`` times, then its family is given up for this run with one line saying why
@@ -424,8 +427,9 @@ class Outbox:
         self.store.record_txs([row])
         if self.archive is not None:
             self.archive([row])
-        log.info("transaction %s (nonce %d of %s) is priced below the node's fee; signed again "
-                 "at a higher fee: %s", t.tx_hash, t.nonce, t.sender, row.tx_hash)
+        log.info("transaction %s (nonce %d of %s) is priced below the node's fee or held "
+                 "unmined; signed again at a higher fee: %s", t.tx_hash, t.nonce, t.sender,
+                 row.tx_hash)
         self.counts.add(bumped=1)
         (out,) = self._broadcast([row], counted="")
         return out
@@ -540,8 +544,9 @@ class Outbox:
             elif any(v.known for v in views):
                 if fees is None:
                     fees = self.node.fees()
-                if fees.base_fee is not None and \
-                        max(v.fee_cap for v in views) < fees.base_fee:
+                starved = sigs[0].nonce == latest == counts[sigs[0].sender][1]
+                if starved or (fees.base_fee is not None and
+                               max(v.fee_cap for v in views) < fees.base_fee):
                     bump.append(sigs[-1])
             else:
                 resend.append(sigs[-1])

@@ -38,6 +38,7 @@ class FakeNode:
         self.price = 10
         self.broadcasts: list[str] = []  # every raw received, in order
         self.lose: set[str] = set()  # hashes taken and then forgotten (once each)
+        self.starve: set[str] = set()  # hashes held in the pool, never pending nor mined
         self.revert: set[bytes] = set()  # call data that reverts
         self.mines = 0
 
@@ -52,7 +53,7 @@ class FakeNode:
 
     def pending(self, sender: str) -> int:
         n = self.latest[sender]
-        while (sender, n) in self.pool:
+        while (sender, n) in self.pool and tx_hash(self.pool[(sender, n)]) not in self.starve:
             n += 1
         return n
 
@@ -110,7 +111,7 @@ class FakeNode:
             progress = False
             for (sender, nonce), raw in sorted(self.pool.items()):
                 tx = decode(bytes.fromhex(raw[2:]))
-                if nonce != self.latest[sender] or (
+                if nonce != self.latest[sender] or tx_hash(raw) in self.starve or (
                         self.base_fee is not None and tx.max_fee < self.base_fee):
                     continue
                 del self.pool[(sender, nonce)]

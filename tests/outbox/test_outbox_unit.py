@@ -148,6 +148,23 @@ def test_priced_below_the_base_fee_is_bumped_and_mined_once(store: StateStore) -
     assert box.counts.bumped == 1
 
 
+def test_one_the_node_holds_but_never_mines_is_bumped_and_the_rest_follow(
+        store: StateStore) -> None:
+    """The node knows the transaction at the sender's next nonce but counts nothing pending
+    and never mines it (anvil's automine pool did this under load): the same bytes again are
+    "already known", so it is replaced by a fee bump; every effect happens once."""
+    node = FakeNode()
+    box = outbox(store, node)
+    sent = box.send(KEY, intents("register", "a", "b", "c"))
+    node.starve.add(sent[0].tx_hash)
+    outcomes = box.wait([t.family for t in sent])
+    assert all(o.ok for o in outcomes.values())
+    assert outcomes[sent[0].family].tx_hash != sent[0].tx_hash, "the bump was mined"
+    assert all(outcomes[t.family].tx_hash == t.tx_hash for t in sent[1:])
+    assert node.effects == {b"register:a": 1, b"register:b": 1, b"register:c": 1}
+    assert box.counts.bumped == 1
+
+
 def test_a_node_that_keeps_losing_it_is_given_up_after_the_cap(store: StateStore) -> None:
     node = FakeNode()
     box = outbox(store, node, max_resends=3)
