@@ -270,10 +270,15 @@ class CustodialClient:
             return
         if message is None or message.get("type") != "message":
             return
+        self._take(message["data"])
+
+    def _take(self, data: Any) -> None:
+        """Keep one reply message (every transport's): a reply, or what is wrong with the reply
+        of the task it names; a message naming no task is logged and dropped."""
         try:
-            reply = parse_reply(message["data"])
+            reply = parse_reply(data)
         except CustodialReplyError as exc:
-            task_id = task_id_of(message["data"])
+            task_id = task_id_of(data)
             if task_id is not None:
                 self._broken[task_id] = exc
             else:

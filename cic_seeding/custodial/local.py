@@ -20,9 +20,8 @@ import time
 from collections.abc import Iterable, Sequence
 from queue import Empty, SimpleQueue
 
-from cic_seeding.custodial.api import parse_reply, task_id_of
 from cic_seeding.custodial.client import CustodialClient
-from cic_seeding.errors import CustodialReplyError, CustodialUnavailableError
+from cic_seeding.errors import CustodialUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +131,7 @@ class LocalClient(CustodialClient):
             data = self._inbox.get(timeout=max(wait, 0.0))
         except Empty:
             return
-        try:
-            reply = parse_reply(data)
-        except CustodialReplyError as exc:
-            task_id = task_id_of(data)
-            if task_id is not None:
-                self._broken[task_id] = exc
-            else:
-                log.warning("ignored a message on %s: %s", self.channel, exc)
-            return
-        self._replies[reply.task_id] = reply
+        self._take(data)
 
     def _poll_results(self, task_ids: Sequence[str]) -> None:
         self._last_poll = time.monotonic()

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cic_seeding.custodial.api import parse_reply, task_id_of
+from cic_seeding.custodial.api import task_id_of
 from cic_seeding.custodial.client import CustodialClient
 from cic_seeding.datadir.store import atomic_write
-from cic_seeding.errors import CustodialReplyError, CustodialUnavailableError
+from cic_seeding.errors import CustodialUnavailableError
 
 SCHEME = "filesystem"
 #: Seconds between the engine's looks into its empty queue (it may idle for hours: about 1 %
@@ -169,16 +169,6 @@ class SpoolClient(CustodialClient):
             if names or time.monotonic() >= deadline:
                 return
             time.sleep(min(REPLY_POLL, max(deadline - time.monotonic(), 0.0)))
-
-    def _take(self, data: bytes) -> None:
-        try:
-            reply = parse_reply(data)
-        except CustodialReplyError as exc:
-            task_id = task_id_of(data)
-            if task_id is not None:
-                self._broken[task_id] = exc
-            return
-        self._replies[reply.task_id] = reply
 
     def _poll_results(self, task_ids: Sequence[str]) -> None:
         """Nothing to poll: replies are files that wait for this client."""

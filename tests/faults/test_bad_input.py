@@ -80,7 +80,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,7 +108,7 @@ from tests.e2e.procs import files_in, users_in
 from tests.faults._chain import network, registered, token_balances
 from tests.faults._fs import full_disk, read_only
 from tests.generate._incli import InCli, Run
-from tests.helpers import free_port, the_error_line
+from tests.helpers import free_port, http_server, the_error_line
 from tests.pg import PG_URL
 
 COUNT = 8
@@ -689,15 +688,8 @@ def fake_server(answer: Callable[[str, str, bytes], tuple[int, bytes]]) -> Itera
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with http_server(Handler) as url:
+        yield url
 
 
 def _imported(cli: InCli, devnet: Devnet, tmp_path: Path, seed: int) -> DataDir:
