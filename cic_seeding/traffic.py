@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
-from eth_utils import is_checksum_address, is_hex_address
+from eth_utils import is_hex_address
 
 from cic_seeding.chain.connect import checked_chain, connect
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN, CicNetwork
@@ -35,6 +35,7 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, RowProblem, dataset_settings
 from cic_seeding.errors import DataDirError
 from cic_seeding.generate.keys import derive_private_key
+from cic_seeding.records.address import case_ok
 from cic_seeding.outbox import counts_line, ledger, outbox_for
 from cic_seeding.state import Payment, StateStore, Status, norm, open_state_store
 from cic_seeding.units import dataset_to_token
@@ -149,9 +150,7 @@ def _transfer(fields: list[str], users: Collection[str], data: DataDir, dataset_
         value = value.strip()
         if not is_hex_address(value):
             return name, f"{value[:50]!r} is not an address (0x and 40 hex digits)"
-        hex_part = value.removeprefix("0x")
-        if hex_part != hex_part.lower() and hex_part != hex_part.upper() \
-                and not is_checksum_address("0x" + hex_part):
+        if not case_ok("0x" + value.removeprefix("0x")):
             return name, f"{value} fails its EIP-55 checksum: a character may be mistyped"
         if norm(value) not in users:
             return name, f"{value} is not a user of {data.root} (users.csv)"

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import eth_keyfile
@@ -27,11 +28,34 @@ def _scrypt(password: bytes, salt: bytes, n: int, r: int, p: int, dklen: int) ->
                           maxmem=256 * r * (n + p + 2) + 2**20)
 
 
-def encrypt_v3(private_key: bytes, password: str, *, n: int, address: str | None = None
-               ) -> dict[str, Any]:
-    """A v3 keyfile document for ``private_key`` (scrypt with cost ``n``)."""
-    salt, iv = os.urandom(32), os.urandom(16)
-    derived = _scrypt(password.encode(), salt, n, R, P, DKLEN)
+@dataclass(frozen=True)
+class KdfKey:
+    """A password stretched by scrypt (cost ``n``) with one salt: what encrypting costs."""
+
+    n: int
+    salt: bytes
+    derived: bytes
+
+
+def kdf_key(password: str, n: int) -> KdfKey:
+    """``password`` stretched with a fresh random salt."""
+    salt = os.urandom(32)
+    return KdfKey(n, salt, _scrypt(password.encode(), salt, n, R, P, DKLEN))
+
+
+def encrypt_v3(private_key: bytes, password: str, *, n: int, address: str | None = None,
+               key: KdfKey | None = None) -> dict[str, Any]:
+    """A v3 keyfile document for ``private_key`` (scrypt with cost ``n``).
+
+    ``key`` (:func:`kdf_key` of the same password and ``n``) reuses one stretched password and
+    its salt for many files, each with its own random IV and decrypting on its own. Files that
+    share a password lose nothing by it: whoever finds the password of one opens them all
+    anyway, and a fresh salt per key still defeats tables computed in advance."""
+    if key is None:
+        key = kdf_key(password, n)
+    elif key.n != n:
+        raise ValueError(f"the stretched key has scrypt n={key.n}, not {n}")
+    salt, derived, iv = key.salt, key.derived, os.urandom(16)
     ciphertext = AES.new(derived[:16], AES.MODE_CTR, initial_value=iv, nonce=b"").encrypt(
         private_key)
     doc: dict[str, Any] = {

@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eth_utils import is_checksum_address
-
 from cic_seeding.datadir import DataDir, Manifest
 from cic_seeding.errors import ManifestError, UsageError
 from cic_seeding.records import jsonsafe
+from cic_seeding.records.address import case_ok
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import identity_addresses, person_errors, phone_of
 from cic_seeding.records.pointers import phone_pointer
@@ -163,8 +162,7 @@ def _check_users(data: DataDir, rule: RuleResult, records: dict[str, str]) -> No
             rule.check(False, where, "expected index,address,phone with consecutive indices")
             continue
         hex_part = row[1][2:]
-        if hex_part not in (hex_part.lower(), hex_part.upper()) \
-                and not is_checksum_address(row[1]):
+        if not case_ok(row[1]):
             rule.check(False, where, f"{row[1]} fails its EIP-55 checksum (a mistyped character?)")
         key = hex_part.lower()
         if key not in records:

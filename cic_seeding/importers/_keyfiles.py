@@ -2,7 +2,9 @@
 
 A user's key is derived again from the manifest seed and index (never read from disk). Files are
 ``keystore/<address lower-case, no 0x>.json``, mode 0600, written atomically; an existing file
-is kept, so a rerun only makes the missing ones. :meth:`KeyfileWriter.make` returns the
+is kept, so a rerun only makes the missing ones. Every file has its own IV; the files of one
+chunk share one salt, so the password is stretched (scrypt) once per chunk, not once per file
+(they share the password: see :func:`cic_seeding.chain.keyfile.encrypt_v3`). :meth:`KeyfileWriter.make` returns the
 documents instead of writing them (an import worker on another machine sends them back to the
 dispatcher, which owns the data directory).
 """
@@ -18,7 +20,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cic_seeding.chain.keyfile import encrypt_v3
+from cic_seeding.chain.keyfile import KdfKey, encrypt_v3, kdf_key
 from cic_seeding.datadir.layout import keyfile_path
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ConfigError
@@ -35,25 +37,28 @@ def scrypt_n(kdf: str) -> int:
                           ) from None
 
 
-def keyfile_doc(seed: int, index: int, address: str, password: str, n: int
-                ) -> dict[str, Any] | str:
-    """User ``index``'s v3 keyfile document, or why its key does not match ``address``."""
+def keyfile_doc(seed: int, index: int, address: str, password: str, n: int,
+                stretched: KdfKey | None = None) -> dict[str, Any] | str:
+    """User ``index``'s v3 keyfile document, or why its key does not match ``address``
+    (``stretched``: the password's scrypt key to share with other files)."""
     key = derive_private_key(seed, index)
     if address_of(key).lower() != address.lower():
         return (f"users.csv says index {index} is {address}, but the manifest seed "
                 f"derives {address_of(key)}: the data directory is inconsistent")
-    return encrypt_v3(key, password, n=n, address=address)
+    return encrypt_v3(key, password, n=n, address=address, key=stretched)
 
 
 def _write_chunk(keystore: str, seed: int, users: Sequence[tuple[int, str]], password: str,
                  n: int) -> dict[str, str]:
     """Write missing keyfiles; ``{address: reason}`` for users whose key does not match."""
     bad: dict[str, str] = {}
+    stretched: KdfKey | None = None
     for index, address in users:
         path = keyfile_path(Path(keystore), address)
         if path.exists():
             continue
-        doc = keyfile_doc(seed, index, address, password, n)
+        stretched = stretched or kdf_key(password, n)
+        doc = keyfile_doc(seed, index, address, password, n, stretched)
         if isinstance(doc, str):
             bad[address] = doc
             continue
@@ -65,8 +70,9 @@ def _make_chunk(seed: int, users: Sequence[tuple[int, str]], password: str, n: i
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     docs: dict[str, dict[str, Any]] = {}
     bad: dict[str, str] = {}
+    stretched = kdf_key(password, n) if users else None
     for index, address in users:
-        doc = keyfile_doc(seed, index, address, password, n)
+        doc = keyfile_doc(seed, index, address, password, n, stretched)
         if isinstance(doc, str):
             bad[address] = doc
         else:

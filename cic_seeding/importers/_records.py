@@ -8,10 +8,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-from eth_utils import is_checksum_address
-
 from cic_seeding.datadir import CheckedRows, DataDir, UserRow
 from cic_seeding.records import jsonsafe
+from cic_seeding.records.address import case_ok
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps, person_errors
 
@@ -80,9 +79,7 @@ def user_problems(rows: Iterable[UserRow]) -> dict[str, str]:
     problems: dict[str, str] = {}
     first: dict[str, UserRow] = {}
     for row in rows:
-        hex_part = row.address.removeprefix("0x")
-        if hex_part != hex_part.lower() and hex_part != hex_part.upper() \
-                and not is_checksum_address(row.address):
+        if not case_ok(row.address):
             problems[row.address] = (
                 f"address {row.address} (users.csv index {row.index}) fails its EIP-55 "
                 "checksum: a character may be mistyped; fix users.csv or regenerate")

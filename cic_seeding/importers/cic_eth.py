@@ -64,6 +64,7 @@ from cic_seeding.importers._records import record_problem, write_new_records
 from cic_seeding.importers.base import Importer, Outcome, Submission
 from cic_seeding.outbox import TxArchive
 from cic_seeding.outbox.archive import save
+from cic_seeding.records.address import checksummed
 from cic_seeding.remote import CUSTODIAL_ENGINE, poll
 from cic_seeding.state import norm
 
@@ -87,14 +88,6 @@ def _hashes_to(raw: Any, tx_hash: str) -> bool:
         "0x" + keccak.new(data=body, digest_bits=256).digest().hex() == tx_hash.lower()
 
 
-def checksummed(address: str) -> str:
-    """``address`` (0x and 40 hex digits) in its EIP-55 form: eth_utils'
-    ``to_checksum_address`` with keccak straight from pycryptodome (a fifth of its cost,
-    which was a third of this importer's own time)."""
-    hex_part = address[2:].lower()
-    digest = keccak.new(data=hex_part.encode(), digest_bits=256).digest().hex()
-    return "0x" + "".join(c.upper() if d >= "8" else c for c, d in zip(hex_part, digest,
-                                                                          strict=False))
 #: What the engine's transaction kinds (in a create reply's ``txs``) are, for log lines.
 TX_KINDS = {"register": "registration", "gas": "gas gift", "faucet": "faucet payout"}
 

@@ -7,6 +7,7 @@ import json
 from importlib import resources
 from typing import Any
 
+import fastjsonschema
 import jsonschema
 
 from cic_seeding.records.chainspec import ChainSpec
@@ -15,12 +16,50 @@ from cic_seeding.records.vcard import VCard, decode_vcard, encode_vcard
 
 
 @functools.cache
+def _schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(resources.files("cic_seeding.records")
+                                        .joinpath("person.schema.json").read_text("utf-8"))
+    return schema
+
+
+@functools.cache
 def _validator() -> jsonschema.protocols.Validator:
-    schema = json.loads(resources.files("cic_seeding.records").joinpath("person.schema.json")
-                        .read_text(encoding="utf-8"))
+    schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
     return cls(schema)
+
+
+def _draft7(node: Any) -> Any:
+    """The schema in draft 7's words (fastjsonschema's newest draft): ``dependentRequired``
+    was draft 7's array form of ``dependencies``; the schema uses nothing else newer."""
+    if isinstance(node, dict):
+        return {("dependencies" if k == "dependentRequired" else k): _draft7(v)
+                for k, v in node.items()
+                if k not in ("$schema", "$id")}
+    if isinstance(node, list):
+        return [_draft7(v) for v in node]
+    return node
+
+
+@functools.cache
+def _accepts() -> Any:
+    """The schema compiled to Python (fastjsonschema): ~20x jsonschema's speed, no messages.
+    It only ever says yes; a document it refuses goes to jsonschema for the reasons (a unit
+    test holds the two to the same answers)."""
+    return fastjsonschema.compile({"$schema": "http://json-schema.org/draft-07/schema#",
+                                   **_draft7(_schema())})
+
+
+def schema_errors(doc: Any) -> list[str]:
+    """Every way ``doc`` breaks the person schema (empty: it fits)."""
+    try:
+        _accepts()(doc)
+        return []
+    except fastjsonschema.JsonSchemaException:
+        pass
+    return [f"{'/'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
+            for err in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))]
 
 
 def build_person(*, address: str, chain: ChainSpec, card: VCard, gender: str,
@@ -44,10 +83,7 @@ def dumps(doc: dict[str, Any]) -> bytes:
 
 def person_errors(doc: Any) -> list[str]:
     """Every way ``doc`` breaks the person schema, vCard and phone rules (empty: valid)."""
-    errors = [
-        f"{'/'.join(str(p) for p in err.absolute_path) or '(root)'}: {err.message}"
-        for err in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
-    ]
+    errors = schema_errors(doc)
     if errors:
         return errors
     try:

@@ -31,7 +31,7 @@ from cic_seeding.custodial import (
 from cic_seeding.custodial.client import _from_result_meta
 from cic_seeding.errors import ConfigError, CustodialKeyError, CustodialReplyError
 from cic_seeding.generate.keys import address_of
-from cic_seeding.importers.cic_eth import checksummed
+from cic_seeding.records.address import checksummed
 
 
 @pytest.mark.parametrize(("message", "kind"), [
