@@ -35,8 +35,8 @@ from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, RowProblem, dataset_settings
 from cic_seeding.errors import DataDirError
 from cic_seeding.generate.keys import derive_private_key
-from cic_seeding.records.address import case_ok
 from cic_seeding.outbox import counts_line, ledger, outbox_for
+from cic_seeding.records.address import case_ok
 from cic_seeding.state import Payment, StateStore, Status, norm, open_state_store
 from cic_seeding.units import dataset_to_token
 

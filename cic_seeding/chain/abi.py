@@ -32,29 +32,49 @@ _HEX = frozenset("0123456789abcdef")
 _UINT_BITS = {f"uint{n}": n for n in range(8, 257, 8)}
 
 
-def _static_words(types: tuple[str, ...], args: tuple[Any, ...]) -> bytes | None:
-    """The ABI encoding of ``args`` when every one is an address (0x and 40 hex digits; like
-    eth-abi, any case: it checks no checksum) or a whole number in range of its ``uintN``, as
-    the seeding calls' are; None for anything else, which eth-abi then encodes (and refuses
-    in its words). Seven times faster than eth-abi for ``transfer(address,uint256)``."""
+def _word(t: str, v: Any) -> bytes | None:
+    """One static value's word: an address (0x and 40 hex digits; like eth-abi, any case: it
+    checks no checksum) or a whole number in range of its ``uintN``; None for anything else."""
+    if t == "address":
+        if not isinstance(v, str) or len(v) != 42 or v[:2] not in ("0x", "0X"):
+            return None
+        low = v[2:].lower()
+        if not _HEX.issuperset(low):
+            return None  # eth-abi refuses it, in its words
+        return bytes(12) + bytes.fromhex(low)
+    if (bits := _UINT_BITS.get(t)) is not None:
+        if type(v) is not int or not 0 <= v < 1 << bits:
+            return None
+        return v.to_bytes(32, "big")
+    return None
+
+
+def _simple_words(types: tuple[str, ...], args: tuple[Any, ...]) -> bytes | None:
+    """The ABI encoding of ``args`` when each is an address or ``uintN`` (:func:`_word`) or a
+    list of them (``address[]``, ``uintN[]``), as the seeding calls' are; None for anything
+    else, which eth-abi then encodes (and refuses in its words). About seven times faster
+    than eth-abi, for ``transfer(address,uint256)`` as for a BatchFunder call of 100 users."""
     if len(types) != len(args):
         return None
-    out = bytearray()
+    head, tail = bytearray(), bytearray()
+    size = 32 * len(types)
     for t, v in zip(types, args, strict=True):
-        if t == "address":
-            if not isinstance(v, str) or len(v) != 42 or v[:2] not in ("0x", "0X"):
+        if t.endswith("[]"):
+            if not isinstance(v, (list, tuple)):
                 return None
-            low = v[2:].lower()
-            if not _HEX.issuperset(low):
-                return None  # eth-abi refuses it, in its words
-            out += bytes(12) + bytes.fromhex(low)
-        elif (bits := _UINT_BITS.get(t)) is not None:
-            if type(v) is not int or not 0 <= v < 1 << bits:
-                return None
-            out += v.to_bytes(32, "big")
+            head += (size + len(tail)).to_bytes(32, "big")
+            tail += len(v).to_bytes(32, "big")
+            for item in v:
+                w = _word(t[:-2], item)
+                if w is None:
+                    return None
+                tail += w
         else:
-            return None
-    return bytes(out)
+            w = _word(t, v)
+            if w is None:
+                return None
+            head += w
+    return bytes(head + tail)
 
 
 @dataclass(frozen=True)
@@ -65,7 +85,7 @@ class Function:
     outputs: tuple[str, ...]
 
     def encode(self, *args: Any) -> bytes:
-        fast = _static_words(self.inputs, args)
+        fast = _simple_words(self.inputs, args)
         if fast is not None:
             return self.selector + fast
         return self.selector + encode(list(self.inputs), list(args))

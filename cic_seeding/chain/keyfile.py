@@ -75,14 +75,23 @@ def encrypt_v3(private_key: bytes, password: str, *, n: int, address: str | None
     return doc
 
 
-def decrypt_v3(doc: dict[str, Any], password: str) -> bytes:
-    """The private key in ``doc``; ValueError("MAC mismatch") for a wrong password."""
+def decrypt_v3(doc: dict[str, Any], password: str, *,
+               stretched: dict[tuple[Any, ...], bytes] | None = None) -> bytes:
+    """The private key in ``doc``; ValueError("MAC mismatch") for a wrong password.
+
+    ``stretched`` keeps the password's scrypt keys by salt and parameters across calls: files
+    that share a salt (:func:`encrypt_v3` with ``key``) cost one scrypt between them."""
     crypto = doc.get("crypto") or doc.get("Crypto") or {}
     if crypto.get("kdf") != "scrypt" or crypto.get("cipher") != "aes-128-ctr":
         return bytes(eth_keyfile.decode_keyfile_json(doc, password.encode()))
     params = crypto["kdfparams"]
-    derived = _scrypt(password.encode(), bytes.fromhex(params["salt"]), int(params["n"]),
-                      int(params["r"]), int(params["p"]), int(params["dklen"]))
+    which = (password, bytes.fromhex(params["salt"]), int(params["n"]), int(params["r"]),
+             int(params["p"]), int(params["dklen"]))
+    derived = stretched.get(which) if stretched is not None else None
+    if derived is None:
+        derived = _scrypt(which[0].encode(), *which[1:])
+        if stretched is not None:
+            stretched[which] = derived
     ciphertext = bytes.fromhex(crypto["ciphertext"])
     if not hmac.compare_digest(keccak(derived[16:32] + ciphertext).hex(),
                                str(crypto["mac"]).lower().removeprefix("0x")):

@@ -75,8 +75,7 @@ class KeyedStore:
         self._shards: set[str] = set()  # shard directories known to exist (saves a mkdir each)
 
     def path(self, key: str) -> Path:
-        k = normalise_key(key)
-        return Path(f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}")  # one Path, not three joins
+        return Path(self._name(key))  # one Path, not three joins
 
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` under ``key`` atomically (:func:`atomic_write`)."""
@@ -87,11 +86,16 @@ class KeyedStore:
             self._shards.add(shard)
         atomic_write(f"{shard}/{k}", data, self.file_mode, parent_exists=True)
 
+    def _name(self, key: str) -> str:
+        k = normalise_key(key)
+        return f"{self._prefix}/{k[0:2]}/{k[2:4]}/{k}"
+
     def get(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        with open(self._name(key), "rb") as f:
+            return f.read()
 
     def has(self, key: str) -> bool:
-        return self.path(key).is_file()
+        return os.path.isfile(self._name(key))
 
     def __iter__(self) -> Iterator[str]:
         return self.keys()

@@ -4,9 +4,9 @@ A user's key is derived again from the manifest seed and index (never read from 
 ``keystore/<address lower-case, no 0x>.json``, mode 0600, written atomically; an existing file
 is kept, so a rerun only makes the missing ones. Every file has its own IV; the files of one
 chunk share one salt, so the password is stretched (scrypt) once per chunk, not once per file
-(they share the password: see :func:`cic_seeding.chain.keyfile.encrypt_v3`). :meth:`KeyfileWriter.make` returns the
-documents instead of writing them (an import worker on another machine sends them back to the
-dispatcher, which owns the data directory).
+(they share the password: see :func:`~cic_seeding.chain.keyfile.encrypt_v3`).
+:meth:`KeyfileWriter.make` returns the documents instead of writing them (an import worker on
+another machine sends them back to the dispatcher, which owns the data directory).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.person import add_identity, dumps, person_errors
 
 _balances_lock = threading.Lock()
-#: balances.csv rows by (path, mtime_ns, size): parsed once per file version, not per user.
-_balances_cache: dict[tuple[str, int, int], CheckedRows[int]] = {}
+#: balances.csv rows by (device, inode, mtime_ns, size): parsed once per file version, not per
+#: user (asked once per user: a stat, not a path resolution).
+_balances_cache: dict[tuple[int, int, int, int], CheckedRows[int]] = {}
 
 
 def record_problem(data: DataDir, user: UserRow) -> str | None:
@@ -62,7 +63,7 @@ def _balances(data: DataDir) -> CheckedRows[int]:
         st = path.stat()
     except OSError:
         return data.read_balances()  # raises the RecordError that names the file
-    version = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    version = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
     with _balances_lock:
         rows = _balances_cache.get(version)
         if rows is None:
@@ -100,5 +101,5 @@ def write_new_records(data: DataDir, chain: ChainSpec,
     for address, identity in done:
         if data.new.has(identity):
             continue
-        doc = jsonsafe.loads(data.src.get(address))
-        data.new.put(identity, dumps(add_identity(doc, chain, identity)))
+        doc = jsonsafe.loads(data.src.get(address))  # this run's own: changed in place
+        data.new.put(identity, dumps(add_identity(doc, chain, identity, copy=False)))

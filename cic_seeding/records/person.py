@@ -100,9 +100,11 @@ def identity_addresses(doc: dict[str, Any], chain: ChainSpec) -> list[str]:
                 .get(chain.network_key, []))
 
 
-def add_identity(doc: dict[str, Any], chain: ChainSpec, address: str) -> dict[str, Any]:
-    """A copy of ``doc`` that also holds ``address`` on ``chain`` (no duplicates)."""
-    out: dict[str, Any] = json.loads(json.dumps(doc))
+def add_identity(doc: dict[str, Any], chain: ChainSpec, address: str, *, copy: bool = True
+                 ) -> dict[str, Any]:
+    """A copy of ``doc`` (``doc`` itself unless ``copy``) that also holds ``address`` on
+    ``chain`` (no duplicates)."""
+    out: dict[str, Any] = json.loads(json.dumps(doc)) if copy else doc
     addresses = (out.setdefault("identities", {}).setdefault(chain.engine, {})
                  .setdefault(chain.fork, {}).setdefault(chain.network_key, []))
     if address not in addresses:

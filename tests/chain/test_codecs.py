@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cic_seeding.chain._txcodec import decode, rlp_list, sign_1559, sign_legacy
-from cic_seeding.chain.keyfile import decrypt_v3, encrypt_v3
+from cic_seeding.chain.keyfile import decrypt_v3, encrypt_v3, kdf_key
 
 keys = st.binary(min_size=32, max_size=32).filter(
     lambda k: 0 < int.from_bytes(k, "big") < 2**256 - 2**32 - 977 - 2**160)
@@ -112,3 +112,18 @@ def test_our_rlp_refuses_what_it_does_not_encode() -> None:
         rlp_list([-1])
     with pytest.raises(ValueError, match="flat lists"):
         rlp_list([[1]])
+
+
+def test_files_sharing_a_stretched_password_open_one_by_one_and_together() -> None:
+    shared = kdf_key("pw", 2**4)
+    keys = [bytes([i]) * 32 for i in range(1, 4)]
+    docs = [encrypt_v3(k, "pw", n=2**4, key=shared) for k in keys]
+    assert len({d["crypto"]["cipherparams"]["iv"] for d in docs}) == 3
+    assert [bytes(eth_keyfile.decode_keyfile_json(d, b"pw")) for d in docs] == keys
+    stretched: dict[tuple[object, ...], bytes] = {}
+    assert [decrypt_v3(d, "pw", stretched=stretched) for d in docs] == keys
+    assert list(stretched.values()) == [shared.derived]  # one scrypt for the three
+    with pytest.raises(ValueError, match="MAC mismatch"):  # the password is part of the key
+        decrypt_v3(docs[0], "wrong", stretched=stretched)
+    with pytest.raises(ValueError, match="n=16, not 32"):
+        encrypt_v3(keys[0], "pw", n=2**5, key=shared)

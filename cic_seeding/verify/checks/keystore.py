@@ -1,7 +1,8 @@
 """The local key check: the user's v3 keyfile under ``keystore/`` decrypts to its address.
 
 Decryption is scrypt (on OpenSSL, :func:`~cic_seeding.chain.keyfile.decrypt_v3`), so batches
-are spread over a process pool (``settings.workers``).
+are spread over a process pool (``settings.workers``); a worker stretches the password once per
+salt (the keyfiles an import chunk wrote share one).
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ Why = tuple[str, str, str] | None
 
 def _decrypt_chunk(keystore: str, addresses: Sequence[str], password: str) -> dict[str, Why]:
     """Per address: None if its keyfile decrypts to it, else why not."""
-    return {a: _decrypt_one(Path(keystore), a, password) for a in addresses}
+    stretched: dict[tuple[object, ...], bytes] = {}  # files of one import chunk share a salt
+    return {a: _decrypt_one(Path(keystore), a, password, stretched) for a in addresses}
 
 
-def _decrypt_one(keystore: Path, address: str, password: str) -> Why:
+def _decrypt_one(keystore: Path, address: str, password: str,
+                 stretched: dict[tuple[object, ...], bytes]) -> Why:
     path = keyfile_path(keystore, address)
     name = f"{keystore.name}/{path.name}"
     try:
@@ -44,7 +47,7 @@ def _decrypt_one(keystore: Path, address: str, password: str) -> Why:
     except (OSError, ValueError) as exc:
         return "its keyfile cannot be read as JSON", name, f"{type(exc).__name__}: {exc}"
     try:
-        key = decrypt_v3(doc, password)
+        key = decrypt_v3(doc, password, stretched=stretched)
     except Exception as exc:  # a bad file raises ValueError/KeyError/TypeError/...
         return ("its keyfile does not decrypt with keystore_password", name,
                 f"{type(exc).__name__}: {exc}")
