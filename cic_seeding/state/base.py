@@ -61,7 +61,7 @@ class TxStatus(enum.StrEnum):
 OPEN_TX = (TxStatus.SIGNED, TxStatus.SENT)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
 class OutTx:
     """One signed transaction in the outbox."""
 
@@ -87,7 +87,7 @@ FUND, FAUCET, GAS = "fund", "faucet", "gas"
 REGISTER = "register"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
 class UserState:
     importer: str
     address: str
@@ -101,7 +101,7 @@ class UserState:
     txs: Mapping[str, str] = field(default_factory=dict)  # kind -> tx hash (or other reference)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
 class Payment:
     importer: str
     address: str  # the recipient on the target chain

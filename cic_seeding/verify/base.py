@@ -87,7 +87,7 @@ class ImportState:
         return norm(state.target) if state is not None and state.target else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
 class VerifyUser:
     """One user of the data directory, as the checks see it.
 
@@ -111,7 +111,7 @@ class VerifyUser:
     balance_problem: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
 class Verdict:
     """One check's answer for one user: passed, failed, skipped or not applicable.
 

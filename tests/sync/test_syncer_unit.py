@@ -319,3 +319,19 @@ def test_transient_errors_are_retried(tmp_path: Path, chain: FakeChain) -> None:
     syncer.options = SyncOptions(**{**syncer.options.__dict__, "retries": 3})
     assert syncer.run().ok
     assert_paid_once(chain)
+
+
+def test_log_reader_keeps_its_answers_small_where_logs_are_dense() -> None:
+    """A block range holding many logs is followed by a smaller one: no answer holds much more
+    than ``max_logs``, whatever the density (100 logs a block here, then none)."""
+    spans = []
+
+    def get_logs(first: int, last: int) -> list[tuple[int, int]]:
+        spans.append(last - first + 1)
+        return [(b, i) for b in range(first, min(last, 59) + 1) for i in range(100)]
+
+    chunks = list(LogReader(get_logs, max_logs=250).read(0, 200))
+    logs = [x for _, _, part in chunks for x in part]
+    assert logs == [(b, i) for b in range(60) for i in range(100)]  # all, in order, once
+    assert max(len(part) for _, _, part in chunks) <= 400  # one range of 4 blocks at most
+    assert spans[:4] == [1, 2, 4, 2] and spans[-1] > 4  # grows again past the dense blocks

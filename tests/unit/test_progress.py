@@ -182,6 +182,8 @@ def test_the_bar_shows_count_rate_and_time_left_and_ends_at_the_total() -> None:
 
 def test_log_records_go_above_the_bar_and_their_stream_comes_back() -> None:
     root = logging.getLogger()
+    level = root.level  # an in-process CLI run of another test may have set it (-q: errors)
+    root.setLevel(logging.WARNING)
     handler = logging.StreamHandler(sys.stderr)
     root.addHandler(handler)
     buffer = io.StringIO()
@@ -194,6 +196,7 @@ def test_log_records_go_above_the_bar_and_their_stream_comes_back() -> None:
         assert handler.stream is sys.stderr
     finally:
         root.removeHandler(handler)
+        root.setLevel(level)
     assert "a reorg was seen" in _frames(buffer.getvalue())
 
 
