@@ -1,11 +1,12 @@
 """A payments ledger (state store ``payments``) kept through the outbox: the syncer's payer
 and the traffic replay share it.
 
-A ledger row is paid by one transaction family; the row records the family's first hash, raw
-bytes and nonce in the same store transaction as the outbox records the transaction, before
-it is broadcast. :func:`follow` turns the outbox's outcomes into ledger states: mined ->
-confirmed; replaced -> confirmed if the chain shows the row paid anyway (``paid``), else
-pending (signed anew); failed or given up -> failed with the reason; reverted -> the caller's.
+A ledger row is paid by one transaction family; the row records the family's first hash and
+nonce (its raw bytes: ``IN_OUTBOX``) in the same store transaction as the outbox records the
+transaction, before it is broadcast. :func:`follow` turns the outbox's outcomes into ledger
+states: mined -> confirmed; replaced -> confirmed if the chain shows the row paid anyway
+(``paid``), else pending (signed anew); failed or given up -> failed with the reason; reverted
+-> the caller's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.outbox.outbox import Intent, Outbox
-from cic_seeding.state import OutTx, Payment, StateStore, TxStatus
+from cic_seeding.state import IN_OUTBOX, OutTx, Payment, StateStore, TxStatus
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ def send_rows(outbox: Outbox, store: StateStore, ledger: str,
 
     def record(start: int, rows: Sequence[OutTx]) -> None:
         store.mark_payments_submitted(ledger, [
-            (p.address, p.kind, t.tx_hash, t.raw, t.nonce)
+            (p.address, p.kind, t.tx_hash, IN_OUTBOX, t.nonce)
             for (_, _, paid), t in zip(items[start:start + len(rows)], rows, strict=True)
             for p in paid])
 
@@ -92,7 +93,8 @@ def _adopt(outbox: Outbox, payments: Sequence[Payment], families: Sequence[str])
     the outbox, so they are followed like any other; returns the families it knows now."""
     known = outbox.known(families)
     rows = {p.tx_hash: (p.raw_tx, p.kind, p.address) for p in payments
-            if p.tx_hash and p.raw_tx and p.tx_hash.lower() not in known}
+            if p.tx_hash and p.raw_tx and p.raw_tx != IN_OUTBOX
+            and p.tx_hash.lower() not in known}
     if rows:
         log.info("%d transactions an older ledger recorded are taken into the outbox",
                  len(rows))

@@ -16,6 +16,7 @@ from cic_seeding.state.base import (
     FAUCET,
     FUND,
     GAS,
+    IN_OUTBOX,
     OPEN_TX,
     REGISTER,
     Cursor,
@@ -29,8 +30,8 @@ from cic_seeding.state.base import (
     norm,
 )
 
-__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "OPEN_TX", "OutTx", "Payment", "PaymentSummary",
-           "REGISTER", "StateStore", "Status", "TxStatus", "UserState", "norm",
+__all__ = ["Cursor", "FAUCET", "FUND", "GAS", "IN_OUTBOX", "OPEN_TX", "OutTx", "Payment",
+           "PaymentSummary", "REGISTER", "StateStore", "Status", "TxStatus", "UserState", "norm",
            "open_state_store", "state_location"]
 
 STATE_FILE = "state.db"

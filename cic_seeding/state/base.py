@@ -85,6 +85,10 @@ class OutTx:
 FUND, FAUCET, GAS = "fund", "faucet", "gas"
 #: Transaction kind of a registration (in :attr:`UserState.txs`).
 REGISTER = "register"
+#: A payment's ``raw_tx`` when the outbox holds its transaction's bytes (under its hash): a
+#: BatchFunder transaction pays 100 rows, and its ~13 KB repeated in each was most of the
+#: ledger's writes. An older ledger's rows hold the 0x-hex bytes themselves.
+IN_OUTBOX = "outbox"
 
 
 @dataclass(frozen=True, slots=True)  # one per user (or tx): no __dict__ each
@@ -109,7 +113,9 @@ class Payment:
     status: Status
     amount: int
     tx_hash: str | None
-    raw_tx: str | None  # 0x-hex signed transaction, kept until confirmed so it can be re-sent
+    #: ``IN_OUTBOX`` (the outbox holds the signed transaction), the 0x-hex signed transaction
+    #: (an older ledger), "" (the transaction is not ours: a registration paid it) or None
+    raw_tx: str | None
     nonce: int | None
     block_number: int | None
     reason: str | None
