@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from cic_seeding.datadir import CheckedRows, DataDir, UserRow
 from cic_seeding.records import jsonsafe
@@ -24,17 +25,24 @@ def record_problem(data: DataDir, user: UserRow) -> str | None:
     """Why ``user``'s person record or opening balance cannot be imported (None: they can).
 
     Raises RecordError when balances.csv as a whole is missing or unreadable."""
+    return _checked_record(data, user)[1]
+
+
+def _checked_record(data: DataDir, user: UserRow) -> tuple[dict[str, Any] | None, str | None]:
+    """``(person record, None)``, or ``(None, why it cannot be imported)``
+    (:func:`record_problem`)."""
     path = data.src.path(user.address)
     try:
         doc = jsonsafe.loads(path.read_bytes())
     except FileNotFoundError:
-        return f"no person record at {path}"
+        return None, f"no person record at {path}"
     except (OSError, ValueError, RecursionError) as exc:
-        return f"person record {path} is not valid JSON ({_short(exc)}); regenerate or fix it"
+        return None, f"person record {path} is not valid JSON ({_short(exc)}); regenerate or fix it"
     errors = person_errors(doc)
     if errors:
-        return f"person record {path} fails the schema: {_short(errors[0])}"
-    return balance_problem(data, user)
+        return None, f"person record {path} fails the schema: {_short(errors[0])}"
+    problem = balance_problem(data, user)
+    return (None, problem) if problem else (doc, None)
 
 
 def _short(what: object, limit: int = 200) -> str:
@@ -92,6 +100,37 @@ def user_problems(rows: Iterable[UserRow]) -> dict[str, str]:
                 f"the phone of {owner.address} (index {owner.index}); phones must be unique: "
                 "fix the data directory (`cic-seed validate DIR`)")
     return problems
+
+
+class NewRecords:
+    """The ``new/`` records of users imported under their own address: made while their
+    ``src/`` record is checked (:meth:`check`, ahead of the sending path), written once they
+    are confirmed (:meth:`write`). Holds the users between the two, a few batches."""
+
+    def __init__(self, data: DataDir, chain: ChainSpec) -> None:
+        self.data = data
+        self.chain = chain
+        self._made: dict[str, bytes] = {}
+
+    def check(self, user: UserRow) -> str | None:
+        """:func:`record_problem`, keeping the user's ``new/`` record when there is none."""
+        doc, problem = _checked_record(self.data, user)
+        if doc is not None:
+            self._made[user.address] = dumps(add_identity(doc, self.chain, user.address,
+                                                          copy=False))
+        return problem
+
+    def write(self, done: Iterable[tuple[str, str]]) -> None:
+        """:func:`write_new_records`, from the records made by :meth:`check` where it made
+        them."""
+        rest = []
+        for address, identity in done:
+            made = self._made.pop(address, None)
+            if made is None or identity != address:
+                rest.append((address, identity))
+            elif not self.data.new.has(identity):
+                self.data.new.put(identity, made)
+        write_new_records(self.data, self.chain, rest)
 
 
 def write_new_records(data: DataDir, chain: ChainSpec,

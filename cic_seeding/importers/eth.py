@@ -39,7 +39,7 @@ from cic_seeding.config import DEFAULT_BATCH_SIZE, Settings
 from cic_seeding.datadir import DataDir, UserRow
 from cic_seeding.errors import SignerError, UsageError
 from cic_seeding.importers._keyfiles import KeyfileWriter
-from cic_seeding.importers._records import record_problem, user_problems, write_new_records
+from cic_seeding.importers._records import NewRecords, user_problems
 from cic_seeding.importers.base import (
     BatchExecutor,
     Importer,
@@ -77,6 +77,7 @@ class EthImporter(Importer):
         self.manifest = self.data.manifest()
         self.chain = checked_chain(self.network, self.settings)  # first: another chain misleads
         self.index = self.network.accounts_index
+        self.records = NewRecords(self.data, self.chain)  # new/ records, made in prepare
         self.keys = KeyfileWriter(self.data.keystore, self.manifest.seed,
                                   settings.keystore_password, settings.keystore_kdf,
                                   settings.workers)
@@ -150,7 +151,7 @@ class EthImporter(Importer):
         batch.ensure_allowance(self.network, token.address, funder, needed)
 
     def prepare(self, users: Sequence[UserRow]) -> Mapping[str, str]:
-        bad = {u.address: reason for u in users if (reason := record_problem(self.data, u))}
+        bad = {u.address: reason for u in users if (reason := self.records.check(u))}
         if self.funder is not None:  # registerAndFund pays what begin() read, nothing else
             bad.update({u.address: self._unfunded(u) for u in users
                         if u.address not in bad and norm(u.address) not in self._opening})
@@ -296,7 +297,7 @@ class EthImporter(Importer):
         return f"registration {s.ref}: {o.reason or o.status.value}"
 
     def finish(self, done: Sequence[tuple[UserRow, str]]) -> None:
-        write_new_records(self.data, self.chain, ((u.address, t) for u, t in done))
+        self.records.write((u.address, t) for u, t in done)
 
     def run(self, *, limit: int | None = None) -> ImportResult:
         try:

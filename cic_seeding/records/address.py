@@ -10,7 +10,7 @@ from Crypto.Hash import keccak
 def checksummed(address: str) -> str:
     """``address`` (0x and 40 hex digits, any case) in its EIP-55 form."""
     hex_part = address[2:].lower()
-    digest = keccak.new(data=hex_part.encode(), digest_bits=256).hexdigest()
+    digest = keccak.new(data=hex_part.encode(), digest_bits=256).digest().hex()
     return "0x" + "".join(c.upper() if d >= "8" else c for c, d in zip(hex_part, digest,
                                                                           strict=False))
 
