@@ -116,23 +116,34 @@ class BulkWriter:
 
     Not atomic per file: the generator writes ``manifest.json`` last, so a directory without a
     manifest is known to be incomplete. Keeps no per-file state, so memory does not grow with
-    the number of files; a shard directory is created the first time a write finds it missing.
+    the number of files: which of the 65,536 shard directories this writer made (or found) is
+    a bitmap of 64 KB, so a new shard costs its ``mkdir`` and no failed ``open`` before it.
     """
 
     def __init__(self, root: Path, file_mode: int = 0o644) -> None:
         self.root = str(root)
         self.file_mode = file_mode
+        self._shards = bytearray(1 << 16)  # 1: the shard directory exists
+        self._parents = bytearray(1 << 8)
 
     def put(self, key: str, data: bytes) -> None:
         k = normalise_key(key)
         directory = f"{self.root}/{k[0:2]}/{k[2:4]}"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        try:
-            fd = os.open(f"{directory}/{k}", flags, self.file_mode)
-        except FileNotFoundError:
-            _make_shard(directory)
-            fd = os.open(f"{directory}/{k}", flags, self.file_mode)
+        shard = int(k[0:4], 16)
+        if not self._shards[shard]:
+            self._make(directory, shard)
+        fd = os.open(f"{directory}/{k}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
         try:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+    def _make(self, directory: str, shard: int) -> None:
+        """Create shard ``directory`` and its parent as needed (another worker may be creating
+        either at the same time)."""
+        if not self._parents[shard >> 8]:
+            os.makedirs(directory.rpartition("/")[0], exist_ok=True)
+            self._parents[shard >> 8] = 1
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory)
+        self._shards[shard] = 1

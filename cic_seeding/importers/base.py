@@ -169,7 +169,7 @@ class Importer(abc.ABC):
     #: The registry name (set by subclasses; the entry point name should match).
     name: ClassVar[str] = ""
     #: Batches submitted but not yet settled; more overlaps sending with confirming.
-    in_flight: ClassVar[int] = 3
+    in_flight: int = 3  # an instance may raise it (the eth importer on a devnet)
     #: First backoff delay in seconds when a transient error is retried.
     retry_base: float = 0.2
     #: The remote this importer writes to: words the hint when its retries are spent.

@@ -109,6 +109,7 @@ class _Registrar(EthImporter):
         self.index = network.accounts_index
         self.funder = None
         self.outbox = outbox
+        self._mine_each = True  # a worker's batch is one block of its own
         self.stop = stop
         self._send_errors: dict[str, str] = {}
         self._rows: dict[str, UserRow] = {}

@@ -92,6 +92,17 @@ class EthImporter(Importer):
                              "signer already: drop one of the two")
         if self.funder is not None and settings.batch_size == DEFAULT_BATCH_SIZE:
             self.batch_size = batch.IMPORT_BATCH  # one full block per batch (unless set)
+        #: On a node that mines when asked (a devnet), batches are sent without a block each:
+        #: enough of them are in flight to fill ``block_size`` (blocks cost anvil time in
+        #: proportion to the whole state), a block comes once that many were sent or when the
+        #: oldest batch is waited for; each batch is still prepared while the last is sent.
+        #: Unless ``batch_size`` is set (then each batch is a block, as before).
+        self._mine_each = not (self.client.explicit_mining and self.funder is None
+                               and settings.import_executor == "local"
+                               and settings.batch_size == DEFAULT_BATCH_SIZE)
+        if not self._mine_each:
+            self.in_flight = max(self.in_flight,
+                                 -(-self.outbox.node.block_size // self.batch_size))
         self._opening: dict[str, int] = {}
         self._token = ""
 
@@ -199,7 +210,8 @@ class EthImporter(Importer):
         fresh = [u for u in users if norm(u.address) not in resumed]
         intents = [Intent(Call(self.index, ACCOUNTS_INDEX.encode("add", u.address),
                                gas=ADD_GAS), REGISTER, u.address) for u in fresh]
-        sent = self.outbox.send(self._signer(), intents, on_record=self._record)
+        sent = self.outbox.send(self._signer(), intents, on_record=self._record,
+                                mine=self._mine_each)
         for user, tx in zip(fresh, sent, strict=True):
             resumed[norm(user.address)] = tx.family
             if tx.status == TxStatus.FAILED:

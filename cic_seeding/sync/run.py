@@ -105,8 +105,8 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
 
 #: Payments signed per batch on a node that mines when asked, unless ``batch_size`` is set:
 #: the outbox signs the next chunk while the node takes the last one and mines every
-#: ``MINE_EVERY``, so one batch of many keeps the node busy where batches of 250 left it idle
-#: between them (10,000 users' payments: ~15 % faster). A node that mines by itself gets
+#: ``node.block_size``, so one batch of many keeps the node busy where batches of 250 left it
+#: idle between them (10,000 users' payments: ~15 % faster). A node that mines by itself gets
 #: ``batch_size`` (the outbox holds at most ``tx_max_unmined`` in its pool).
 PAY_BATCH = 2500
 

@@ -8,6 +8,7 @@ so "exactly once" is checked directly.
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,8 @@ class FakeNode:
 
     def __init__(self, *, automine: bool = False) -> None:
         self.automine = automine
+        self.asked: list[int] = []  # len(broadcasts) at each broadcast asking for a block
+        self._lock = threading.Lock()  # the outbox broadcasts from helper threads
         self.latest: Counter[str] = Counter()  # sender -> nonces used on chain
         self.pool: dict[tuple[str, int], str] = {}  # (sender, nonce) -> raw
         self.mined: dict[str, tuple[int, bool]] = {}  # hash -> (block, ok)
@@ -45,6 +48,8 @@ class FakeNode:
     @property
     def explicit_mining(self) -> bool:
         return not self.automine
+
+    block_size = 250
 
     # -- node ----------------------------------------------------------------------------
     @contextmanager
@@ -77,13 +82,16 @@ class FakeNode:
                 if h in self.mined}
 
     def broadcast(self, raws: Sequence[str], *, mine: bool = True) -> list[str | None]:
-        out: list[str | None] = []
-        for raw in raws:
-            self.broadcasts.append(raw)
-            out.append(self._take(raw))
-        if self.automine:
-            self.mine()
-        return out
+        with self._lock:
+            out: list[str | None] = []
+            for raw in raws:
+                self.broadcasts.append(raw)
+                out.append(self._take(raw))
+            if mine and not self.automine:
+                self.asked.append(len(self.broadcasts))
+            if self.automine:
+                self.mine()
+            return out
 
     def _take(self, raw: str) -> str | None:
         tx = decode(bytes.fromhex(raw[2:]))

@@ -111,7 +111,7 @@ def test_a_refused_first_send_at_a_used_nonce_is_replaced(store: StateStore) -> 
     node = FakeNode()
     box = outbox(store, node)
     real = node.broadcast
-    node.broadcast = lambda raws: ["nonce too low"] * len(raws)  # type: ignore[method-assign]
+    node.broadcast = lambda raws, mine=True: ["nonce too low"] * len(raws)  # type: ignore[method-assign]
     (t,) = box.send(KEY, intents("fund", "a"))
     node.broadcast = real  # type: ignore[method-assign]
     assert t.status == TxStatus.REPLACED
@@ -122,7 +122,7 @@ def test_other_refusals_fail_and_free_the_nonce(store: StateStore) -> None:
     node = FakeNode()
     box = outbox(store, node)
     real = node.broadcast
-    node.broadcast = lambda raws: ["insufficient funds for gas * price + value"] * len(raws)  # type: ignore[method-assign]  # noqa: E501
+    node.broadcast = lambda raws, mine=True: ["insufficient funds for gas * price + value"] * len(raws)  # type: ignore[method-assign]  # noqa: E501
     (t,) = box.send(KEY, intents("fund", "a"))
     node.broadcast = real  # type: ignore[method-assign]
     assert t.status == TxStatus.FAILED and "insufficient funds" in (t.reason or "")
@@ -190,7 +190,7 @@ def test_a_crash_between_record_and_broadcast_is_resumed_by_the_next_run(
         store: StateStore) -> None:
     node = FakeNode()
 
-    def crash(raws: object) -> list[str | None]:
+    def crash(raws: object, mine: bool = True) -> list[str | None]:
         raise KeyboardInterrupt
 
     node.broadcast = crash  # type: ignore[assignment, method-assign]
@@ -274,3 +274,21 @@ def test_a_fee_market_that_outruns_every_bump_is_given_up_after_the_cap(
     rows = {r.tx_hash: r.status for r in store.txs(box.chain, families=[t.family])}
     assert rows.pop(t.tx_hash).open, "the first signature is still open: a rerun resumes it"
     assert set(rows.values()) == {TxStatus.FAILED}, "the outrun bumps the node refused"
+
+
+def test_a_devnet_is_asked_for_a_block_every_block_size_transactions(store: StateStore) -> None:
+    """On a node that mines when asked, a block is asked for once ``block_size`` transactions
+    were sent since the last (across sends), after every chunk before it was taken, and after
+    a send's last unless the send says more follow (``mine=False``)."""
+    node = FakeNode()
+    node.block_size = 250
+    box = outbox(store, node)
+    sent = box.send(KEY, intents("a", *map(str, range(600))))
+    assert node.asked == [300, 600]  # chunks of 100: the third crosses 250; the last
+    for i in range(3):
+        box.send(KEY, intents("b", *(f"{i}-{n}" for n in range(100))), mine=False)
+    assert node.asked == [300, 600, 900]  # the third send of 100 reached 250
+    box.send(KEY, intents("c", "x"), mine=False)
+    assert node.asked == [300, 600, 900]
+    done = box.wait([t.family for t in sent])  # waiting mines what was not asked for
+    assert all(o.ok for o in done.values()) and len(node.mined) == 901

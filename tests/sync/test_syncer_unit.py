@@ -141,6 +141,8 @@ class FakeChain:
     def explicit_mining(self) -> bool:
         return not self.automine
 
+    block_size = 250
+
     @contextmanager
     def lock(self, sender: str) -> Iterator[None]:
         yield
