@@ -154,13 +154,15 @@ def _command() -> list[str]:
 
 class Record:
     """One benchmark run as a JSON document. Made when the run starts (date, machine and its
-    load are the start's); :meth:`document` adds the rows, :meth:`write` writes it."""
+    load, and the commit -- the code that ran -- are the start's); :meth:`document` adds the
+    rows, :meth:`write` writes it."""
 
     def __init__(self, bench: str) -> None:
         self.bench = bench
         self.date = utc_now()
         self.command = _command()
         self.machine = machine_info()
+        self.commit = git_commit()
         self.started = time.monotonic()
 
     def document(self, rows: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
@@ -168,7 +170,7 @@ class Record:
         the bench's own top-level facts (options, targets, verdict...)."""
         return {"schema": SCHEMA, "bench": self.bench, "command": self.command,
                 "date": self.date, "wall_seconds": time.monotonic() - self.started,
-                "machine": self.machine, "versions": versions(), "commit": git_commit(),
+                "machine": self.machine, "versions": versions(), "commit": self.commit,
                 **fields, "rows": rows}
 
     @staticmethod
