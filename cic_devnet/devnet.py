@@ -43,10 +43,10 @@ log = logging.getLogger(__name__)
 DEFAULT_CHAIN_SPEC = "evm:byzantium:8996:bloxberg"
 KEYFILE, PASSWORD_FILE, META_TOKEN_FILE = "deployer.json", "deployer.pw", "meta.token"
 #: Block gas limit of the devnet chain. Seeding packs blocks on purpose (on anvil a block costs
-#: time in proportion to the whole state, so few full blocks are fastest): the batch path sends
-#: ~260M gas a block. Those must stay under the EIP-1559 target (half the limit), or the base
-#: fee rises 12.5 % a block until transactions priced a few blocks earlier cannot be mined.
-BLOCK_GAS_LIMIT = 1_000_000_000
+#: time in proportion to the whole state, so few full blocks are fastest): the batch path uses
+#: up to ~0.8G gas a block. Those must stay under the EIP-1559 target (half the limit), or the
+#: base fee rises 12.5 % a block until transactions priced a few blocks earlier cannot be mined.
+BLOCK_GAS_LIMIT = 3_000_000_000
 #: Block states anvil keeps in memory (older ones are dropped; blocks and receipts stay).
 KEEP_STATES = 16
 

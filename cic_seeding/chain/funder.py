@@ -32,11 +32,13 @@ CHUNK = 100
 #: so generous limits would leave blocks half empty.
 REGISTER_GAS, GIVE_GAS, VALUE_GAS, BASE_GAS = 100_000, 65_000, 45_000, 60_000
 #: Payments the syncer sends per round, and users the importer registers per batch, on the
-#: batch path: each is one block, and a devnet's block costs time in proportion to the whole
-#: state (anvil hashes it all again: ~0.2 s per block at 100,000 users, measured), so few,
-#: full blocks (~40 transactions of CHUNK accounts: ~260M gas of the devnet's 1G limit).
-ROUND = 40 * CHUNK
-IMPORT_BATCH = 20 * CHUNK
+#: batch path: each is one block on a devnet, and a devnet's block costs time in proportion to
+#: the whole state (anvil hashes it all again: ~0.6 s per block at 100,000 users, measured),
+#: so few, full blocks: 100 transactions of CHUNK accounts, ~0.6-0.8G gas used of the
+#: devnet's 3G limit (under its EIP-1559 target, half the limit, so the base fee only falls).
+#: A node that mines by itself spreads them over its blocks.
+ROUND = 100 * CHUNK
+IMPORT_BATCH = 100 * CHUNK
 
 _REGISTER_FNS = {BATCH_FUNDER.fn(n).selector: BATCH_FUNDER.fn(n)
                  for n in ("registerAndFund", "registerAndMint")}

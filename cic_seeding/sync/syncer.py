@@ -196,8 +196,8 @@ class Syncer:
         self._check_reorg()
         scanned = self._scan()
         self._reconcile()
-        sent = self._pay()
-        settled = self._settle()
+        sent, settled = self._pay()
+        settled += self._settle()
         if settled:
             # cover the blocks the payments were mined in, so the cursor holds their hashes
             # and a reorg that drops them is seen (even after this run has finished)
@@ -318,15 +318,23 @@ class Syncer:
                 self.store.plan_payments(self.importer, items)
                 self._record_prepaid(paid)
 
-    def _pay(self) -> int:
-        sent = 0
+    def _pay(self) -> tuple[int, int]:
+        """Send the pending payments a batch at a time: ``(sent, settled)``. On a node that
+        mines when asked each batch is mined as it is sent, and settled before the next: the
+        transactions open stay one batch, and their receipts come from the blocks just read
+        (:mod:`cic_seeding.outbox._blocks`) -- settled after all of them, 300,000 payments'
+        receipts had left that index and were asked one by one (anvil: slowly)."""
+        sent = settled = 0
+        eager = self.payer.outbox.node.explicit_mining
         while not self.stop.is_set():
             batch = self.store.payments(self.importer, [Status.PENDING],
                                         limit=self.options.batch_size or 250)
             if not batch:
                 break
             sent += self.payer.pay(batch)
-        return sent
+            if eager:
+                settled += self._settle()
+        return sent, settled
 
     def _settle(self) -> int:
         settled, after = 0, 0
