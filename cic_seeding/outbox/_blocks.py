@@ -1,5 +1,6 @@
 """What the outbox needs of a receipt -- mined in which block, reverted or not -- for every
-transaction of the blocks mined since it last looked, one ``trace_block`` call per block.
+transaction of the blocks mined since it last looked, one ``trace_block`` call per block of at
+least :data:`TRACE_FROM` transactions.
 
 Why: anvil builds each receipt by walking its whole block, so ``eth_getTransactionReceipt``
 (and ``eth_getBlockReceipts``) cost grows with the block's size: a block of 2,500 transactions
@@ -39,6 +40,10 @@ LOOKBACK = 8
 KEEP = 50_000
 #: Blocks asked per JSON-RPC batch.
 PAGE = 2
+#: Blocks of fewer transactions are not read: their per-hash receipts are cheap (100 in 5 ms),
+#: and a few transactions of many calls each (the batch path's, 100 accounts a transaction)
+#: make large traces -- 10,000 accounts' blocks of traces grew the import by ~200 MB.
+TRACE_FROM = 500
 #: Blocks read at most in one look (older ones are left to per-hash receipts).
 MAX_READ = 256
 
@@ -46,10 +51,12 @@ MAX_READ = 256
 class BlockStatus:
     """``tx hash -> (ok, block number)`` of the recent blocks, from their traces."""
 
-    def __init__(self, rpc: JsonRpc, *, keep: int = KEEP, lookback: int = LOOKBACK) -> None:
+    def __init__(self, rpc: JsonRpc, *, keep: int = KEEP, lookback: int = LOOKBACK,
+                 trace_from: int = TRACE_FROM) -> None:
         self.rpc = rpc
         self.keep = keep
         self.lookback = lookback
+        self.trace_from = trace_from
         self.usable = True  # False once the node refused trace_block
         self._next: int | None = None  # the first block not read yet
         self._blocks: OrderedDict[int, tuple[str, list[str]]] = OrderedDict()  # n -> hash, txs
@@ -109,11 +116,15 @@ class BlockStatus:
         first, self._next = self._next, head + 1
         for start in range(first, head + 1, PAGE):
             numbers = range(start, min(start + PAGE, head + 1))
-            traces = self.rpc.batch([("trace_block", [hex(n)]) for n in numbers])
-            for n, block in zip(numbers, traces, strict=True):
-                if isinstance(block, Exception):
-                    raise block
-                self._add(n, block or [])
+            bodies = self.rpc.batch([("eth_getBlockByNumber", [hex(n), False])
+                                     for n in numbers])
+            for n, body in zip(numbers, bodies, strict=True):
+                if isinstance(body, Exception):
+                    raise body
+                txs = body.get("transactions") if isinstance(body, dict) else None
+                if txs and len(txs) >= self.trace_from:
+                    block = self.rpc.call("trace_block", [hex(n)])
+                    self._add(n, block or [])
         while len(self._found) > self.keep and self._blocks:
             _, (_, txs) = self._blocks.popitem(last=False)
             for h in txs:

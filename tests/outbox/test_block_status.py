@@ -22,7 +22,7 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.chain.tx import Call
 from cic_seeding.outbox import ClientNode
-from cic_seeding.outbox._blocks import BlockStatus
+from cic_seeding.outbox._blocks import TRACE_FROM, BlockStatus
 from tests.helpers import http_server
 
 
@@ -67,22 +67,32 @@ def test_trace_receipts_match_the_nodes_receipts(anvil: AnvilProcess) -> None:
     expected = client.receipts(hashes)
     assert len(expected) == len(hashes)
     assert not expected[hashes[-1]].ok and expected[hashes[0]].ok  # the revert is in there
-    status = BlockStatus(client.rpc)
+    status = BlockStatus(client.rpc, trace_from=1)
     got = status.lookup(hashes)
     assert {h: (r.ok, r.block_number) for h, r in got.items()} == \
         {h: (r.ok, r.block_number) for h, r in expected.items()}
     node = ClientNode(client)
     assert node.blocks is not None
+    node.blocks.trace_from = 1
     assert {h: (r.ok, r.block_number) for h, r in node.receipts(hashes).items()} == \
         {h: (r.ok, r.block_number) for h, r in expected.items()}
     assert len(node.blocks) >= len(hashes)  # answered from the traces, not per hash
+
+
+def test_a_block_of_few_transactions_is_left_to_per_hash_receipts(anvil: AnvilProcess) -> None:
+    hashes = signed_block(anvil)  # 31 transactions
+    client = client_of(anvil, 0)
+    status = BlockStatus(client.rpc, trace_from=32)
+    assert status.lookup(hashes) == {} and len(status) == 0
+    node = ClientNode(client)
+    assert len(node.receipts(hashes)) == len(hashes)  # per hash
 
 
 def test_a_reverted_chain_is_read_again(anvil: AnvilProcess) -> None:
     client = client_of(anvil, 0)
     snapshot = client.rpc.call("evm_snapshot")
     hashes = signed_block(anvil)
-    status = BlockStatus(client.rpc)
+    status = BlockStatus(client.rpc, trace_from=1)
     assert len(status.lookup(hashes)) == len(hashes)
     assert client.rpc.call("evm_revert", [snapshot])
     client.mine(3)  # the same heights again, other blocks, none of those transactions
@@ -93,11 +103,11 @@ def test_a_reverted_chain_is_read_again(anvil: AnvilProcess) -> None:
 def test_blocks_past_the_limit_are_dropped_oldest_first(anvil: AnvilProcess) -> None:
     hashes = signed_block(anvil)  # the deploy's block, then the block of 31
     client = client_of(anvil, 0)
-    status = BlockStatus(client.rpc, keep=10)
+    status = BlockStatus(client.rpc, keep=10, trace_from=1)
     assert status.lookup(hashes) == {}  # 31 in one block: more than it keeps
     hashes2 = signed_block(anvil)
     node_answer = client.receipts(hashes2)
-    status = BlockStatus(client.rpc, keep=40)
+    status = BlockStatus(client.rpc, keep=40, trace_from=1)
     got = status.lookup(hashes + hashes2)
     assert set(got) == set(hashes2) and len(status) <= 40
     assert {h: r.ok for h, r in got.items()} == {h: r.ok for h, r in node_answer.items()}
@@ -113,6 +123,9 @@ def test_a_node_without_trace_block_answers_per_hash() -> None:
         result: object = None
         if request["method"] == "eth_blockNumber":
             result = "0x5"
+        elif request["method"] == "eth_getBlockByNumber":  # a block worth reading
+            result = {"hash": "0x" + "ab" * 32,
+                      "transactions": [f"0x{i:064x}" for i in range(TRACE_FROM)]}
         elif request["method"] == "trace_block":
             return {"jsonrpc": "2.0", "id": request["id"],
                     "error": {"code": -32601, "message": "Method not found"}}
