@@ -98,6 +98,12 @@ class CustodialPayer(Payer):
         self.timeout = timeout
         self._tx_ids: dict[str, int] = {}  # recipient -> the engine's queue row of its transfer
 
+    @property
+    def settles_each_batch(self) -> bool:
+        """No: a settle hands mined floats to the engine (leg 2), which a round does once all
+        of its batches are floated."""
+        return False
+
     def _groups(self, payments: Sequence[Payment]) -> list[tuple[Call, list[Payment]]]:
         """One float for the opening balances, one transaction for anything else."""
         funds = [p for p in payments if p.kind == FUND]

@@ -51,6 +51,12 @@ class Payer:
         self.build = build
         self.group = group
 
+    @property
+    def settles_each_batch(self) -> bool:
+        """Settle each batch of payments before sending the next: on a node that mines when
+        asked, where each batch is mined as it is sent (see :meth:`Syncer._pay`)."""
+        return self.outbox.node.explicit_mining
+
     def pay(self, payments: Sequence[Payment]) -> int:
         """Sign, record and broadcast ``payments`` (pending ones); returns how many were sent."""
         if not payments:
