@@ -124,26 +124,16 @@ class BulkWriter:
         self.root = str(root)
         self.file_mode = file_mode
         self._shards = bytearray(1 << 16)  # 1: the shard directory exists
-        self._parents = bytearray(1 << 8)
 
     def put(self, key: str, data: bytes) -> None:
         k = normalise_key(key)
         directory = f"{self.root}/{k[0:2]}/{k[2:4]}"
         shard = int(k[0:4], 16)
         if not self._shards[shard]:
-            self._make(directory, shard)
+            _make_shard(directory)
+            self._shards[shard] = 1
         fd = os.open(f"{directory}/{k}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self.file_mode)
         try:
             os.write(fd, data)
         finally:
             os.close(fd)
-
-    def _make(self, directory: str, shard: int) -> None:
-        """Create shard ``directory`` and its parent as needed (another worker may be creating
-        either at the same time)."""
-        if not self._parents[shard >> 8]:
-            os.makedirs(directory.rpartition("/")[0], exist_ok=True)
-            self._parents[shard >> 8] = 1
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(directory)
-        self._shards[shard] = 1

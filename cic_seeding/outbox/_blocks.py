@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 LOOKBACK = 8
 #: Transactions held at most (the oldest blocks' are dropped first): bounds memory.
 KEEP = 50_000
-#: Blocks asked per JSON-RPC batch.
-PAGE = 2
+#: Block bodies (hashes only) asked per JSON-RPC batch; traces are asked a block at a time.
+PAGE = 16
 #: Blocks of fewer transactions are not read: their per-hash receipts are cheap (100 in 5 ms),
 #: and a few transactions of many calls each (the batch path's, 100 accounts a transaction)
 #: make large traces -- 10,000 accounts' blocks of traces grew the import by ~200 MB.
@@ -123,23 +123,21 @@ class BlockStatus:
                     raise body
                 txs = body.get("transactions") if isinstance(body, dict) else None
                 if txs and len(txs) >= self.trace_from:
-                    block = self.rpc.call("trace_block", [hex(n)])
-                    self._add(n, block or [])
+                    self._add(n, str(body["hash"]), self.rpc.call("trace_block", [hex(n)]) or [])
         while len(self._found) > self.keep and self._blocks:
             _, (_, txs) = self._blocks.popitem(last=False)
             for h in txs:
                 self._found.pop(h, None)
 
-    def _add(self, number: int, traces: list[dict[str, Any]]) -> None:
-        tops = [t for t in traces if not t.get("traceAddress") and t.get("transactionHash")]
-        if not tops:
-            return
+    def _add(self, number: int, block_hash: str, traces: list[dict[str, Any]]) -> None:
+        """The top-level trace of each transaction of block ``number`` (``error``: reverted)."""
         txs = []
-        for t in tops:
-            h = str(t["transactionHash"]).lower()
-            self._found[h] = ("error" not in t, number)
-            txs.append(h)
-        self._blocks[number] = (str(tops[0].get("blockHash")), txs)
+        for t in traces:
+            if not t.get("traceAddress") and t.get("transactionHash"):
+                h = str(t["transactionHash"]).lower()
+                self._found[h] = ("error" not in t, number)
+                txs.append(h)
+        self._blocks[number] = (block_hash, txs)
 
     def _clear(self) -> None:
         self._blocks.clear()
