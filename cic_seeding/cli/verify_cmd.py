@@ -67,8 +67,8 @@ CONNECT: Connect | None = None
                    "failures) to FILE.")
 @click.option("--balance-adjust", metavar="[±]N[%]",
               help="Accept a balance deviation: N token units or P% (+ above / - below only).")
-@click.option("--batch-size", type=int, default=500, show_default=True,
-              help="Users checked per batch of chain calls.")
+@click.option("--batch-size", type=int, default=2000, show_default=True,
+              help="Users checked per batch of chain calls (500 addresses an eth_call).")
 @verbosity_options
 @click.pass_context
 @handles_errors

@@ -16,15 +16,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cic_seeding.chain.keyfile import KdfKey, encrypt_v3, kdf_key
 from cic_seeding.datadir.layout import keyfile_path
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ConfigError
 from cic_seeding.generate.keys import address_of, derive_private_key
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 KDF_N = {"light": 2**8, "production": 2**18}
 
@@ -136,6 +139,9 @@ class KeyfileWriter:
         """``fn(*head, chunk, password, n)`` on the pool, one chunk of users per process."""
         with self._pool_lock:
             if self._pool is None:
+                # imported here: multiprocessing costs a verify that decrypts nothing ~8 ms
+                from concurrent.futures import ProcessPoolExecutor
+
                 self._pool = ProcessPoolExecutor(self.workers, initializer=_exit_with_parent)
             pool = self._pool
         step = max(1, -(-len(users) // self.workers))

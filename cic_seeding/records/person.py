@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastjsonschema
-import jsonschema
+
+if TYPE_CHECKING:
+    import jsonschema
 
 from cic_seeding.records.chainspec import ChainSpec
 from cic_seeding.records.phone import is_e164
@@ -24,6 +26,10 @@ def _schema() -> dict[str, Any]:
 
 @functools.cache
 def _validator() -> jsonschema.protocols.Validator:
+    """jsonschema, for the reasons a document is refused (imported here: ~35 ms that a run
+    whose documents all fit never pays)."""
+    import jsonschema
+
     schema = _schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)

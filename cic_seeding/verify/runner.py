@@ -59,7 +59,7 @@ class VerifyOptions:
     exclude: tuple[str, ...] = ()
     skip_backends: frozenset[str] = frozenset()
     stop_on_failure: bool = False
-    batch_size: int = 500
+    batch_size: int = 2000
     balance_adjust: str | None = None
     strict: bool = False
 
