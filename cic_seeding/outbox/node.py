@@ -36,9 +36,10 @@ NONCE, FEE, AHEAD, OTHER = "nonce", "fee", "ahead", "other"
 #: cost time with the block's size (a block of 1,000 answered them in ~0.2 s, one of 2,500
 #: in ~0.9 s): blocks of 250 were quickest with per-hash receipts ...
 BLOCK = 250
-#: ... and of 2,500 with receipts from the blocks' traces (:class:`BlockStatus`), which cost
-#: ~12 us a transaction whatever the block's size.
-TRACED_BLOCK = 2500
+#: ... and of 5,000 with receipts from the blocks' traces (:class:`BlockStatus`), which cost
+#: ~12 us a transaction whatever the block's size (at 100,000 users, blocks of 2,500 cost the
+#: per-transaction path's sync ~70 s of empty-block time).
+TRACED_BLOCK = 5000
 
 
 def refusal(message: str) -> str:

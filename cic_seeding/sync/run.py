@@ -25,6 +25,7 @@ from cic_seeding.errors import ImporterError
 from cic_seeding.importers.base import ImportResult
 from cic_seeding.importers.registry import get_importer
 from cic_seeding.outbox import TxArchive, outbox_for
+from cic_seeding.outbox.node import TRACED_BLOCK
 from cic_seeding.state import (
     FAUCET,
     FUND,
@@ -106,9 +107,10 @@ def prepared(settings: Settings, importer: str, *, network: CicNetwork | None = 
 #: Payments signed per batch on a node that mines when asked, unless ``batch_size`` is set:
 #: the outbox signs the next chunk while the node takes the last one and mines every
 #: ``node.block_size``, so one batch of many keeps the node busy where batches of 250 left it
-#: idle between them (10,000 users' payments: ~15 % faster). A node that mines by itself gets
+#: idle between them (10,000 users' payments: ~15 % faster); a block's worth, so that settling
+#: each batch (:meth:`Syncer._pay`) costs one block. A node that mines by itself gets
 #: ``batch_size`` (the outbox holds at most ``tx_max_unmined`` in its pool).
-PAY_BATCH = 2500
+PAY_BATCH = TRACED_BLOCK
 
 
 def pay_batch(options: SyncOptions, setup: SyncSetup) -> int:
