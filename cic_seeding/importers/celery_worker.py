@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cic_seeding.chain.batch_reader import BatchReader
 from cic_seeding.chain.connect import connect
 from cic_seeding.chain.keyfile import encrypt_v3
 from cic_seeding.chain.registry import CicNetwork
@@ -101,7 +102,8 @@ class _Registrar(EthImporter):
     directory or state store (the dispatcher keeps those). One per batch; it keeps the
     batch's signed transactions for the reply instead of writing them under ``tx/``."""
 
-    def __init__(self, network: CicNetwork, outbox: Outbox, stop: threading.Event) -> None:
+    def __init__(self, network: CicNetwork, outbox: Outbox, stop: threading.Event,
+                 reader: BatchReader) -> None:
         # deliberately not EthImporter.__init__: no data directory, state store or keyfile
         # writer; the worker's own outbox (in its directory) records what it signs
         self.network = network
@@ -115,6 +117,7 @@ class _Registrar(EthImporter):
         self._rows: dict[str, UserRow] = {}
         self._replaced: dict[str, int] = {}
         self.txs: dict[str, str] = {}
+        self._batch_reader = reader
 
     def _record(self, start: int, signed: Sequence[OutTx]) -> None:
         self.txs.update((tx.tx_hash, tx.raw) for tx in signed)
@@ -137,6 +140,7 @@ class WorkerContext:
         directory = Path(settings.import_worker_dir or default_worker_dir())
         self.store = open_state_store(url=str(directory / OUTBOX_FILE))
         self.outbox = outbox_for(settings, self.network.client, self.store, archive=False)
+        self.reader = BatchReader(self.network.client.rpc)  # probed once, not per batch
         self.keys = KeyfileWriter(Path("."), 0, settings.keystore_password, "light",
                                   settings.workers)
         self.stop = threading.Event()
@@ -204,7 +208,7 @@ def import_batch(ctx: WorkerContext, job: Job, batch: int,
     keyfiles, bad = ctx.keys.make([(int(i), str(a)) for i, a, want in users if want],
                                   seed=job.seed, kdf=job.kdf)
     rows = [UserRow(int(i), str(a), "") for i, a, _ in users if a not in bad]
-    registrar = _Registrar(ctx.network, ctx.outbox, ctx.stop)
+    registrar = _Registrar(ctx.network, ctx.outbox, ctx.stop, ctx.reader)
     found = registrar.done_on_chain(rows) if rows else {}
     rest = [u for u in rows if u.address not in found]
     subs = registrar.submit(rest) if rest else []

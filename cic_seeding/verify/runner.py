@@ -140,8 +140,8 @@ def connect_chain(settings: Settings) -> VerifyChain:
     """The chain the settings name (``--devnet DIR`` or ``-p/-r``), read in batches: one
     eth_call per question and batch where the node runs state-overridden code."""
     try:
+        from cic_seeding.chain.batch_reader import BatchReaderChain
         from cic_seeding.chain.connect import verify_chain
-        from cic_seeding.verify._batch_reader import BatchReaderChain
     except ImportError as exc:
         raise VerifyError(f"this cic-seeding cannot read the chain for the verifier yet: {exc}",
                           hint="run only checks that need no chain, e.g. --include local_key"

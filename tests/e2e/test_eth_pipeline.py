@@ -88,3 +88,22 @@ def test_kdf_flag_writes_production_keyfiles(module_devnet: Devnet, tmp_path: Pa
     keyfiles = list(DataDir(settings.data_dir).keystore.iterdir())
     assert len(keyfiles) == 2
     assert {json.loads(p.read_text())["crypto"]["kdfparams"]["n"] for p in keyfiles} == {2**18}
+
+
+def test_registered_users_are_found_alike_by_the_override_and_per_address(
+        module_devnet: Devnet, tmp_path: Path) -> None:
+    """``done_on_chain`` (what a rerun skips) reads AccountsIndex.have by BatchReader's state
+    override, and per address on a node without overrides: the same users either way."""
+    settings = seed_users(module_devnet, tmp_path, 12, seed=912)
+    importer = EthImporter(settings)
+    try:
+        assert importer.run(limit=5).confirmed == 5
+        rows = list(DataDir(settings.data_dir).users())
+        by_override = importer.done_on_chain(rows)
+        assert importer._batch_reader is not None and importer._batch_reader.works
+        importer._batch_reader.works = False  # as on a node that ignores overrides
+        per_address = importer.done_on_chain(rows)
+    finally:
+        importer.close()
+    imported = {r.address for r in rows[:5]}
+    assert set(by_override) == set(per_address) == imported

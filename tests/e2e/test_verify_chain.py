@@ -13,6 +13,7 @@ import pytest
 
 from cic_devnet.anvil import rpc
 from cic_devnet.devnet import Devnet
+from cic_seeding.chain.batch_reader import BatchReaderChain
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.connect import connect, verify_chain
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, TOKEN
@@ -35,7 +36,6 @@ from cic_seeding.verify import (
     connect_chain,
     run_verify,
 )
-from cic_seeding.verify._batch_reader import BatchReaderChain
 from tests.e2e.test_eth_pipeline import seed_users
 from tests.helpers import run_script
 

@@ -12,8 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cic_seeding.chain.abi import artifact
-from cic_seeding.chain.registry import FAUCET
-from cic_seeding.verify._batch_reader import (
+from cic_seeding.chain.batch_reader import (
     READER_ADDRESS,
     BatchReaderChain,
     decode_bytes_array,
@@ -23,6 +22,7 @@ from cic_seeding.verify._batch_reader import (
     encode_next_times,
     encode_token_balances,
 )
+from cic_seeding.chain.registry import FAUCET
 
 READER = artifact("BatchReader")
 addresses = st.lists(st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex()),

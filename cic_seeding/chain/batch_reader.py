@@ -1,4 +1,5 @@
-"""The verifier's fast chain reads: one eth_call answers a question for a whole batch.
+"""Fast chain reads: one eth_call answers a question for a whole batch of addresses (the
+verifier's reads, and the eth importer's check of which users are registered already).
 
 The BatchReader contract's runtime code is placed at a fixed address by an eth_call *state
 override*, so nothing has to be deployed and any node that honours overrides (geth, erigon,
@@ -16,7 +17,7 @@ from importlib import resources
 from cic_seeding.chain.abi import artifact
 from cic_seeding.chain.reader import NetworkReader
 from cic_seeding.chain.registry import FAUCET
-from cic_seeding.chain.rpc import NodeError
+from cic_seeding.chain.rpc import JsonRpc, NodeError
 from cic_seeding.errors import ContractError, RpcError
 
 log = logging.getLogger(__name__)
@@ -113,37 +114,30 @@ def _runtime_code() -> str:
     return code if code.startswith("0x") else "0x" + code
 
 
-class BatchReaderChain:
-    """Implements ``VerifyChain`` over ``reader``'s node with BatchReader via a state override.
+class BatchReader:
+    """BatchReader's code run on ``rpc``'s node by an ``eth_call`` state override: one call
+    answers a question for up to ``chunk`` addresses. :attr:`works` is False on a node that
+    ignores or refuses overrides (probed once, with an empty question)."""
 
-    Falls back to ``reader`` itself when the node does not run overridden code.
-    """
-
-    def __init__(self, reader: NetworkReader, chunk: int = CHUNK) -> None:
-        self._reader = reader
-        self._rpc = reader.client.rpc
-        self._chunk = chunk
+    def __init__(self, rpc: JsonRpc, chunk: int = CHUNK) -> None:
+        self.rpc = rpc
+        self.chunk = chunk
         self._override = {READER_ADDRESS: {"code": _runtime_code()}}
-        self.token_address = reader.token_address
-        self.token_symbol = reader.token_symbol
-        self.token_decimals = reader.token_decimals
-        self.overrides = self._probe()
-        if not self.overrides:
-            log.info("the node does not run state-overridden code: reading per address")
+        self.works = self._probe()
 
     def _probe(self) -> bool:
         try:
-            (answer,) = self._call("nativeBalances", [encode_native_balances([])])
+            (answer,) = self.call("nativeBalances", [encode_native_balances([])])
             return decode_uint_array(answer) == []
         except (RpcError, ContractError, ValueError):
             return False
 
-    def _call(self, what: str, calls: Sequence[bytes]) -> list[bytes]:
+    def call(self, what: str, calls: Sequence[bytes]) -> list[bytes]:
         """The raw answers of BatchReader to ``calls``, sent in one JSON-RPC batch."""
         requests_ = [("eth_call", [{"to": READER_ADDRESS, "data": "0x" + c.hex()}, "latest",
                                    self._override]) for c in calls]
         out = []
-        for answer in self._rpc.batch(requests_):
+        for answer in self.rpc.batch(requests_):
             if isinstance(answer, NodeError):
                 raise ContractError(f"BatchReader.{what} failed: {answer.node_message}")
             if isinstance(answer, Exception):
@@ -155,43 +149,64 @@ class BatchReaderChain:
             out.append(data)
         return out
 
-    def _chunks(self, addresses: Sequence[str]) -> list[Sequence[str]]:
-        return [addresses[i:i + self._chunk] for i in range(0, len(addresses), self._chunk)]
+    def chunks(self, addresses: Sequence[str]) -> list[Sequence[str]]:
+        return [addresses[i:i + self.chunk] for i in range(0, len(addresses), self.chunk)]
 
-    def _words(self, what: str, encode: Callable[[Sequence[str]], bytes],
-               addresses: Sequence[str]) -> dict[str, int]:
-        answers = self._call(what, [encode(c) for c in self._chunks(addresses)])
+    def words(self, what: str, encode: Callable[[Sequence[str]], bytes],
+              addresses: Sequence[str]) -> dict[str, int]:
+        """``{address (lower case): the uint BatchReader.what answered for it}``."""
+        answers = self.call(what, [encode(c) for c in self.chunks(addresses)])
         values = [v for answer in answers for v in decode_uint_array(answer)]
         if len(values) != len(addresses):
             raise ContractError(f"BatchReader.{what} answered {len(values)} values for "
                                 f"{len(addresses)} addresses")
         return {a.lower(): v for a, v in zip(addresses, values, strict=True)}
 
+    def have(self, index: str, addresses: Sequence[str]) -> dict[str, bool]:
+        """``AccountsIndex(index).have`` of each address (keys lower case)."""
+        found = self.words("haveMany", lambda c: encode_have_many(index, c), addresses)
+        return {a: bool(v) for a, v in found.items()}
+
+
+class BatchReaderChain:
+    """Implements ``VerifyChain`` over ``reader``'s node with :class:`BatchReader`.
+
+    Falls back to ``reader`` itself when the node does not run overridden code.
+    """
+
+    def __init__(self, reader: NetworkReader, chunk: int = CHUNK) -> None:
+        self._reader = reader
+        self._batch = BatchReader(reader.client.rpc, chunk)
+        self.token_address = reader.token_address
+        self.token_symbol = reader.token_symbol
+        self.token_decimals = reader.token_decimals
+        self.overrides = self._batch.works
+        if not self.overrides:
+            log.info("the node does not run state-overridden code: reading per address")
+
     def have(self, addresses: Sequence[str]) -> dict[str, bool]:
         if not self.overrides:
             return self._reader.have(addresses)
-        index = self._reader.network.accounts_index
-        found = self._words("haveMany", lambda c: encode_have_many(index, c), addresses)
-        return {a: bool(v) for a, v in found.items()}
+        return self._batch.have(self._reader.network.accounts_index, addresses)
 
     def token_balances(self, addresses: Sequence[str]) -> dict[str, int]:
         if not self.overrides:
             return self._reader.token_balances(addresses)
         token = self.token_address
-        return self._words("tokenBalances", lambda c: encode_token_balances(token, c),
+        return self._batch.words("tokenBalances", lambda c: encode_token_balances(token, c),
                            addresses)
 
     def native_balances(self, addresses: Sequence[str]) -> dict[str, int]:
         if not self.overrides:
             return self._reader.native_balances(addresses)
-        return self._words("nativeBalances", encode_native_balances, addresses)
+        return self._batch.words("nativeBalances", encode_native_balances, addresses)
 
     def faucet_next_time(self, addresses: Sequence[str]) -> dict[str, int]:
         if not self.overrides:
             return self._reader.faucet_next_time(addresses)
         faucet = self._reader.network.faucet
-        answers = self._call("batchRead", [encode_next_times(faucet, c)
-                                           for c in self._chunks(addresses)])
+        answers = self._batch.call("batchRead", [encode_next_times(faucet, c)
+                                                 for c in self._batch.chunks(addresses)])
         flat = [(ok, raw) for answer in answers for ok, raw in
                 zip(decode_uint_array(answer, 0), decode_bytes_array(answer, 32), strict=True)]
         if len(flat) != len(addresses):
