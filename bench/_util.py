@@ -131,13 +131,15 @@ def versions() -> dict[str, str | None]:
 
 def git_commit() -> dict[str, Any] | None:
     """HEAD of the checkout the benchmark ran from and whether tracked files differed from
-    it; None outside a git checkout."""
+    it (other than ``bench/results/``: a series of runs rewrites those as it goes); None
+    outside a git checkout."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
     try:
         sha = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                         ":(exclude)bench/results"))
     except (OSError, subprocess.SubprocessError):
         return None
     return {"sha": sha, "dirty": dirty}
