@@ -290,18 +290,21 @@ class Outbox:
         width = DEVNET_FLIGHTS if self.node.explicit_mining else 1
         out: list[OutTx] = []
         flights: deque[tuple[list[OutTx], Future[list[str | None]]]] = deque()
+
+        def land() -> None:  # the oldest chunk in flight, once the node took it
+            done, answer = flights.popleft()
+            out.extend(self._broadcast(done, counted="sent", errors=answer.result()))
+
         with ThreadPoolExecutor(width, thread_name_prefix="outbox-broadcast") as pool:
             for start in range(0, len(items), PIPELINE_CHUNK):
                 rows = sign(start, items[start:start + PIPELINE_CHUNK])
                 due = self._due(len(rows), mine and start + len(rows) == len(items))
                 while flights and (due or len(flights) >= width):
-                    done, answer = flights.popleft()
-                    out += self._broadcast(done, counted="sent", errors=answer.result())
+                    land()
                 flights.append((rows, pool.submit(self.node.broadcast, [t.raw for t in rows],
                                                   mine=due)))
             while flights:
-                done, answer = flights.popleft()
-                out += self._broadcast(done, counted="sent", errors=answer.result())
+                land()
         return out
 
     def _make_room(self, wanted: dict[str, int], lock: bool) -> None:

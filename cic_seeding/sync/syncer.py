@@ -321,8 +321,8 @@ class Syncer:
     def _pay(self) -> tuple[int, int]:
         """Send the pending payments a batch at a time: ``(sent, settled)``. On a node that
         mines when asked each batch is mined as it is sent, and (sovereign payments,
-        ``Payer.settles_each_batch``) settled before the next: the
-        transactions open stay one batch, and their receipts come from the blocks just read
+        ``Payer.settles_each_batch``) settled before the next: the transactions open stay one
+        batch, and their receipts come from the blocks just read
         (:mod:`cic_seeding.outbox._blocks`) -- settled after all of them, 300,000 payments'
         receipts had left that index and were asked one by one (anvil: slowly)."""
         sent = settled = 0
