@@ -19,6 +19,11 @@ from cic_seeding.state import FAUCET as FAUCET_KIND
 from cic_seeding.state import FUND, GAS
 from cic_seeding.sync._ranges import LogReader
 
+#: Registering transactions remembered at most (beyond the last range read): a syncer following
+#: a busy network reads everybody's registrations, and keeping each one's hash would grow
+#: without end. One forgotten is read again from its block's logs when it is asked for.
+KEEP_TXS = 50_000
+
 
 def _int(value: str | int) -> int:
     return int(value, 16) if isinstance(value, str) else value
@@ -26,12 +31,13 @@ def _int(value: str | int) -> int:
 
 class RegistryChain:
     def __init__(self, network: CicNetwork, chain_key: str, *, token: str | None = None,
-                 mint: bool = False, plain: Callable[[Sequence[str]], set[str]] | None = None
-                 ) -> None:
+                 mint: bool = False, plain: Callable[[Sequence[str]], set[str]] | None = None,
+                 keep: int = KEEP_TXS) -> None:
         """``token``: the token opening balances are paid in (transferred, or ``mint``ed).
         ``plain``: which of some transaction hashes are known to be plain ``add`` calls (our
         own registrations, from the outbox): they paid nothing, so :meth:`prepaid` does not
-        fetch them."""
+        fetch them. ``keep``: registering transactions remembered beyond the last range read
+        (:data:`KEEP_TXS`)."""
         self.network = network
         self.plain = plain
         self.token = token
@@ -41,6 +47,7 @@ class RegistryChain:
         assert self.client.signer is not None, "the syncer needs a signer"
         self.signer = self.client.signer.address.lower()
         self.index = network.accounts_index
+        self.keep = keep
         self._tx_of: dict[tuple[int, str], str] = {}  # (block, address) -> registering tx
 
     def head(self) -> int:
@@ -50,6 +57,11 @@ class RegistryChain:
         return self.client.block_hashes(numbers)
 
     def registrations(self, first: int, last: int) -> list[tuple[int, str]]:
+        if len(self._tx_of) > self.keep:
+            self._tx_of.clear()  # what is asked for later is read again (_recall)
+        return self._read(first, last)
+
+    def _read(self, first: int, last: int) -> list[tuple[int, str]]:
         logs = self.client.logs(self.index, ADDRESS_ADDED, first, last)
         out = []
         for entry in sorted(logs, key=lambda e: (_int(e["blockNumber"]), _int(e["logIndex"]))):
@@ -61,7 +73,14 @@ class RegistryChain:
                 self._tx_of[item] = str(entry["transactionHash"])
         return out
 
+    def _recall(self, registrations: Sequence[tuple[int, str]]) -> None:
+        """Read again the blocks of those ``registrations`` whose transactions were forgotten
+        (more than ``keep`` registrations read since)."""
+        for block in sorted({b for b, a in registrations if (b, a) not in self._tx_of}):
+            self._read(block, block)
+
     def registering_txs(self, registrations: Sequence[tuple[int, str]]) -> dict[str, str]:
+        self._recall(registrations)
         return {address: self._tx_of[(block, address)] for block, address in registrations
                 if (block, address) in self._tx_of}
 
@@ -69,6 +88,7 @@ class RegistryChain:
                 ) -> dict[str, tuple[int, str, int]]:
         """``{address: (block, tx_hash, amount)}`` of those ``registrations`` (as returned by
         :meth:`registrations`) whose own transaction also paid the opening balance."""
+        self._recall(registrations)
         txs = {item: self._tx_of.pop(item) for item in registrations if item in self._tx_of}
         hashes = list(dict.fromkeys(txs.values()))
         if self.plain is not None and hashes:

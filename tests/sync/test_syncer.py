@@ -20,6 +20,7 @@ from cic_seeding.chain.registry import ADDRESS_ADDED, TOKEN
 from cic_seeding.chain.registry import FAUCET as FAUCET_ABI
 from cic_seeding.importers.eth import EthImporter
 from cic_seeding.state import FAUCET, FUND, GAS
+from cic_seeding.sync.chain import RegistryChain
 from cic_seeding.verify import VerifyOptions, run_verify
 from tests.e2e.chain_check import read_ledger
 from tests.e2e.ledger import deploy_accounts_index
@@ -217,6 +218,36 @@ def test_registrations_elsewhere_trigger_nothing(devnet: Devnet, tmp_path: Path)
         result.render_text()
     assert world.nonce() - nonce == 30 + 3  # our payments, and the test's own three adds
     assert_paid_once(world, ours, unpaid=[*outsiders, *strangers])
+
+
+def test_registering_transactions_forgotten_past_the_bound_are_read_again(
+        devnet: Devnet, tmp_path: Path) -> None:
+    """The chain view remembers registering transactions only up to its bound (a syncer
+    following a busy network reads everybody's registrations); one asked for after it was
+    forgotten is read again from its block, so what was prepaid is never taken for unpaid."""
+    world = make_world(devnet, tmp_path, 6, seed=509, batch_funder="devnet")
+    start = world.begin()
+    importer = EthImporter(world.settings)
+    try:
+        imported = importer.run(limit=3)  # registerAndFund: opening balances paid
+    finally:
+        importer.close()
+    assert imported.ok and imported.confirmed == 3, imported.render_text()
+    world.register(world.users[3:])  # plain add()s: nothing paid
+    logged = {"0x" + str(e["data"])[-40:].lower(): str(e["transactionHash"])
+              for e in world.client.logs(world.network.accounts_index, ADDRESS_ADDED,
+                                         start, world.head())}
+    chain = RegistryChain(world.network, world.chain_key, keep=2)
+    items = chain.registrations(start, world.head())
+    assert sorted(a for _, a in items) == sorted(logged) == sorted(world.users)
+    empty = world.mine()
+    assert chain.registrations(empty, empty) == []
+    assert len(chain._tx_of) <= 2  # the six read before are forgotten
+
+    assert chain.registering_txs(items) == logged
+    prepaid = chain.prepaid(items)
+    assert {a: h for a, (_, h, _) in prepaid.items()} == {u: logged[u] for u in world.users[:3]}
+    assert all(amount > 0 for _, _, amount in prepaid.values())
 
 
 def test_batch_funder_path_pays_once_and_never_pays_a_prepaid_balance(
