@@ -224,7 +224,7 @@ def devnet_up(directory: str | Path, *, port: int = 0, state: str | Path | None 
                                        ussd_schema, detach)
         elif "ussd" in info:
             info.pop("ussd")
-        atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+        _write_info(path, info)
     except BaseException:
         if engine is not None:
             engine.stop()
@@ -260,6 +260,12 @@ def _start_custodial(directory: Path, client: ChainClient, info: dict[str, Any],
 
     return start_engine(directory, client, info["registry"], options, previous=previous,
                         chain_spec=info.get("chain_spec"), detach=detach)
+
+
+def _write_info(path: Path, info: dict[str, Any]) -> None:
+    """devnet.json, readable by its owner only: it holds the USSD gateway's database URL (the
+    ``cic_ussd`` importer writes there), which may carry a password."""
+    atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
 
 def _start_ussd(directory: Path, info: dict[str, Any], previous: dict[str, Any] | None,
@@ -343,7 +349,7 @@ def devnet_down(directory: str | Path, timeout: float = 15.0) -> bool:
     stopped = _stop_custodial(info) or stopped
     anvil["pid"] = None
     info["anvil"] = anvil
-    atomic_write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    _write_info(path, info)
     drop_recorded(Path(directory), keep=bool(anvil.get("state")))
     return stopped
 
@@ -371,6 +377,5 @@ def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
                          "password_file": os.path.abspath(password_file)
                          if password_file else None},
             "anvil": None}
-    atomic_write(directory / DEVNET_FILE,
-                 (json.dumps(info, indent=2, sort_keys=True) + "\n").encode(), 0o644)
+    _write_info(directory / DEVNET_FILE, info)
     return info
