@@ -1,10 +1,16 @@
-"""Logging set-up shared by every command: verbosity levels and secret redaction."""
+"""Logging set-up shared by every command: verbosity levels and secret redaction; the wording of
+counts in output lines."""
 
 from __future__ import annotations
 
 import logging
 import sys
 from collections.abc import Iterable
+
+
+def plural(n: int, word: str) -> str:
+    """``1 user``, ``2 users``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class RedactSecrets(logging.Filter):

@@ -33,9 +33,10 @@ from pathlib import Path
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, dataset_settings, keyfile_path
 from cic_seeding.importers.registry import get_importer, importer_names
+from cic_seeding.log import plural
 from cic_seeding.state import norm
 from cic_seeding.verify import VerifyOptions, run_verify
-from cic_seeding.verify.result import CheckResult, VerifyResult, plural
+from cic_seeding.verify.result import CheckResult, VerifyResult
 
 log = logging.getLogger(__name__)
 

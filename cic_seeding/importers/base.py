@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from cic_seeding.config import Settings
 from cic_seeding.datadir import DataDir, UserRow, dataset_settings
 from cic_seeding.errors import DataDirError, UsageError
+from cic_seeding.log import plural
 from cic_seeding.outbox import counts_line
 from cic_seeding.remote import RetryPolicy, Service
 from cic_seeding.state import REGISTER, StateStore, Status, norm, open_state_store
@@ -104,7 +105,7 @@ class ImportResult:
                 f"{self.failed} failed, {self.left} left, {self.seconds:.1f}s")
         lines = [line]
         if self.reimported:
-            lines.append(f"  {_count(self.reimported, 'user')} confirmed before were not on the "
+            lines.append(f"  {plural(self.reimported, 'user')} confirmed before were not on the "
                          "chain (rolled back?) and were imported again")
         if self.transactions:
             lines.append("  " + counts_line(self.transactions))
@@ -128,7 +129,7 @@ class ImportPlan:
 
     def render_text(self) -> str:
         lines = [f"{self.importer} (dry run, nothing sent): would import "
-                 f"{_count(len(self.users), 'user')} of {self.total} "
+                 f"{plural(len(self.users), 'user')} of {self.total} "
                  f"({self.done_before} confirmed before, {len(self.refused)} refused, "
                  f"{self.left} left for a later run)"]
         if self.sends:
@@ -142,10 +143,6 @@ class ImportPlan:
         return {"importer": self.importer, "total": self.total, "done_before": self.done_before,
                 "left": self.left, "users": len(self.users), "refused": self.refused,
                 "sends": self.sends}
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 class BatchExecutor(Protocol):
@@ -262,7 +259,7 @@ class Importer(abc.ABC):
     def sends(self, users: Sequence[UserRow]) -> list[str]:
         """What importing ``users`` would send, in words (``--dry-run``): by default one
         registration each."""
-        return [_count(len(users), "registration")]
+        return [plural(len(users), "registration")]
 
     def reopen(self, addresses: Sequence[str], why: str) -> int:
         """Make the next :meth:`run` import these data-directory users again (whatever the state

@@ -21,13 +21,13 @@ from pathlib import Path
 
 from cic_seeding.datadir import DataDir, StageTiming, read_timeline
 from cic_seeding.errors import CicSeedError, VerifyError
+from cic_seeding.log import plural
 from cic_seeding.verify.result import (
     FAILED,
     NOT_APPLICABLE,
     SKIPPED,
     CheckResult,
     VerifyResult,
-    plural,
 )
 
 #: Failing users listed per check; the rest are counted (JSON and --results-dir list all).

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from cic_seeding.errors import VerifyError
+from cic_seeding.log import plural
 
 #: Failing users listed per check (-vv) and in the JUnit rendering (JSON lists them all).
 MAX_LISTED = 10
@@ -26,11 +27,6 @@ MAX_LISTED = 10
 EXAMPLES = 3
 PASSED, FAILED, SKIPPED, NOT_APPLICABLE = "passed", "failed", "skipped", "not_applicable"
 _COLOURS = {"ok": "32", "failed": "31", "skipped": "33"}
-
-
-def plural(n: int, word: str) -> str:
-    """``1 user``, ``2 users``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @dataclass(frozen=True)
