@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any
 
 from cic_seeding.state.base import (
@@ -108,6 +109,8 @@ _TX_COLS = ("tx_hash, chain, sender, nonce, raw, purpose, owner, family, status,
             "block_number, reason, sent_at, created_at")
 #: Values per IN (...) list: well under every backend's limit of bound parameters.
 _IN_CHUNK = 500
+#: The ``txs`` of every user without any (shared: one empty dict each adds up at 100,000 users).
+_NO_TXS: Mapping[str, str] = MappingProxyType({})
 _USER_COLS = "importer, address, idx, status, target, reason, attempts, created_at, updated_at"
 _PAY_COLS = ("importer, address, kind, status, amount, tx_hash, raw_tx, nonce, block_number, "
              "reason, updated_at, seq")
@@ -204,33 +207,41 @@ class SqlStateStore(StateStore):
         return int(self._execute(f"SELECT count(*) FROM {table} WHERE importer = ?",
                                  (importer,)).fetchone()[0])
 
-    def _user_rows(self, where: str, params: Sequence[Any]) -> list[UserState]:
+    def _user_rows(self, where: str, params: Sequence[Any], txs: bool = True
+                   ) -> list[UserState]:
         # ``where`` filters users; the transactions of the same importer are matched in Python.
         with self.transaction():
             rows = self._execute(f"SELECT {_USER_COLS} FROM users WHERE {where} ORDER BY idx",
                                  params).fetchall()
-            if len(rows) == 1:
+            if not txs or not rows:
+                tx_rows = []
+            elif len(rows) == 1:
                 tx_rows = self._execute(
                     "SELECT address, kind, tx_hash FROM user_txs WHERE importer = ? AND "
                     "address = ?", (rows[0][0], rows[0][1])).fetchall()
-            elif rows:
+            else:
                 tx_rows = self._execute("SELECT address, kind, tx_hash FROM user_txs "
                                         "WHERE importer = ?", (rows[0][0],)).fetchall()
-            else:
-                tx_rows = []
-        txs: dict[str, dict[str, str]] = {}
+        by_user: dict[str, dict[str, str]] = {}
         for address, kind, tx_hash in tx_rows:
-            txs.setdefault(address, {})[kind] = tx_hash
-        return [UserState(r[0], r[1], int(r[2]), Status(r[3]), r[4], r[5], int(r[6]), float(r[7]),
-                          float(r[8]), txs.get(r[1], {})) for r in rows]
+            by_user.setdefault(address, {})[kind] = tx_hash
+        del tx_rows
+        out = []
+        while rows:  # each row dropped as its UserState is made: the two lists never coexist
+            r = rows.pop()
+            out.append(UserState(r[0], r[1], int(r[2]), Status(r[3]), r[4], r[5], int(r[6]),
+                                 float(r[7]), float(r[8]), by_user.get(r[1], _NO_TXS)))
+        out.reverse()
+        return out
 
     def user(self, importer: str, address: str) -> UserState | None:
         found = self._user_rows("importer = ? AND address = ?", (importer, norm(address)))
         return found[0] if found else None
 
-    def users(self, importer: str, statuses: Iterable[Status] | None = None) -> list[UserState]:
+    def users(self, importer: str, statuses: Iterable[Status] | None = None, *,
+              txs: bool = True) -> list[UserState]:
         where, params = self._status_filter(importer, statuses)
-        return self._user_rows(where, params)
+        return self._user_rows(where, params, txs)
 
     @staticmethod
     def _status_filter(importer: str, statuses: Iterable[Status] | None

@@ -190,8 +190,11 @@ class StateStore(abc.ABC):
     def user(self, importer: str, address: str) -> UserState | None: ...
 
     @abc.abstractmethod
-    def users(self, importer: str, statuses: Iterable[Status] | None = None) -> list[UserState]:
-        """Users in index order, optionally only those with one of ``statuses``."""
+    def users(self, importer: str, statuses: Iterable[Status] | None = None, *,
+              txs: bool = True) -> list[UserState]:
+        """Users in index order, optionally only those with one of ``statuses``; with
+        ``txs=False`` without their transactions (``UserState.txs`` empty: the verifier holds
+        every user at once and needs none of them)."""
 
     @abc.abstractmethod
     def addresses(self, importer: str, statuses: Iterable[Status] | None = None) -> set[str]:

@@ -24,23 +24,22 @@ def load_users(data: DataDir, imports: ImportState) -> list[VerifyUser]:
     quarantined, not the run stopped. Raises VerifyError if users.csv or balances.csv is
     missing.
     """
+    users = []
     try:
         balances = data.read_balances()
-        rows = list(data.users())
+        for row in data.users():  # row by row: the data directory's rows are not all held
+            address = norm(row.address)
+            state = imports.users.get(address)
+            problem = balances.problem(address)
+            users.append(VerifyUser(
+                row.index, address, imports.target(address), balances.get(address),
+                phone=row.phone, import_status=state.status.value if state else None,
+                import_reason=state.reason if state else None,
+                balance_problem=None if problem is None else str(problem)))
     except FileNotFoundError as exc:
         raise VerifyError(f"{data.root} has no {Path(str(exc.filename)).name}: it is not a "
                           "complete data directory",
                           hint="generate one with `cic-seed generate --dir DIR COUNT`") from None
-    users = []
-    for row in rows:
-        address = norm(row.address)
-        state = imports.users.get(address)
-        problem = balances.problem(address)
-        users.append(VerifyUser(
-            row.index, address, imports.target(address), balances.get(address),
-            phone=row.phone, import_status=state.status.value if state else None,
-            import_reason=state.reason if state else None,
-            balance_problem=None if problem is None else str(problem)))
     return users
 
 
@@ -55,7 +54,7 @@ def load_import(settings: Settings, importer: str) -> ImportState:
     if settings.state_url is None and not Path(location).exists():
         return ImportState(importer, location, exists=False, custody=custody, ussd=ussd)
     with open_state_store(settings) as store:
-        users = {norm(u.address): u for u in store.users(importer)}
+        users = {u.address: u for u in store.users(importer, txs=False)}  # stored norm()ed
         ussd_users = _ussd_users(store)
     return ImportState(importer, _masked(location), users, custody=custody, ussd=ussd,
                        ussd_users=ussd_users)
