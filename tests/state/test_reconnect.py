@@ -165,7 +165,10 @@ def test_a_server_down_for_a_while_is_waited_for(postgres: PrivatePostgres,
     work.batch()
     retried = threading.Event()
     handler = _Retried(retried)
-    logging.getLogger("cic_seeding.remote").addHandler(handler)
+    remote_log = logging.getLogger("cic_seeding.remote")
+    level = remote_log.level  # an earlier test's CLI run may have left the root at ERROR
+    remote_log.setLevel(logging.WARNING)
+    remote_log.addHandler(handler)
     failed: list[BaseException] = []
 
     def run() -> None:
@@ -182,7 +185,8 @@ def test_a_server_down_for_a_while_is_waited_for(postgres: PrivatePostgres,
     finally:
         postgres.start()
         worker.join(180)
-        logging.getLogger("cic_seeding.remote").removeHandler(handler)
+        remote_log.removeHandler(handler)
+        remote_log.setLevel(level)
     try:
         assert not worker.is_alive() and not failed, failed
         work.check()
