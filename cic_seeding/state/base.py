@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import sys
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -143,7 +144,9 @@ class Cursor:
 
 
 def norm(address: str) -> str:
-    return address.lower() if address.startswith("0x") else "0x" + address.lower()
+    """``address`` 0x lower-case, interned: the many maps of a run keyed by a user's address
+    then share one string per user (~90 bytes each of them, at 100,000 users)."""
+    return sys.intern(address.lower() if address.startswith("0x") else "0x" + address.lower())
 
 
 class StateStore(abc.ABC):
