@@ -266,7 +266,7 @@ def assert_engine_signed_the_balances(settings: Settings, schema: str) -> None:
     assert sorted(r[0] for r in rows) == sorted(owed), "one engine transfer per user"
     assert {(r[0], r[1]) for r in rows} == set(paid.items()), "the ledger names them"
     assert {(r[2], r[3]) for r in rows} == {(signer, "mined")}
-    receipts = connect(settings).client.receipts([h for h in paid.values() if h])
+    receipts = connect(settings).client.receipts([h for h in paid.values() if h], logs=True)
     senders = {"0x" + log["topics"][1][-40:] for rc in receipts.values() for log in rc.logs
                if log["topics"][0] == TRANSFER_TOPIC}
     assert len(receipts) == len(paid) and senders == {signer}
