@@ -15,7 +15,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import eth_keyfile
 from Crypto.Cipher import AES
 from eth_utils import keccak
 
@@ -83,6 +82,8 @@ def decrypt_v3(doc: dict[str, Any], password: str, *,
     that share a salt (:func:`encrypt_v3` with ``key``) cost one scrypt between them."""
     crypto = doc.get("crypto") or doc.get("Crypto") or {}
     if crypto.get("kdf") != "scrypt" or crypto.get("cipher") != "aes-128-ctr":
+        import eth_keyfile  # (its import costs ~0.3 s: only for the keyfiles it alone reads)
+
         return bytes(eth_keyfile.decode_keyfile_json(doc, password.encode()))
     params = crypto["kdfparams"]
     which = (password, bytes.fromhex(params["salt"]), int(params["n"]), int(params["r"]),
