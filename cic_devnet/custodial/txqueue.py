@@ -73,6 +73,12 @@ ROWS_PER_INSERT = 200
 #: the tracker asks gets blocks of about this size): anvil builds a receipt by walking its
 #: block, so one of a 500-transaction block costs ten times one of a 50-transaction block.
 BLOCK_TXS = 100
+#: On a dev node that mines when asked, the tracker waits (at most :data:`MAX_GATHER` seconds)
+#: for this many sent transactions while more are queued, so blocks hold several batches:
+#: anvil's block costs time in proportion to the whole state (~0.1 s at 30,000 accounts),
+#: whatever it holds.
+FULL_BLOCK = 500
+MAX_GATHER = 0.5
 
 _CLASSES = (
     # a transaction of ours or someone else's holds the nonce (checked first: the node says
@@ -463,6 +469,8 @@ class QueueLoop:
         self._queued = threading.Event()  # a batch was queued: the dispatcher looks
         self._unseen = 0  # transactions queued in this process since the dispatcher looked
         self._sent = threading.Event()  # the dispatcher sent something: the tracker looks
+        self._gather_since: float | None = None  # the tracker waits for fuller blocks since
+        self._clock = time.monotonic
         self._threads = [
             threading.Thread(target=self._run, args=(self._dispatch, self._queued),
                              name="cic-custodial-dispatch", daemon=True),
@@ -501,9 +509,26 @@ class QueueLoop:
         return self.idle
 
     def _track(self, queue: TxQueue) -> float:
+        if queue.client.explicit_mining and self._gathering(queue):
+            return self.gather  # (woken as soon as the dispatcher sends more)
         settled = queue.track()
         out = queue.count(SENT)
         return 0.0 if settled and out else self.gather if out else self.idle
+
+    def _gathering(self, queue: TxQueue) -> bool:
+        """Whether the tracker should let the dispatcher send more before it mines: fewer
+        than :data:`FULL_BLOCK` are out, more are queued, and it has not waited
+        :data:`MAX_GATHER` seconds yet."""
+        if queue.count(SENT) >= FULL_BLOCK or queue.count(QUEUED) == 0:
+            self._gather_since = None
+            return False
+        now = self._clock()
+        if self._gather_since is None:
+            self._gather_since = now
+        if now - self._gather_since >= MAX_GATHER:
+            self._gather_since = None
+            return False
+        return True
 
     def _run(self, step: Callable[[TxQueue], float], wake: threading.Event) -> None:
         delay = 0.0

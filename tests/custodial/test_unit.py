@@ -13,11 +13,16 @@ from cic_devnet.custodial.config import engine_config
 from cic_devnet.custodial.engine import address_call
 from cic_devnet.custodial.keys import KeyBox, new_key
 from cic_devnet.custodial.txqueue import (
+    FULL_BLOCK,
     INSUFFICIENT_FUNDS,
+    MAX_GATHER,
     NONCE_TOO_LOW,
     OUT_OF_GAS,
+    QUEUED,
     REJECTED,
+    SENT,
     UNDERPRICED,
+    QueueLoop,
     classify,
 )
 from cic_seeding.chain.registry import ACCOUNTS_INDEX, FAUCET
@@ -171,3 +176,31 @@ def test_new_keys_have_their_addresses() -> None:
     for _ in range(50):
         key, address = new_key()
         assert address == address_of(key).lower() and len(key) == 32
+
+
+class _Counts:
+    """The queue's counts of queued and sent transactions, as the tracker reads them."""
+
+    def __init__(self, queued: int, sent: int) -> None:
+        self.by_status = {QUEUED: queued, SENT: sent}
+
+    def count(self, *statuses: str) -> int:
+        return sum(self.by_status[s] for s in statuses)
+
+
+def test_the_tracker_mines_full_blocks_but_waits_no_longer_than_max_gather() -> None:
+    """On a node that mines when asked the tracker lets the dispatcher send more before it
+    mines while more is queued, until FULL_BLOCK are out or it has waited MAX_GATHER; with
+    nothing queued it mines at once."""
+    now = [100.0]
+    loop = QueueLoop(lambda: None)  # type: ignore[arg-type,return-value]
+    loop._clock = lambda: now[0]
+    assert not loop._gathering(_Counts(queued=0, sent=5))  # type: ignore[arg-type]
+    assert not loop._gathering(_Counts(queued=300, sent=FULL_BLOCK))  # type: ignore[arg-type]
+    busy = _Counts(queued=300, sent=100)
+    assert loop._gathering(busy)  # type: ignore[arg-type]
+    now[0] += MAX_GATHER / 2
+    assert loop._gathering(busy)  # type: ignore[arg-type]
+    now[0] += MAX_GATHER / 2
+    assert not loop._gathering(busy)  # type: ignore[arg-type]  # waited long enough: mine
+    assert loop._gathering(busy)  # type: ignore[arg-type]  # and the next wait starts afresh
