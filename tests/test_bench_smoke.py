@@ -249,3 +249,17 @@ def test_readme_tables_are_the_committed_results() -> None:
     result = script("table.py", "--readme", str(ROOT / "README.md"), "--check", *results)
     assert result.returncode == 0, result.stderr
     assert not result.stderr, result.stderr  # every result has its section
+
+
+def test_a_stage_reports_its_own_peak_rss_not_its_parents() -> None:
+    """A stage process started by a big parent reports its own peak (Linux carries
+    ``ru_maxrss`` across exec: it reported the parent's)."""
+    ballast = bytearray(300 * 2**20)
+    ballast[::4096] = b"\x01" * len(range(0, len(ballast), 4096))  # touch every page
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from bench._util import child_measure; child_measure(lambda: None)")
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    peak = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+    assert 0 < peak < 150, peak  # a bare interpreter and bench._util: ~16 MB
+    del ballast
