@@ -194,7 +194,7 @@ class BatchReaderChain:
             return self._reader.token_balances(addresses)
         token = self.token_address
         return self._batch.words("tokenBalances", lambda c: encode_token_balances(token, c),
-                           addresses)
+                                 addresses)
 
     def native_balances(self, addresses: Sequence[str]) -> dict[str, int]:
         if not self.overrides:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coincurve import PrivateKey
-from eth_utils import to_checksum_address
 
-from cic_seeding.chain._txcodec import TxFields, decode, keccak, sign_1559, sign_legacy
+from cic_seeding.chain._txcodec import TxFields, decode, sign_1559, sign_legacy
 from cic_seeding.chain.keyfile import decrypt_v3
 from cic_seeding.chain.tx import Call
 from cic_seeding.errors import ConfigError, SignerError
+from cic_seeding.generate.keys import address_of
 
 __all__ = ["SignedTx", "Signer", "TxFields", "read_password", "read_signed"]
 
@@ -35,8 +35,7 @@ class Signer:
     def __init__(self, private_key: bytes) -> None:
         self._key = private_key
         self._ck = PrivateKey(private_key)
-        public = self._ck.public_key.format(compressed=False)[1:]
-        self.address: str = to_checksum_address(keccak(public)[12:])
+        self.address: str = address_of(private_key)
 
     def __repr__(self) -> str:
         return f"Signer({self.address})"

@@ -10,6 +10,7 @@ reads whether a payment whose transaction was replaced reached the user anyway.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import groupby
 from typing import Any
 
 from cic_seeding.chain.funder import funded_in
@@ -76,8 +77,10 @@ class RegistryChain:
     def _recall(self, registrations: Sequence[tuple[int, str]]) -> None:
         """Read again the blocks of those ``registrations`` whose transactions were forgotten
         (more than ``keep`` registrations read since)."""
-        for block in sorted({b for b, a in registrations if (b, a) not in self._tx_of}):
-            self._read(block, block)
+        blocks = sorted({b for b, a in registrations if (b, a) not in self._tx_of})
+        for _, run in groupby(enumerate(blocks), lambda ib: ib[1] - ib[0]):  # consecutive
+            numbers = [b for _, b in run]
+            self._read(numbers[0], numbers[-1])
 
     def registering_txs(self, registrations: Sequence[tuple[int, str]]) -> dict[str, str]:
         self._recall(registrations)
