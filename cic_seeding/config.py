@@ -100,7 +100,8 @@ class Settings:
     mining: str = _key(
         MINING_DETECT, "CIC_MINING",
         "how the node mines: explicit (only when asked, evm_mine: a devnet), auto (by itself) "
-        "or detect (ask the node, anvil_getAutomine; default, or the devnet's)",
+        "or detect (ask the node: automine off and no block interval means explicit; default, "
+        "or the devnet's)",
         choices=(MINING_EXPLICIT, MINING_AUTO, MINING_DETECT))
     keyfile: str | None = _key(
         None, "CIC_KEYFILE", "v3 keyfile of the signer (-y; default: the devnet's deployer)")

@@ -16,11 +16,24 @@ from cic_seeding.remote import BreakerPolicy
 
 
 def mines_on_request(rpc: JsonRpc) -> bool:
-    """True for a dev node (anvil, hardhat) with automine off: it mines only on ``evm_mine``."""
-    try:
-        return rpc.call("anvil_getAutomine") is False
-    except RpcError:
+    """True for a dev node (anvil, hardhat) that mines only on ``evm_mine``: automine off and
+    no block interval. anvil ``--block-time N`` reports automine off too, but mines every N
+    seconds by itself, like a real network, so it is asked for none. A node that knows neither
+    question (geth, a public network) mines by itself."""
+    automine = _ask(rpc, "anvil_getAutomine")
+    if automine is None:
+        automine = _ask(rpc, "hardhat_getAutomine")
+    if automine is not False:
         return False
+    return not _ask(rpc, "anvil_getIntervalMining")  # seconds, or null when not mining so
+
+
+def _ask(rpc: JsonRpc, method: str) -> object:
+    """The node's answer to a parameterless dev method; None if it does not know it."""
+    try:
+        return rpc.call(method)
+    except RpcError:
+        return None
 
 
 def explicit_mining(settings: Settings, rpc: JsonRpc) -> bool:
