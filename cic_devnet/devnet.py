@@ -30,7 +30,7 @@ from cic_seeding.chain.rpc import JsonRpc
 from cic_seeding.chain.signer import Signer
 from cic_seeding.config import DEVNET_FILE
 from cic_seeding.datadir.store import atomic_write
-from cic_seeding.errors import ServiceError, UsageError
+from cic_seeding.errors import ConfigError, ServiceError, UsageError
 from cic_seeding.records.chainspec import ChainSpec
 
 if TYPE_CHECKING:
@@ -362,13 +362,18 @@ def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
     from cic_seeding.chain.connect import mines_on_request
 
     directory = Path(directory).resolve()
+    path = directory / DEVNET_FILE
+    if path.exists():  # its users' data would name contracts devnet.json no longer does
+        raise ConfigError(f"{path} already names a deployment; deploying again would replace "
+                          "it and leave the data seeded against it pointing nowhere",
+                          hint="give another --devnet DIR, or remove that devnet.json first")
     directory.mkdir(parents=True, exist_ok=True)
     rpc = JsonRpc(rpc_url)
     client = ChainClient(rpc, signer=signer, explicit_mining=mines_on_request(rpc))
     spec = ChainSpec.parse(chain_spec)
     if client.chain_id != spec.network_id:
-        raise ServiceError(f"{rpc_url} has chain id {client.chain_id}, but the chain spec "
-                           f"{spec} says {spec.network_id}", hint="pass --chain-spec to match")
+        raise ConfigError(f"{rpc_url} has chain id {client.chain_id}, but the chain spec "
+                          f"{spec} says {spec.network_id}", hint="pass --chain-spec to match")
     info = {**deploy_cic(client, options or DeployOptions()).to_dict(), "chain_spec": str(spec),
             "rpc_url": rpc_url, "chain_id": spec.network_id,
             "mining": "explicit" if client.explicit_mining else "auto",
@@ -377,5 +382,5 @@ def devnet_deploy(rpc_url: str, signer: Signer, directory: str | Path,
                          "password_file": os.path.abspath(password_file)
                          if password_file else None},
             "anvil": None}
-    _write_info(directory / DEVNET_FILE, info)
+    _write_info(path, info)
     return info

@@ -142,8 +142,9 @@ def down_command(ctx: click.Context, /, directory: str | None, old_dir: str | No
 
 
 @devnet_group.command("deploy")
-@click.option("--rpc", "rpc_url", required=True, help="JSON-RPC URL of an existing node.")
-@click.option("--keyfile", required=True, help="v3 keyfile of the deployer.")
+@click.option("--rpc", "-p", "rpc_url", required=True,
+              help="JSON-RPC URL of an existing node (-p, as on every chain command).")
+@click.option("--keyfile", "-y", required=True, help="v3 keyfile of the deployer (-y).")
 @devnet_dir_options
 @deploy_flags
 @verbosity_options
