@@ -137,7 +137,8 @@ def _run(settings: Settings, options: VerifyOptions, quiet: bool) -> VerifyResul
 def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool,
             verbose: int) -> None:
     """The report in ``fmt`` to ``output`` (or stdout); the text one (failing users with the
-    exceptions behind them at -vv) on stdout unless -q."""
+    exceptions behind them at -vv) on stdout unless -q; with -q a failed run's summary line on
+    stderr."""
     rendered = {"text": lambda: result.render_text(verbose=verbose),
                 "json": result.render_json, "junit": result.render_junit}[fmt]
     text = result.render_text(colour=sys.stdout.isatty(), verbose=verbose)
@@ -152,6 +153,8 @@ def _report(result: VerifyResult, fmt: str, output: str | None, quiet: bool,
         click.echo(rendered(), nl=False)
     elif not quiet:
         click.echo(text, nl=False)
+    if quiet and not result.ok:  # -q keeps errors: the one line saying why the gate failed
+        click.echo(f"error: verify: {result.summary()}", err=True)
 
 
 def _list_checks() -> int:

@@ -63,6 +63,18 @@ def test_strict_fails_on_a_skip_naming_the_checks(world: World,
         f"FAILED: 1 failure in 1 check; 4 checks skipped under --strict ({', '.join(META)})")
 
 
+def test_quiet_prints_only_why_the_gate_failed(world: World,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert cic_verify(world, "-q") == 0
+    assert capsys.readouterr() == ("", "")
+    assert cic_verify(world, "-q", "--strict") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        "error: verify: 6 users of token GFT, 5 checks (eth import): FAILED: 4 checks skipped "
+        f"under --strict ({', '.join(META)})"]
+
+
 def test_json_and_junit_tell_not_applicable_from_skipped(
         world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cic_verify(world, "--format", "json") == 0
