@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -133,6 +134,7 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
     again, one the chain shows never. ``progress(done, users)``: users paid completely, when
     the run begins and after every round (users without a usable balances.csv row count in
     ``users``, never in ``done``)."""
+    started = time.monotonic()
     cls = get_importer(importer)
     with prepared(settings, importer, network=network, store=store, mint=mint) as ready:
         setup, quarantined = ready.setup, ready.quarantined
@@ -150,6 +152,7 @@ def run_sync(settings: Settings, importer: str = "eth", options: SyncOptions | N
         finally:
             log.info("sync %s: %s", importer, setup.outbox.counts.line())
         result.transactions = setup.outbox.counts.to_dict()
+        result.seconds = time.monotonic() - started  # the whole run, set-up too (as progress)
         if quarantined:
             log.error("%d users have no usable row in %s; nothing was paid to them",
                       len(quarantined), setup.data.balances_csv)
