@@ -13,10 +13,13 @@ import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from eth_utils import to_checksum_address
+
 from cic_seeding.chain.abi import ContractAbi, artifact
 from cic_seeding.chain.client import ChainClient
 from cic_seeding.chain.registry import IDENTIFIERS, key32
-from cic_seeding.chain.tx import Call
+from cic_seeding.chain.signer import SignedTx
+from cic_seeding.chain.tx import Call, created_address
 from cic_seeding.errors import TransactionError
 
 log = logging.getLogger(__name__)
@@ -47,34 +50,70 @@ class Deployment:
 
 
 class _Deployer:
-    def __init__(self, client: ChainClient) -> None:
+    """Signs the deployment's transactions with consecutive nonces and sends each at once,
+    without waiting for the one before; a created contract's address is known from its
+    nonce. :meth:`finish` waits for them all, so a node that mines by itself takes the whole
+    deployment in a block or two rather than a block per transaction (20 transactions: ~20 s
+    on ``anvil --block-time 1``, minutes on a network of 5 s blocks). Sent one request each,
+    in nonce order: a node that mines as it receives (Hardhat) takes a batch out of order."""
+
+    def __init__(self, client: ChainClient, first_nonce: int) -> None:
         self.client = client
+        assert client.signer is not None
+        self.sender = client.signer.address
+        self.nonce = first_nonce
+        self.sent: list[tuple[str, SignedTx, Call, str | None]] = []
 
     def create(self, name: str, *args: Any, gas: int = 3_000_000) -> str:
-        abi = artifact(name)
-        receipt = self.client.transact(Call(None, abi.deploy_data(*args), gas=gas),
-                                       f"deploying {name}")
-        if not receipt.contract_address:
-            raise TransactionError(f"deploying {name}: no contract address in the receipt")
-        log.info("deployed %s at %s", name, receipt.contract_address)
-        return self.client_address(receipt.contract_address)
-
-    @staticmethod
-    def client_address(address: str) -> str:
-        from eth_utils import to_checksum_address
-
-        return str(to_checksum_address(address))
+        address = str(to_checksum_address(created_address(self.sender, self.nonce)))
+        self._send(Call(None, artifact(name).deploy_data(*args), gas=gas), f"deploying {name}",
+                   creates=address)
+        return address
 
     def send(self, to: str, abi: ContractAbi, fn: str, *args: Any, gas: int = 300_000) -> None:
-        self.client.transact(Call(to, abi.encode(fn, *args), gas=gas), f"{abi.name}.{fn}")
+        self._send(Call(to, abi.encode(fn, *args), gas=gas), f"{abi.name}.{fn}")
+
+    def _send(self, call: Call, what: str, creates: str | None = None) -> None:
+        signed = self.client.sign(call, self.nonce)
+        (error,) = self.client.broadcast([signed.raw], mine=False)
+        if error is not None:
+            raise TransactionError(f"{what}: the node refused the transaction: {error}")
+        self.nonce += 1
+        self.sent.append((what, signed, call, creates))
+
+    def finish(self, timeout: float = 120.0) -> None:
+        """Wait for every transaction sent; TransactionError naming the first that reverted
+        (or created its contract elsewhere than its nonce said)."""
+        receipts = self.client.wait([signed.tx_hash for _, signed, _, _ in self.sent], timeout)
+        for what, signed, call, creates in self.sent:
+            receipt = receipts[signed.tx_hash]
+            if not receipt.ok:
+                raise TransactionError(f"{what}: transaction {signed.tx_hash} reverted"
+                                       f"{self.client.revert_reason(call)}")
+            if creates and (receipt.contract_address or "").lower() != creates.lower():
+                raise TransactionError(f"{what}: the contract is at {receipt.contract_address},"
+                                       f" not at {creates} as its nonce said")
+            if creates:
+                log.info("deployed %s at %s", what.removeprefix("deploying "), creates)
 
 
 def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Deployment:
     """Deploy everything with ``client``'s signer; returns the addresses."""
     options = options or DeployOptions()
-    d = _Deployer(client)
     assert client.signer is not None
     deployer = client.signer.address
+    with client.allocator.hold():
+        d = _Deployer(client, client.pending_nonce())
+        deployment = _deploy(d, deployer, options)
+        d.finish()
+    deployment.block = client.head()
+    assert client.call(deployment.contracts["AccountsIndex"], artifact("AccountsIndex").fn(
+        "isWriter"), deployer)
+    return deployment
+
+
+def _deploy(d: _Deployer, deployer: str, options: DeployOptions) -> Deployment:
+    """Send every transaction of the deployment (``d.finish`` waits for them)."""
     unit = 10**options.decimals
     registry_abi, index_abi = artifact("Registry"), artifact("AccountsIndex")
     tokens_abi, token_abi = artifact("TokenUniqueSymbolIndex"), artifact("GiftableToken")
@@ -104,7 +143,6 @@ def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Dep
     if options.batch_funder_writer:
         d.send(index, index_abi, "addWriter", funder)
         d.send(faucet, faucet_abi, "addWriter", funder)
-    assert client.call(index, index_abi.fn("isWriter"), deployer)
     return Deployment(
         registry=registry,
         contracts={"Registry": registry, "AccountsIndex": index,
@@ -113,4 +151,4 @@ def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Dep
                    "BatchFunder": funder},
         token={"address": token, "symbol": options.token_symbol, "decimals": options.decimals,
                "name": options.token_name},
-        faucet_amount=amount, deployer=deployer, block=client.head())
+        faucet_amount=amount, deployer=deployer)

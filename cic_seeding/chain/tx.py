@@ -22,3 +22,11 @@ class Receipt:
     block_number: int
     contract_address: str | None = None
     logs: tuple[dict, ...] = ()  # type: ignore[type-arg]
+
+
+def created_address(sender: str, nonce: int) -> str:
+    """The address (0x lower-case) of the contract that ``sender``'s transaction with
+    ``nonce`` creates: the last 20 bytes of keccak(rlp([sender, nonce]))."""
+    from cic_seeding.chain._txcodec import keccak, rlp_list
+
+    return "0x" + keccak(rlp_list([bytes.fromhex(sender[2:]), nonce]))[12:].hex()

@@ -127,3 +127,13 @@ def test_files_sharing_a_stretched_password_open_one_by_one_and_together() -> No
         decrypt_v3(docs[0], "wrong", stretched=stretched)
     with pytest.raises(ValueError, match="n=16, not 32"):
         encrypt_v3(keys[0], "pw", n=2**5, key=shared)
+
+
+def test_a_created_contracts_address_follows_from_its_senders_nonce() -> None:
+    from cic_seeding.chain.tx import created_address
+
+    dev0 = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"  # anvil's and Hardhat's first account
+    assert created_address(dev0, 0) == "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+    assert created_address(dev0, 1) == "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"
+    # nonce 0 is RLP's empty string, 0x80; a longer nonce is length-prefixed
+    assert created_address(dev0, 0x100) != created_address(dev0, 0x10)
