@@ -90,7 +90,11 @@ class DataDir:
         for lineno, row in self._rows(self.users_csv):
             if len(row) < 3 or not _DIGITS.fullmatch(row[0]):
                 raise RecordError(f"{self.users_csv}:{lineno}: expected index,address,phone",
-                                  path=str(self.users_csv))
+                                  path=str(self.users_csv), hint=_FIX_ROW)
+            if not _ADDRESS.fullmatch(row[1]):
+                raise RecordError(f"{self.users_csv}:{lineno}: {row[1][:50]!r} is not an address "
+                                  "(0x and 40 hex digits)", path=str(self.users_csv),
+                                  hint=_FIX_ROW)
             yield UserRow(int(row[0]), row[1], row[2])
 
     def balances(self) -> dict[str, int]:
@@ -187,6 +191,8 @@ class DataDir:
 
 
 _DIGITS = re.compile(r"[0-9]+")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_FIX_ROW = "fix the row or regenerate; `cic-seed validate DIR` lists every bad row"
 UINT256_LIMIT = 2**256
 
 

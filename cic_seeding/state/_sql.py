@@ -406,6 +406,19 @@ class SqlStateStore(StateStore):
             sql, params = sql + " LIMIT ?", (*params, int(limit))
         return [t for (t,) in self._query(sql, params)]
 
+    def failed_unpaid(self, importer: str, limit: int = 10) -> tuple[int, list[UserState]]:
+        where = ("importer = ? AND status = ? AND NOT EXISTS (SELECT 1 FROM payments p WHERE "
+                 "p.importer = users.importer AND p.address = coalesce(users.target, "
+                 "users.address))")
+        params = (importer, Status.FAILED.value)
+        ((count,),) = self._query(f"SELECT count(*) FROM users WHERE {where}", params)
+        if not count:
+            return 0, []
+        addresses = [a for (a,) in self._query(
+            f"SELECT address FROM users WHERE {where} ORDER BY idx LIMIT ?", (*params, limit))]
+        found = [self.user(importer, a) for a in addresses]
+        return int(count), [u for u in found if u is not None]
+
     def mark_payments_submitted(
             self, importer: str, items: Iterable[tuple[str, str, str, str, int]]) -> None:
         now = time.time()

@@ -270,6 +270,11 @@ class StateStore(abc.ABC):
         """Target addresses of users with no payment in the ledger (in index order)."""
 
     @abc.abstractmethod
+    def failed_unpaid(self, importer: str, limit: int = 10) -> tuple[int, list[UserState]]:
+        """Users whose import failed and who have no payment in the ledger: how many, and the
+        first ``limit`` of them (in index order, with the import's reason)."""
+
+    @abc.abstractmethod
     def mark_payments_submitted(
             self, importer: str, items: Iterable[tuple[str, str, str, str, int]]) -> None:
         """``(address, kind, tx_hash, raw_tx, nonce)``: record *before* broadcasting."""

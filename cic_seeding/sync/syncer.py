@@ -68,6 +68,9 @@ class SyncResult:
     done: int = 0
     failed: int = 0
     waiting: int = 0  # users not (yet) registered on chain
+    #: Of ``waiting``, those whose import failed: a run without ``follow`` stops waiting once
+    #: they are all it waits for (only a rerun of the import can register them).
+    not_imported: int = 0
     first_block: int | None = None
     next_block: int | None = None
     reorgs: int = 0
@@ -89,8 +92,10 @@ class SyncResult:
     def render_text(self) -> str:
         state = "done" if self.ok else "timed out" if self.timed_out else \
             "stopped" if self.stopped else "incomplete"
+        unimported = f" ({self.not_imported} of them: import failed)" if self.not_imported \
+            else ""
         lines = [f"sync {self.importer}: {state}: {self.done}/{self.users} users paid, "
-                 f"{self.failed} failed, {self.waiting} not registered yet; blocks "
+                 f"{self.failed} failed, {self.waiting} not registered yet{unimported}; blocks "
                  f"{self.first_block}..{self.next_block}, {self.reorgs} reorgs, "
                  f"{self.seconds:.1f}s"]
         for kind, counts in sorted(self.payments.items()):
@@ -366,6 +371,12 @@ class Syncer:
         self.result.failed = summary.failed
         self.result.failures = [(p.address, p.kind, p.reason or "failed") for p in
                                 self.store.payments(self.importer, [Status.FAILED], limit=100)]
+        unimported, first = self.store.failed_unpaid(self.importer)
+        self.result.not_imported = min(unimported, self.result.waiting)
+        if self.result.not_imported:
+            self.result.failures += [
+                (u.address, "import", f"its import failed ({u.reason or 'no reason recorded'});"
+                 f" fix that and rerun `import {self.importer}`, then sync") for u in first]
 
     def _finished(self) -> bool:
         r = self.result
@@ -373,4 +384,8 @@ class Syncer:
             return True
         busy = {s for kinds in r.payments.values() for s, n in kinds.items()
                 if n and s in (Status.PENDING.value, Status.SUBMITTED.value)}
-        return not busy and ((r.waiting == 0 and r.failed > 0) or self._registered_all)
+        # alone, a sync stops waiting for users whose import failed; beside an import (which
+        # may be retrying them) it waits for that import to end (_registered_all)
+        unimported = self.options.until is None and 0 < r.waiting <= r.not_imported
+        return not busy and ((r.waiting == 0 and r.failed > 0) or self._registered_all
+                             or unimported)

@@ -322,6 +322,26 @@ def test_a_bad_user_fails_alone(cli: InCli, module_devnet: Devnet, tmp_path: Pat
         assert_verify_names_only(cli, data, module_devnet, victim)
 
 
+def test_a_sync_after_a_failed_import_stops_waiting_for_that_user(
+        cli: InCli, module_devnet: Devnet, tmp_path: Path) -> None:
+    """The user whose import failed cannot register until a rerun of the import: a sync
+    (without --follow) stops waiting once only such users are left, names them and exits 1;
+    it does not wait out its timeout (or, without one, forever)."""
+    data = make_data(tmp_path, 10_050)
+    users = list(data.users())
+    address, reason = PER_USER["schema"].apply(data, users)
+    assert import_eth(cli, data, module_devnet).returncode == 1
+
+    run = cli("sync", "eth", "--dir", str(data.root), "--devnet", str(module_devnet.directory),
+              "--timeout", "300", "--poll", "0.05")
+    assert run.returncode == 1, run
+    assert run.stdout.startswith(f"sync eth: incomplete: {COUNT - 1}/{COUNT} users paid, 0 "
+                                 "failed, 1 not registered yet (1 of them: import failed)"), \
+        run.stdout
+    assert (f"  failed {address.lower()} import: its import failed ({reason}); fix that and "
+            "rerun `import eth`, then sync") in run.stdout.splitlines(), run.stdout
+
+
 def assert_verify_names_only(cli: InCli, data: DataDir, devnet: Devnet, victim: UserRow) -> None:
     """verify exits 1; every failure of every check is the victim's, everyone else passes."""
     run = cli("verify", str(data.root), "--devnet", str(devnet.directory), "--format", "json")
@@ -394,7 +414,7 @@ def test_a_sync_refuses_a_registered_user_without_a_balance_row(
     victim = list(data.users())[1]
     set_balance(data, victim, None)  # removed after the import registered the user
     run = cli("sync", "eth", "--dir", str(data.root), "--devnet", str(module_devnet.directory),
-              "--timeout", "5", "--poll", "0.05")
+              "--timeout", "300", "--poll", "0.05")
     assert run.returncode == 1
     assert victim.address.lower() in run.stdout.lower() and "balances.csv" in run.stdout
 
@@ -430,7 +450,17 @@ def _bad_users_row(data: DataDir) -> str:
     lines = data.users_csv.read_text().splitlines()
     lines[2] = "2;" + lines[2].split(",")[1]
     data.users_csv.write_text("\n".join(lines) + "\n")
-    return f"error: {data.users_csv}:3: expected index,address,phone"
+    return (f"error: {data.users_csv}:3: expected index,address,phone; fix the row or "
+            "regenerate; `cic-seed validate DIR` lists every bad row")
+
+
+def _users_row_not_an_address(data: DataDir) -> str:
+    lines = data.users_csv.read_text().splitlines()
+    index, _, phone = lines[1].split(",")
+    lines[1] = f"{index},0xZZZZ,{phone}"
+    data.users_csv.write_text("\n".join(lines) + "\n")
+    return (f"error: {data.users_csv}:2: '0xZZZZ' is not an address (0x and 40 hex digits); "
+            "fix the row or regenerate; `cic-seed validate DIR` lists every bad row")
 
 
 def _users_csv_not_utf8(data: DataDir) -> str:
@@ -451,7 +481,8 @@ def _no_balances_csv(data: DataDir) -> str:
 GLOBAL_DATA = {
     "no_manifest": _no_manifest, "future_manifest": _future_manifest,
     "manifest_not_json": _manifest_not_json, "no_users_csv": _no_users_csv,
-    "bad_users_row": _bad_users_row, "users_csv_not_utf8": _users_csv_not_utf8,
+    "bad_users_row": _bad_users_row, "users_row_not_an_address": _users_row_not_an_address,
+    "users_csv_not_utf8": _users_csv_not_utf8,
     "no_balances_csv": _no_balances_csv,
 }
 
