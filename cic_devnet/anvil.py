@@ -186,8 +186,11 @@ def start_anvil(*, chain_id: int, port: int = 0, state: Path | None = None,
         log_file = Path(name)
     log_path = Path(log_file).resolve()
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        offset = log.tell()  # a reused log holds earlier runs' "Listening on" lines
+    # 0600: anvil prints its dev accounts' private keys (the devnet deployer's among them)
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # (a log an older version made 0644)
+    with open(fd, "ab") as log:
+        offset = log.seek(0, os.SEEK_END)  # a reused log holds earlier runs' "Listening on" lines
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 start_new_session=detach)
     node = AnvilProcess(pid=proc.pid, port=port, url="", chain_id=chain_id, state_path=state,

@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cic_seeding.chain.keyfile import KdfKey, encrypt_v3, kdf_key
+from cic_seeding.chain.keyfile import KdfKey, decrypt_v3, encrypt_v3, kdf_key
 from cic_seeding.datadir.layout import keyfile_path
 from cic_seeding.datadir.store import atomic_write
 from cic_seeding.errors import ConfigError
@@ -107,6 +107,31 @@ class KeyfileWriter:
         self.workers = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
         self._pool_lock = threading.Lock()  # an import worker makes two batches at once
+
+    def check_password(self) -> None:
+        """ConfigError if the password does not open a keyfile an earlier run wrote here: a
+        rerun with another password would leave a keystore no one password opens."""
+        try:
+            with os.scandir(self.keystore) as entries:
+                first = next((e.path for e in entries if e.name.endswith(".json")
+                              and e.is_file()), None)
+        except FileNotFoundError:
+            return
+        if first is None:
+            return
+        try:
+            doc = json.loads(Path(first).read_bytes())
+            decrypt_v3(doc, self.password)
+        except ValueError as exc:
+            if "MAC mismatch" not in str(exc):
+                return  # a corrupt file is that user's problem (verify's local_key names it)
+            raise ConfigError(
+                f"the keystore password does not open {first}, written by an earlier run: "
+                "this run would encrypt its users' keys under another password",
+                hint="give the password the earlier runs used (keystore_password, "
+                     "CIC_KEYSTORE_PASSWORD)") from None
+        except (OSError, KeyError, TypeError):
+            return
 
     def write(self, users: Sequence[tuple[int, str]]) -> dict[str, str]:
         """Write the missing keyfiles of ``users``; ``{address: reason}`` of those refused."""

@@ -130,10 +130,12 @@ class EthImporter(Importer):
 
     def _preflight(self) -> None:
         """Refuse, before anything is written or sent, what would fail every user: another
-        chain than the chain spec names, a signer without gas or (one transaction per user)
-        without the right to add to the AccountsIndex."""
+        chain than the chain spec names, a keystore password other than the earlier runs', a
+        signer without gas or (one transaction per user) without the right to add to the
+        AccountsIndex."""
         url = self.client.rpc.url
         self.network.check_chain_id(self.chain)
+        self.keys.check_password()
         if self.settings.import_executor != "local":
             return  # the workers sign, each with its own key
         me = self.client.signer.address if self.client.signer else ""

@@ -32,5 +32,6 @@ def test_no_secret_in_any_output_line(devnet: Devnet, tmp_path: Path) -> None:
         assert secret not in text
     keyfiles = list((data / "keystore").iterdir())
     assert keyfiles and {stat.S_IMODE(p.stat().st_mode) for p in keyfiles} == {0o600}
-    for name in ("deployer.json", "deployer.pw", "devnet.json"):  # devnet.json: DB URLs
+    # devnet.json: DB URLs; anvil.log: the dev accounts' private keys, the deployer's too
+    for name in ("deployer.json", "deployer.pw", "devnet.json", "anvil.log"):
         assert stat.S_IMODE((devnet.directory / name).stat().st_mode) == 0o600

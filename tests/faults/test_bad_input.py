@@ -80,6 +80,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -340,6 +341,30 @@ def test_a_sync_after_a_failed_import_stops_waiting_for_that_user(
         run.stdout
     assert (f"  failed {address.lower()} import: its import failed ({reason}); fix that and "
             "rerun `import eth`, then sync") in run.stdout.splitlines(), run.stdout
+
+
+def test_a_rerun_with_another_keystore_password_is_refused_before_anything_is_sent(
+        cli: InCli, module_devnet: Devnet, tmp_path: Path) -> None:
+    data = make_data(tmp_path, 10_060, count=4)
+    assert import_eth(cli, data, module_devnet).returncode == 0
+    generate(GenerateOptions(directory=data.root, count=4, mode="append", workers=1))
+    added = [u.address for u in data.users()][4:]
+    earlier = {str(p) for p in data.keystore.iterdir()}
+
+    run = import_eth(cli, data, module_devnet, env={"CIC_KEYSTORE_PASSWORD": "not-the-same"})
+    assert run.returncode == 2, run
+    named = re.fullmatch(
+        r"error: the keystore password does not open (\S+), written by an earlier run: this "
+        r"run would encrypt its users' keys under another password; give the password the "
+        r"earlier runs used \(keystore_password, CIC_KEYSTORE_PASSWORD\)",
+        the_error_line(run.stderr))
+    assert named is not None and named.group(1) in earlier, run.stderr
+    assert "not-the-same" not in run.stdout + run.stderr
+    assert registered(module_devnet, added) == set()
+    assert not any(keyfile_of(data, a).exists() for a in added)
+
+    assert import_eth(cli, data, module_devnet).returncode == 0  # the earlier runs' password
+    assert registered(module_devnet, added) == set(added)
 
 
 def assert_verify_names_only(cli: InCli, data: DataDir, devnet: Devnet, victim: UserRow) -> None:
