@@ -8,7 +8,9 @@ fee cap is given: then EIP-1559 (type 2), as a fee bump on a chain with a base f
 from __future__ import annotations
 
 import json
+import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,19 @@ from cic_seeding.errors import ConfigError, SignerError
 from cic_seeding.generate.keys import address_of
 
 __all__ = ["SignedTx", "Signer", "TxFields", "read_password", "read_signed"]
+
+log = logging.getLogger(__name__)
+
+
+def warn_if_open(path: str | Path, what: str) -> None:
+    """One warning line if others than its owner may read ``path`` (a key or a password)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return  # the read that follows says what is wrong
+    if mode & 0o077:
+        log.warning("%s %s can be read by others than its owner (mode %04o): chmod 600 it",
+                    what, path, mode)
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class Signer:
         """Decrypt ``path``; SignerError naming the file if it is unreadable or the password
         is wrong."""
         path = Path(path)
+        warn_if_open(path, "keyfile")
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -99,6 +115,7 @@ def read_password(password: str | None, password_file: str | None, what: str) ->
     if password is not None:
         return password
     if password_file:
+        warn_if_open(password_file, f"the {what} password file")
         try:
             return Path(password_file).read_text(encoding="utf-8").splitlines()[0] \
                 if os.path.getsize(password_file) else ""

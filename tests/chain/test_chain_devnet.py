@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from pathlib import Path
 
@@ -117,6 +118,26 @@ def test_wrong_keyfile_password(tmp_path: Path) -> None:
     with pytest.raises(SignerError, match="wrong password for keyfile"):
         Signer.from_keyfile(path, "nope")
     assert "pw" not in repr(Signer.from_keyfile(path, "pw"))
+
+
+def test_a_key_or_password_file_others_can_read_is_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from cic_seeding.chain.signer import read_password
+
+    path, secret = _keyfile(tmp_path / "k.json", "42" * 32), tmp_path / "pw"
+    secret.write_text("pw\n")
+    for p in (path, secret):
+        p.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="cic_seeding.chain.signer"):
+        Signer.from_keyfile(path, read_password(None, str(secret), "keyfile"))
+        assert caplog.messages == []
+        path.chmod(0o644)
+        secret.chmod(0o640)
+        Signer.from_keyfile(path, read_password(None, str(secret), "keyfile"))
+    assert caplog.messages == [
+        f"the keyfile password file {secret} can be read by others than its owner (mode 0640): "
+        "chmod 600 it",
+        f"keyfile {path} can be read by others than its owner (mode 0644): chmod 600 it"]
 
 
 def test_rpc_that_is_down(tmp_path: Path) -> None:
