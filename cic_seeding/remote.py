@@ -102,22 +102,22 @@ RPC_NODE = Service(
     unavailable=RpcUnavailableError)
 METADATA_SERVER = Service(
     "the metadata server",
-    gave_up="check that the metadata server is running (CIC_META_URL) and try again; the "
+    gave_up="check that the metadata server is running (CIC_META_URL) and try again; an "
             "import resumes where it stopped",
     when_open="check that the server runs (CIC_META_URL; `cic-seed doctor` checks it), then "
-              "rerun: the import resumes where it stopped",
+              "rerun: an import resumes where it stopped",
     unavailable=MetadataUnavailableError)
 USSD_GATEWAY = Service(
     "the USSD gateway",
     gave_up="is the gateway running? (`cic-seed devnet up --ussd` starts one); a rerun resumes",
     when_open="check that it runs (CIC_USSD_URL; `cic-seed devnet up --ussd` starts one), then "
-              "rerun: the import resumes where it stopped",
+              "rerun: an import resumes where it stopped",
     unavailable=UssdUnavailableError)
 CUSTODIAL_ENGINE = Service(
     "the custodial engine",
     gave_up="are its broker (CIC_CUSTODIAL_BROKER_URL) and workers running? (`cic-seed "
             "doctor` checks them); a rerun resumes",
-    when_open="check that the engine runs (`cic-seed doctor` checks it), then rerun: the "
+    when_open="check that the engine runs (`cic-seed doctor` checks it), then rerun: an "
               "import resumes where it stopped",
     unavailable=CustodialUnavailableError)
 STATE_STORE = Service(

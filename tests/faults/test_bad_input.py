@@ -770,7 +770,7 @@ def test_a_meta_server_answering_500_is_one_line_and_a_rerun_completes(
     line = the_error_line(run.stderr)  # after the retries, or once the breaker opens
     assert line.startswith("error: ") and f"PUT {url}/" in line, line
     assert "answered 500: boom" in line and "CIC_META_URL" in line, line
-    assert line.endswith("the import resumes where it stopped"), line
+    assert line.endswith("an import resumes where it stopped"), line
     assert failures(run.stdout) == {}
     run = cli(*args, env=meta_env(meta.url, meta.token))  # the real server: nothing was lost
     assert run.returncode == 0, run

@@ -322,7 +322,7 @@ def test_meta_import_stops_with_the_breaker_line_and_a_rerun_completes(
         rf"error: the metadata server at {re.escape(failing.url)} has failed (once|\d+ times in "
         rf"a row), each time after its retries \(last: PUT {re.escape(failing.url)}/\w+ answered "
         r"503: Service Unavailable\); not calling it for \d+s; check that the server runs "
-        r"\(CIC_META_URL; `cic-seed doctor` checks it\), then rerun: the import resumes where "
+        r"\(CIC_META_URL; `cic-seed doctor` checks it\), then rerun: an import resumes where "
         r"it stopped", errors[0]), run.report()
     assert failing.count("PUT") <= concurrency * (retries + 1)
 
