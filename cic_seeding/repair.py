@@ -18,7 +18,8 @@ only, through the same idempotent paths a resumed run takes:
 
 A keyfile that does not decrypt is rewritten only when the password has been proven by
 another user's keyfile (else the password, not the keyfile, is what is wrong). Failures no
-repair can reach (a balance that differs although every payment is on the chain) are named.
+repair can reach are named: a check with no rerun, and, after the repair, a payment check that
+still fails for a user whose every payment the sync found on the chain (it moved afterwards).
 Killed at any point, a rerun of ``repair`` starts again from verify: each step is resumable.
 """
 
@@ -111,6 +112,9 @@ class RepairResult:
     plan: RepairPlan
     after: VerifyResult | None = None  # None: a dry run, or nothing to repair
     done: list[str] = field(default_factory=list)  # what each step did, one line each
+    #: "check: reason" -> users still failing a payment check after a sync that found every
+    #: payment of theirs on the chain: what differs changed after seeding; no rerun fixes it
+    unrepaired: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +134,9 @@ class RepairResult:
             lines.append("after repair: " + ("verify passes" if self.after.ok else
                                              f"{plural(_failing(self.after), 'user')} "
                                              "still failing"))
+            lines += [f"  not repairable: {why} ({n}): every payment the sync makes is on the "
+                      "chain, so what differs changed after seeding (a transfer away?)"
+                      for why, n in self.unrepaired.most_common()]
             if not self.after.ok:
                 lines.append(self.after.render_text())
         return "\n".join(lines)
@@ -202,15 +209,25 @@ def repair(settings: Settings, options: VerifyOptions | None = None, *, dry_run:
     result = RepairResult(before, plan)
     if dry_run or plan.empty:
         return result
+    paid: set[str] = set()  # targets a sync found (or made) every payment of on the chain
     for step in plan.steps:
         if report is not None:
             report(step.line())
-        result.done.append(_run(settings, step, timeout))
+        line, ok = _run(settings, step, timeout)
+        result.done.append(line)
+        if step.action == SYNC and ok:
+            paid.update(norm(u) for u in step.users)
     result.after = run_verify(settings, options)
+    for _, cid, check in _parts(result.after):
+        if REDO.get(cid, ("", None))[0] == SYNC:
+            for failure in check.failures:
+                if norm(failure.target or failure.address) in paid:
+                    result.unrepaired[f"{cid}: {failure.reason}"] += 1
     return result
 
 
-def _run(settings: Settings, step: Step, timeout: float) -> str:
+def _run(settings: Settings, step: Step, timeout: float) -> tuple[str, bool]:
+    """What the step did (one line), and whether it ended well."""
     if step.action == SYNC:
         return _pay(settings, step, timeout)
     for path in step.keyfiles:
@@ -224,14 +241,14 @@ def _run(settings: Settings, step: Step, timeout: float) -> str:
     finally:
         importer.close()
     return (f"import {step.importer}: {reopened} reopened; " + out.render_text().split("\n")[0]
-            .removeprefix(f"{step.importer}: "))
+            .removeprefix(f"{step.importer}: ")), out.ok
 
 
-def _pay(settings: Settings, step: Step, timeout: float) -> str:
+def _pay(settings: Settings, step: Step, timeout: float) -> tuple[str, bool]:
     from cic_seeding.sync.run import run_sync
     from cic_seeding.sync.syncer import SyncOptions
 
     options = SyncOptions(confirmations=settings.confirmations, batch_size=settings.batch_size,
                           retries=settings.rpc_retries, timeout=timeout)
     out = run_sync(settings, step.importer, options, recheck=[norm(u) for u in step.users])
-    return "sync " + out.render_text().split("\n")[0]
+    return out.render_text().split("\n")[0], out.ok

@@ -129,6 +129,40 @@ def test_repair_rewrites_a_deleted_keyfile_and_puts_an_overwritten_document_agai
     assert code == 0 and "nothing to repair" in out, out
 
 
+def test_repair_names_a_balance_moved_after_seeding_as_not_repairable_and_pays_nothing(
+        meta_devnet: Devnet, tmp_path: Path) -> None:
+    from cic_seeding.chain.client import ChainClient
+    from cic_seeding.chain.registry import TOKEN
+    from cic_seeding.chain.signer import Signer
+    from cic_seeding.chain.tx import Call
+    from cic_seeding.generate.keys import derive_private_key
+
+    settings = seed(meta_devnet, tmp_path / "data", 3, 1919)
+    for command in ("import", "sync"):
+        code, out, err = cli(meta_devnet, command, "eth", settings.data_dir)
+        assert code == 0, (command, out, err)
+    data = DataDir(settings.data_dir)
+    victim = list(data.users())[1]
+    network = connect(settings)  # the devnet's deployer: where the victim's tokens go
+    token = network.token(settings.token_symbol)
+    held = network.client.call(token.address, TOKEN.fn("balanceOf"), victim.address)
+    own = ChainClient(network.client.rpc, signer=Signer.from_key(
+        "0x" + derive_private_key(data.manifest().seed, victim.index).hex()),
+                      explicit_mining=True)
+    own.transact(Call(token.address, TOKEN.encode("transfer", network.client.signer.address,
+                                                   held), gas=90_000), "drain")
+    ledger_before = read_ledger(settings)
+
+    code, out, err = cli(meta_devnet, "repair", settings.data_dir)
+    assert code == 1, out + err
+    assert "sync sync" not in out
+    assert "  sync eth: done: 3/3 users paid, 0 failed" in out, out
+    assert ("  not repairable: balance: the token balance differs from the expected amount (1):"
+            " every payment the sync makes is on the chain, so what differs changed after "
+            "seeding (a transfer away?)") in out.splitlines(), out
+    assert read_ledger(settings).balances == ledger_before.balances  # nothing paid again
+
+
 def test_a_malformed_balance_costs_that_user_only(meta_devnet: Devnet, tmp_path: Path) -> None:
     settings = seed(meta_devnet, tmp_path / "data", 10, 1919)
     data = DataDir(settings.data_dir)
