@@ -137,7 +137,7 @@ def test_repair_names_a_balance_moved_after_seeding_as_not_repairable_and_pays_n
     from cic_seeding.chain.tx import Call
     from cic_seeding.generate.keys import derive_private_key
 
-    settings = seed(meta_devnet, tmp_path / "data", 3, 1919)
+    settings = seed(meta_devnet, tmp_path / "data", 3, 1717)
     for command in ("import", "sync"):
         code, out, err = cli(meta_devnet, command, "eth", settings.data_dir)
         assert code == 0, (command, out, err)
