@@ -70,6 +70,9 @@ class Outcome:
     ok: bool
     target: str | None = None
     reason: str | None = None
+    #: The target had it before this run asked (an engine answering a repeated request with
+    #: the account it made then): counted with what the run found, not with what it made.
+    existing: bool = False
 
 
 @dataclass
@@ -91,6 +94,9 @@ class ImportResult:
     transactions: dict[str, int] = field(default_factory=dict)
     #: Users the state store called confirmed that the target no longer held (imported again).
     reimported: int = 0
+    #: Where ``found_on_chain`` users were found, for the summary line (None: nowhere to look;
+    #: every user is written again, e.g. documents a server stores idempotently).
+    found_where: str | None = "already on chain"
 
     @property
     def ok(self) -> bool:
@@ -100,8 +106,9 @@ class ImportResult:
         return {**asdict(self), "ok": self.ok}
 
     def render_text(self) -> str:
-        line = (f"{self.importer}: {self.confirmed + self.found_on_chain} users imported this run "
-                f"({self.found_on_chain} already on chain), {self.done_before} before, "
+        found = f" ({self.found_on_chain} {self.found_where})" if self.found_where else ""
+        line = (f"{self.importer}: {self.confirmed + self.found_on_chain} users imported this run"
+                f"{found}, {self.done_before} before, "
                 f"{self.failed} failed, {self.left} left, {self.seconds:.1f}s")
         lines = [line]
         if self.reimported:
@@ -178,6 +185,9 @@ class Importer(abc.ABC):
     #: (it registers no keys: it works on another importer's users). The verifier reads it
     #: to tell which checks apply (``local_key``, ``custodial_key``).
     custody: ClassVar[str | None] = "sovereign"
+    #: Where a rerun finds users made before, for the summary ("already on chain"); None
+    #: when it looks nowhere and writes every user again (idempotent writes).
+    found_where: ClassVar[str | None] = "already on chain"
     #: True if the users this importer handles have an account at the USSD gateway (the
     #: verifier's ``ussd`` checks apply to them).
     ussd_accounts: ClassVar[bool] = False
@@ -289,7 +299,7 @@ class Importer(abc.ABC):
         """Import every user of the data directory not yet confirmed (at most ``limit``)."""
         started = time.monotonic()
         rows = list(self.data.users())
-        result = ImportResult(self.name, total=len(rows))
+        result = ImportResult(self.name, total=len(rows), found_where=self.found_where)
         self.store.add_users(self.name, [(r.index, r.address) for r in rows])
         done = self.store.addresses(self.name, [Status.CONFIRMED])
         if done and self.rechecks_confirmed:
@@ -398,8 +408,11 @@ class Importer(abc.ABC):
         if not subs:
             return
         outs = self._retry(lambda: self.outcomes(subs), "waiting for confirmations")
-        self.record_confirmed([(by_address[norm(o.address)], o.target) for o in outs if o.ok],
-                              result)
+        self.record_confirmed([(by_address[norm(o.address)], o.target) for o in outs
+                               if o.ok and not o.existing], result)
+        existing = [o for o in outs if o.ok and o.existing]
+        self.record_found([by_address[norm(o.address)] for o in existing],
+                          {norm(o.address): o.target for o in existing}, result)
         self._fail([(o.address, o.reason or "failed") for o in outs if not o.ok], result)
 
     # -- bookkeeping (every executor records through these) ---------------------------------

@@ -97,6 +97,7 @@ class CicEthImporter(Importer):
 
     name = "cic_eth"
     custody = "custodial"
+    found_where = "made by the engine before"  # it answers a repeated request id with those
     service = CUSTODIAL_ENGINE
     in_flight = 4
     #: Users per ``account.create_many`` task: several tasks per batch, so that several
@@ -192,7 +193,7 @@ class CicEthImporter(Importer):
         for s in submissions:
             made = targets.get(s.address)
             if made is not None and made in registered:
-                out.append(Outcome(s.address, True, checksummed(made)))
+                out.append(Outcome(s.address, True, checksummed(made), existing=made in known))
             elif made is not None:
                 out.append(Outcome(s.address, False, reason=(
                     f"the custodial engine made account {made} for user {s.address} (task "

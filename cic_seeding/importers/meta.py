@@ -81,6 +81,7 @@ class MetaImporter(Importer):
 
     name = "cic_meta"
     custody = None  # it writes documents of another importer's users
+    found_where = None  # every document is put again (the same one is a no-op on the server)
 
     def __init__(self, settings: Settings, *, client: MetaClient | None = None,
                  **kw: Any) -> None:

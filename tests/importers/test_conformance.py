@@ -218,7 +218,7 @@ def test_resume_imports_nothing_and_changes_nothing(world: World, imported: Impo
             result.failed) == (world.users, 0, 0, 0, 0)
     assert again.paths == {} and again.progress == []
     assert result.render_text().startswith(
-        f"{world.name}: 0 users imported this run (0 already on chain), {world.users} before, "
+        f"{world.name}: 0 users imported this run{_found(world, 0)}, {world.users} before, "
         "0 failed, 0 left")
     after = state()
     for what, was, now in zip(("state store", "backend", "backend totals", "backend rows",
@@ -238,8 +238,14 @@ def test_progress_is_reported_per_batch_after_the_store(world: World, imported: 
     result = imported.run.result
     assert result.confirmed + result.found_on_chain + result.failed == sum(reported)
     assert result.render_text().startswith(
-        f"{world.name}: {world.users} users imported this run (0 already on chain), 0 before, "
+        f"{world.name}: {world.users} users imported this run{_found(world, 0)}, 0 before, "
         "0 failed, 0 left")
+
+
+def _found(world: World, n: int) -> str:
+    """The summary's "(n already on chain)", as the importer words it (or not at all)."""
+    where = get_importer(world.name).found_where
+    return f" ({n} {where})" if where else ""
 
 
 # --- quarantine -----------------------------------------------------------------------------------
@@ -276,7 +282,7 @@ def test_one_broken_record_fails_that_user_only(world: World, tmp_path: Path) ->
 
 # --- kill -9 --------------------------------------------------------------------------------------
 
-SUMMARY = re.compile(r"^(\S+): (\d+) users imported this run \((\d+) already on chain\), (\d+) "
+SUMMARY = re.compile(r"^(\S+): (\d+) users imported this run(?: \((\d+) [^)]+\))?, (\d+) "
                      r"before, 0 failed, 0 left", re.M)
 
 

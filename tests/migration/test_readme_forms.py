@@ -20,6 +20,7 @@ import pytest
 from eth_utils import keccak
 
 from cic_seeding.datadir import DataDir
+from cic_seeding.importers import get_importer
 from cic_seeding.state import FUND, open_state_store
 from tests.custodial.world import (
     archived,
@@ -114,7 +115,8 @@ def test_the_cic_seed_forms_find_the_worked_example_done(old_world: OldWorld,
                                  ("ussd", "cic_ussd", CUSTODIAL)):
         directory = str(example / name)
         again = ok(old_world.cic_seed("import", importer, directory))
-        assert f"{importer}: 0 users imported this run (0 already on chain), {USERS} before" \
+        where = get_importer(importer).found_where
+        assert f"{importer}: 0 users imported this run (0 {where}), {USERS} before" \
             in again.stdout
         paid = ok(old_world.cic_seed("sync", directory, "--timeout", "120"))
         assert f"sync {importer}: done: {EVERY} users paid" in paid.stdout
