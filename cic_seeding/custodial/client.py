@@ -250,8 +250,9 @@ class CustodialClient:
         return CustodialTimeoutError(
             f"no reply from the custodial engine{about} to {tasks} {task_id} ({task}) within "
             f"{waited:.0f}s", task_id=task_id, user=user,
-            hint=f"is a worker consuming {self.describe()}? (`cic-seed devnet up --custodial`, "
-            f"or `python -m cic_devnet.custodial worker`); a rerun asks again{again}")
+            hint=f"is a worker consuming {self.describe()}? (`python -m cic_devnet.custodial "
+            "worker` starts one; a devnet whose workers died: `cic-seed devnet down`, then "
+            f"`up --custodial`); a rerun asks again{again}")
 
     # -- replies -----------------------------------------------------------------------------
     def _listen(self, wait: float) -> None:
