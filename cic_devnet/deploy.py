@@ -100,20 +100,19 @@ class _Deployer:
 def deploy_cic(client: ChainClient, options: DeployOptions | None = None) -> Deployment:
     """Deploy everything with ``client``'s signer; returns the addresses."""
     options = options or DeployOptions()
-    assert client.signer is not None
-    deployer = client.signer.address
     with client.allocator.hold():
         d = _Deployer(client, client.pending_nonce())
-        deployment = _deploy(d, deployer, options)
+        deployment = _deploy(d, options)
         d.finish()
     deployment.block = client.head()
     assert client.call(deployment.contracts["AccountsIndex"], artifact("AccountsIndex").fn(
-        "isWriter"), deployer)
+        "isWriter"), d.sender)
     return deployment
 
 
-def _deploy(d: _Deployer, deployer: str, options: DeployOptions) -> Deployment:
+def _deploy(d: _Deployer, options: DeployOptions) -> Deployment:
     """Send every transaction of the deployment (``d.finish`` waits for them)."""
+    deployer = d.sender
     unit = 10**options.decimals
     registry_abi, index_abi = artifact("Registry"), artifact("AccountsIndex")
     tokens_abi, token_abi = artifact("TokenUniqueSymbolIndex"), artifact("GiftableToken")

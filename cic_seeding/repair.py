@@ -57,6 +57,8 @@ REDO: dict[str, tuple[str, str | None]] = {
     "faucet": (SYNC, None),
     "gas": (SYNC, None),
 }
+#: The checks a sync repairs (a payment the chain does not show).
+_PAYMENT_CHECKS = frozenset(cid for cid, (action, _) in REDO.items() if action == SYNC)
 #: Order of the steps: chain importers first (new/ records the others read), then the
 #: documents, the payments and the gateway rows.
 _ORDER = {"cic_meta": 1, "ussd-pins": 3}
@@ -219,7 +221,7 @@ def repair(settings: Settings, options: VerifyOptions | None = None, *, dry_run:
             paid.update(norm(u) for u in step.users)
     result.after = run_verify(settings, options)
     for _, cid, check in _parts(result.after):
-        if REDO.get(cid, ("", None))[0] == SYNC:
+        if cid in _PAYMENT_CHECKS:
             for failure in check.failures:
                 if norm(failure.target or failure.address) in paid:
                     result.unrepaired[f"{cid}: {failure.reason}"] += 1

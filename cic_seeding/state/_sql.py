@@ -207,12 +207,14 @@ class SqlStateStore(StateStore):
         return int(self._execute(f"SELECT count(*) FROM {table} WHERE importer = ?",
                                  (importer,)).fetchone()[0])
 
-    def _user_rows(self, where: str, params: Sequence[Any], txs: bool = True
-                   ) -> list[UserState]:
+    def _user_rows(self, where: str, params: Sequence[Any], txs: bool = True,
+                   limit: int | None = None) -> list[UserState]:
         # ``where`` filters users; the transactions of the same importer are matched in Python.
+        sql = f"SELECT {_USER_COLS} FROM users WHERE {where} ORDER BY idx"
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (*params, int(limit))
         with self.transaction():
-            rows = self._execute(f"SELECT {_USER_COLS} FROM users WHERE {where} ORDER BY idx",
-                                 params).fetchall()
+            rows = self._execute(sql, params).fetchall()
             if not txs or not rows:
                 tx_rows = []
             elif len(rows) == 1:
@@ -414,10 +416,7 @@ class SqlStateStore(StateStore):
         ((count,),) = self._query(f"SELECT count(*) FROM users WHERE {where}", params)
         if not count:
             return 0, []
-        addresses = [a for (a,) in self._query(
-            f"SELECT address FROM users WHERE {where} ORDER BY idx LIMIT ?", (*params, limit))]
-        found = [self.user(importer, a) for a in addresses]
-        return int(count), [u for u in found if u is not None]
+        return int(count), self._user_rows(where, params, txs=False, limit=limit)
 
     def mark_payments_submitted(
             self, importer: str, items: Iterable[tuple[str, str, str, str, int]]) -> None:
